@@ -1,0 +1,46 @@
+"""Serve aiohttp applications on loopback sockets that are bound before the apps are built.
+
+Binding first lets a stand-in know its own URL (the IdP's issuer, say) even when the port is chosen by the
+OS (port 0), which is how tests run several sandboxes side by side.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from aiohttp import web
+
+
+def bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://{host}:{port}"
+
+
+class Served:
+    """One aiohttp application running on an already-bound socket."""
+
+    def __init__(self, app: web.Application, sock: socket.socket) -> None:
+        self.app = app
+        self.sock = sock
+        self.url = url_of(sock)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        await web.SockSite(self._runner, self.sock).start()
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()

@@ -1,0 +1,100 @@
+"""The whole sandbox: IdP, STS and Q Business wired to each other the way a company's real setup is.
+
+`Sandbox` is what `qbot sandbox` runs and what the tests start (on OS-chosen ports). The names it exposes
+(client id, role ARN, application id) are the values a bot needs in its `QBOT_*` environment: `env()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sandbox.credentials import (
+    ACCOUNT_ID,
+    ADMIN_ACCESS_KEY_ID,
+    ADMIN_SECRET_ACCESS_KEY,
+    CredentialRegistry,
+)
+from sandbox.directory import Directory, sample_directory
+from sandbox.idp import SandboxIdP
+from sandbox.qbusiness import SandboxQBusiness
+from sandbox.serving import Served, bind, url_of
+from sandbox.sts import SandboxSTS
+
+REGION = "us-east-1"
+CLIENT_ID = "qbot"
+CLIENT_SECRET = "qbot-sandbox-client-secret"
+ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/qbot-sandbox-user"
+APP_ID = "5a4db0a1-1b0e-4f43-9d5c-0e7f3b6a2c11"
+INDEX_ID = "8c0e3f52-7d4a-4c1b-b0f6-2a9e5d1c7b33"
+
+
+@dataclass
+class SandboxPorts:
+    idp: int = 3979
+    sts: int = 3980
+    q: int = 3981
+
+
+@dataclass
+class Sandbox:
+    host: str = "127.0.0.1"
+    ports: SandboxPorts = field(default_factory=SandboxPorts)
+    bot_public_url: str = "http://127.0.0.1:3978"
+    directory: Directory = field(default_factory=sample_directory)
+
+    def __post_init__(self) -> None:
+        self._socks = {
+            "idp": bind(self.host, self.ports.idp),
+            "sts": bind(self.host, self.ports.sts),
+            "q": bind(self.host, self.ports.q),
+        }
+        self.idp_url = url_of(self._socks["idp"])
+        self.sts_url = url_of(self._socks["sts"])
+        self.q_url = url_of(self._socks["q"])
+        self.credentials = CredentialRegistry()
+
+        self.idp = SandboxIdP(issuer=self.idp_url, directory=self.directory)
+        self.idp.add_client(CLIENT_ID, CLIENT_SECRET, [self.bot_public_url + "/auth/callback"])
+
+        self.sts = SandboxSTS(self.credentials)
+        self.sts.add_oidc_provider(self.idp_url, [CLIENT_ID])
+        self.sts.add_role(ROLE_ARN, issuer=self.idp_url, audience=CLIENT_ID)
+
+        self.q = SandboxQBusiness(self.credentials, region=REGION)
+        self.q.add_sample_application(APP_ID, INDEX_ID, groups=self.directory.groups())
+
+        self._served = [
+            Served(self.idp.app(), self._socks["idp"]),
+            Served(self.sts.app(), self._socks["sts"]),
+            Served(self.q.app(), self._socks["q"]),
+        ]
+
+    async def start(self) -> None:
+        for served in self._served:
+            await served.start()
+
+    async def stop(self) -> None:
+        for served in reversed(self._served):
+            await served.stop()
+
+    def env(self) -> dict[str, str]:
+        """The QBOT_* settings that point a bot at these stand-ins."""
+        return {
+            "QBOT_PUBLIC_URL": self.bot_public_url,
+            "QBOT_OIDC_ISSUER": self.idp_url,
+            "QBOT_OIDC_CLIENT_ID": CLIENT_ID,
+            "QBOT_OIDC_CLIENT_SECRET": CLIENT_SECRET,
+            "QBOT_AWS_REGION": REGION,
+            "QBOT_ROLE_ARN": ROLE_ARN,
+            "QBOT_Q_APP_ID": APP_ID,
+            "QBOT_STS_ENDPOINT_URL": self.sts_url,
+            "QBOT_Q_ENDPOINT_URL": self.q_url,
+        }
+
+    def admin_env(self) -> dict[str, str]:
+        """Static administrator credentials, for `qbot admin` against the stand-ins."""
+        return {
+            "AWS_ACCESS_KEY_ID": ADMIN_ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": ADMIN_SECRET_ACCESS_KEY,
+            "QBOT_Q_INDEX_ID": INDEX_ID,
+        }
