@@ -67,3 +67,6 @@ class CredentialRegistry:
 
     def lookup(self, access_key_id: str) -> IssuedCredentials | None:
         return self._by_key.get(access_key_id)
+
+    def all(self) -> list[IssuedCredentials]:
+        return list(self._by_key.values())
