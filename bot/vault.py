@@ -1,0 +1,212 @@
+"""The linked accounts and their cached AWS credentials, sealed in Redis.
+
+Keys (`<id>` is `ChatIdentity.key`):
+- `qbot:vault:<id>` — the `LinkedAccount` (refresh token and who it belongs to), no expiry;
+- `qbot:creds:<id>` — the cached `AwsCredentials`, expiring with the credentials.
+
+Every value is sealed by `TokenCipher` with its own Redis key as context, so Redis holds no plaintext token or
+secret, and a blob copied under another identity's key does not open. An entry that no configured key opens
+(its key was dropped from `QBOT_TOKEN_KEYS`) reads as absent: the user is asked to link again. Nothing here
+logs a token; the dataclasses keep secrets out of their `repr`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import WatchError
+
+from bot.cipher import CipherError, TokenCipher
+from bot.model import ChatIdentity
+
+log = logging.getLogger(__name__)
+
+PREFIX = "qbot:"
+
+
+@dataclass(frozen=True)
+class LinkedAccount:
+    """A chat identity's link to its IdP login: the refresh token and the verified claims at link time."""
+
+    refresh_token: str = field(repr=False)
+    email: str
+    subject: str
+    issuer: str
+    linked_at: float = field(default_factory=time.time)
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AwsCredentials:
+    """Temporary AWS credentials from STS; `expiration` is timezone-aware (UTC)."""
+
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    session_token: str = field(repr=False)
+    expiration: datetime
+
+    def seconds_left(self, now: float | None = None) -> float:
+        """Seconds until `expiration` (negative once expired)."""
+        return self.expiration.timestamp() - (time.time() if now is None else now)
+
+
+def _account_to_dict(account: LinkedAccount) -> dict[str, Any]:
+    return {
+        "r": account.refresh_token,
+        "e": account.email,
+        "s": account.subject,
+        "i": account.issuer,
+        "t": account.linked_at,
+        "g": list(account.groups),
+    }
+
+
+def _account_from_dict(data: dict[str, Any]) -> LinkedAccount:
+    return LinkedAccount(
+        refresh_token=str(data["r"]),
+        email=str(data["e"]),
+        subject=str(data["s"]),
+        issuer=str(data["i"]),
+        linked_at=float(data["t"]),
+        groups=tuple(str(g) for g in data.get("g", ())),
+    )
+
+
+class Vault:
+    """Linked accounts and cached credentials per chat identity; every value sealed, keyed by identity."""
+
+    def __init__(self, redis: Redis, cipher: TokenCipher) -> None:
+        self._redis = redis
+        self._cipher = cipher
+
+    @staticmethod
+    def account_key(identity: ChatIdentity) -> str:
+        return f"{PREFIX}vault:{identity.key}"
+
+    @staticmethod
+    def credentials_key(identity: ChatIdentity) -> str:
+        return f"{PREFIX}creds:{identity.key}"
+
+    # -- linked accounts ---------------------------------------------------------------------------------
+
+    async def store(self, identity: ChatIdentity, account: LinkedAccount) -> None:
+        """Link (or relink) `identity`. Drops its cached credentials in the same transaction: they belonged
+        to the previous login, which may have been another IdP user."""
+        key = self.account_key(identity)
+        blob = self._cipher.seal(key, _account_to_dict(account))
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(key, blob)
+            pipe.delete(self.credentials_key(identity))
+            await pipe.execute()
+
+    async def load(self, identity: ChatIdentity) -> LinkedAccount | None:
+        """The linked account, or None when not linked or when the entry no configured key opens."""
+        key = self.account_key(identity)
+        return self._open_account(identity, key, await self._redis.get(key))
+
+    async def replace_refresh_token(
+        self, identity: ChatIdentity, refresh_token: str, *, previous: str | None = None
+    ) -> bool:
+        """Store the refresh token the IdP rotated in; the rest of the account is kept.
+
+        Optimistic transaction (WATCH): never resurrects an account deleted meanwhile (returns False). With
+        `previous` (the token that was redeemed), it is a compare-and-swap: if the stored token is no longer
+        `previous` — a relink or another refresh got there first — nothing is written and it returns False.
+        """
+        key = self.account_key(identity)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    account = self._open_account(identity, key, await pipe.get(key))
+                    if account is None:
+                        await pipe.unwatch()
+                        return False
+                    if previous is not None and account.refresh_token != previous:
+                        await pipe.unwatch()
+                        return False
+                    updated = LinkedAccount(
+                        refresh_token=refresh_token,
+                        email=account.email,
+                        subject=account.subject,
+                        issuer=account.issuer,
+                        linked_at=account.linked_at,
+                        groups=account.groups,
+                    )
+                    pipe.multi()
+                    pipe.set(key, self._cipher.seal(key, _account_to_dict(updated)), keepttl=True)
+                    await pipe.execute()
+                    return True
+                except WatchError:
+                    continue  # changed between read and write: read again
+
+    async def delete(self, identity: ChatIdentity) -> LinkedAccount | None:
+        """Unlink atomically: removes the account and its cached credentials; returns the removed account
+        (so the caller can revoke its refresh token), or None if there was none it could open."""
+        key = self.account_key(identity)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.getdel(key)
+            pipe.delete(self.credentials_key(identity))
+            raw, _ = await pipe.execute()
+        return self._open_account(identity, key, raw)
+
+    def _open_account(
+        self, identity: ChatIdentity, key: str, raw: bytes | str | None
+    ) -> LinkedAccount | None:
+        if raw is None:
+            return None
+        try:
+            return _account_from_dict(self._cipher.open(key, raw))
+        except (CipherError, KeyError, TypeError, ValueError):
+            log.warning(
+                "vault entry for %s cannot be opened (key gone from QBOT_TOKEN_KEYS?); treated as not linked",
+                identity.key,
+            )
+            return None
+
+    # -- cached AWS credentials --------------------------------------------------------------------------
+
+    async def store_credentials(self, identity: ChatIdentity, creds: AwsCredentials) -> None:
+        """Cache sealed credentials; Redis expires them at `creds.expiration`. Already expired: not stored."""
+        if creds.expiration.tzinfo is None:
+            raise ValueError("AwsCredentials.expiration must be timezone-aware")
+        ttl_ms = int(creds.seconds_left() * 1000)
+        key = self.credentials_key(identity)
+        if ttl_ms <= 0:
+            await self._redis.delete(key)
+            return
+        payload = {
+            "a": creds.access_key_id,
+            "s": creds.secret_access_key,
+            "t": creds.session_token,
+            "x": creds.expiration.timestamp(),
+        }
+        await self._redis.set(key, self._cipher.seal(key, payload), px=ttl_ms)
+
+    async def load_credentials(self, identity: ChatIdentity) -> AwsCredentials | None:
+        """The cached credentials, or None when absent, expired or unreadable."""
+        key = self.credentials_key(identity)
+        raw = await self._redis.get(key)
+        if raw is None:
+            return None
+        try:
+            data = self._cipher.open(key, raw)
+            creds = AwsCredentials(
+                access_key_id=str(data["a"]),
+                secret_access_key=str(data["s"]),
+                session_token=str(data["t"]),
+                expiration=datetime.fromtimestamp(float(data["x"]), tz=UTC),
+            )
+        except (CipherError, KeyError, TypeError, ValueError):
+            log.warning("cached credentials for %s cannot be opened; ignoring them", identity.key)
+            return None
+        return creds if creds.seconds_left() > 0 else None
+
+    async def delete_credentials(self, identity: ChatIdentity) -> None:
+        """Forget the cached credentials (the next message fetches new ones)."""
+        await self._redis.delete(self.credentials_key(identity))

@@ -1,0 +1,243 @@
+"""Vault against a real Redis: sealed accounts and credentials, rotation, unlink, nothing in plaintext."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography.fernet import Fernet
+from redis.asyncio import Redis
+
+from bot.cipher import TokenCipher
+from bot.model import ChatIdentity
+from bot.vault import AwsCredentials, LinkedAccount, Vault
+
+ALICE = ChatIdentity("slack", "T1", "U-alice")
+BOB = ChatIdentity("slack", "T1", "U-bob")
+KEY_A = Fernet.generate_key().decode()
+KEY_B = Fernet.generate_key().decode()
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+def account(token: str = "rt-alice-0001", email: str = "alice@corp.example") -> LinkedAccount:
+    return LinkedAccount(
+        refresh_token=token,
+        email=email,
+        subject="sub-alice",
+        issuer="http://127.0.0.1:3979",
+        linked_at=1_700_000_000.5,
+        groups=("core-team", "everyone"),
+    )
+
+
+def credentials(minutes: float = 60, secret: str = "SECRETKEY-alice") -> AwsCredentials:
+    return AwsCredentials(
+        access_key_id="ASIAALICE",
+        secret_access_key=secret,
+        session_token="SESSIONTOKEN-alice",
+        expiration=(datetime.now(UTC) + timedelta(minutes=minutes)).replace(microsecond=0),
+    )
+
+
+async def raw(redis: Redis, key: str) -> bytes:
+    value = await redis.get(key)
+    assert isinstance(value, bytes)
+    return value
+
+
+async def everything_in(redis: Redis) -> list[bytes]:
+    """Every key and every value in the database, whatever its type."""
+    seen: list[bytes] = []
+    async for key in redis.scan_iter():
+        seen.append(key)
+        kind = await redis.type(key)
+        if kind == b"string":
+            seen.append(await raw(redis, key))
+        elif kind == b"hash":
+            for field, value in (await redis.hgetall(key)).items():
+                assert isinstance(field, bytes) and isinstance(value, bytes)
+                seen += [field, value]
+        else:
+            raise AssertionError(f"unexpected {kind!r} {key!r}")
+    return seen
+
+
+async def test_store_and_load_round_trip(redis: Redis) -> None:
+    vault = Vault(redis, TokenCipher([KEY_A]))
+    assert await vault.load(ALICE) is None
+    await vault.store(ALICE, account())
+    assert await vault.load(ALICE) == account()
+    assert await vault.load(BOB) is None
+    assert await redis.ttl(Vault.account_key(ALICE)) == -1  # a link does not expire by itself
+
+
+async def test_redis_holds_no_plaintext_secret(redis: Redis) -> None:
+    vault = Vault(redis, TokenCipher([KEY_A]))
+    await vault.store(ALICE, account("rt-PLAINTEXT-refresh"))
+    await vault.replace_refresh_token(ALICE, "rt-PLAINTEXT-rotated")
+    await vault.store_credentials(ALICE, credentials(secret="SECRET-PLAINTEXT-key"))
+    stored = await everything_in(redis)
+    assert len(stored) == 4  # two keys, two values
+    for blob in stored:
+        for secret in (b"rt-PLAINTEXT", b"SECRET-PLAINTEXT-key", b"SESSIONTOKEN-alice", b"alice@corp"):
+            assert secret not in blob
+
+
+async def test_key_rotation_reads_old_entries(redis: Redis) -> None:
+    await Vault(redis, TokenCipher([KEY_A])).store(ALICE, account())
+    await Vault(redis, TokenCipher([KEY_A])).store_credentials(ALICE, credentials())
+    rotated = Vault(redis, TokenCipher([KEY_B, KEY_A]))  # QBOT_TOKEN_KEYS="B,A"
+    assert await rotated.load(ALICE) == account()
+    assert await rotated.load_credentials(ALICE) == credentials()
+    # the next write is under B, which a deployment still on A alone cannot read
+    assert await rotated.replace_refresh_token(ALICE, "rt-alice-0002")
+    assert (await Vault(redis, TokenCipher([KEY_B])).load(ALICE)) == account("rt-alice-0002")
+
+
+async def test_undecryptable_entry_reads_as_not_linked(
+    redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    await Vault(redis, TokenCipher([KEY_A])).store(ALICE, account("rt-must-not-be-logged"))
+    dropped = Vault(redis, TokenCipher([KEY_B]))  # key A removed from QBOT_TOKEN_KEYS
+    with caplog.at_level(logging.WARNING, logger="bot.vault"):
+        assert await dropped.load(ALICE) is None
+    assert ALICE.key in caplog.text
+    assert "rt-must-not-be-logged" not in caplog.text
+    assert not await dropped.replace_refresh_token(ALICE, "rt-new")  # nothing to update
+    await dropped.store(ALICE, account("rt-relinked"))  # relinking repairs it
+    assert (await dropped.load(ALICE)) == account("rt-relinked")
+
+
+async def test_blob_copied_to_another_identity_does_not_open(redis: Redis) -> None:
+    vault = Vault(redis, TokenCipher([KEY_A]))
+    await vault.store(ALICE, account())
+    await vault.store_credentials(ALICE, credentials())
+    await redis.set(Vault.account_key(BOB), await raw(redis, Vault.account_key(ALICE)))
+    await redis.set(Vault.credentials_key(BOB), await raw(redis, Vault.credentials_key(ALICE)))
+    assert await vault.load(BOB) is None
+    assert await vault.load_credentials(BOB) is None
+
+
+async def test_replace_refresh_token_keeps_the_rest(redis: Redis) -> None:
+    vault = Vault(redis, TokenCipher([KEY_A]))
+    assert not await vault.replace_refresh_token(ALICE, "rt-x")  # never creates a link
+    assert await vault.load(ALICE) is None
+    await vault.store(ALICE, account("rt-1"))
+    assert await vault.replace_refresh_token(ALICE, "rt-2")
+    assert await vault.load(ALICE) == account("rt-2")
+    assert not await vault.replace_refresh_token(ALICE, "rt-3", previous="rt-1")  # stale: refused
+    assert await vault.replace_refresh_token(ALICE, "rt-3", previous="rt-2")
+    assert (await vault.load(ALICE)) == account("rt-3")
+
+
+async def test_concurrent_compare_and_swap_has_one_winner(redis: Redis) -> None:
+    vault = Vault(redis, TokenCipher([KEY_A]))
+    await vault.store(ALICE, account("rt-old"))
+    results = await asyncio.gather(
+        *(vault.replace_refresh_token(ALICE, f"rt-new-{i}", previous="rt-old") for i in range(10))
+    )
+    assert sum(results) == 1
+    winner = results.index(True)
+    assert (await vault.load(ALICE)) == account(f"rt-new-{winner}")
+
+
+async def test_replace_does_not_resurrect_a_deleted_link(redis: Redis) -> None:
+    vault = Vault(redis, TokenCipher([KEY_A]))
+    await vault.store(ALICE, account("rt-1"))
+    await vault.delete(ALICE)
+    assert not await vault.replace_refresh_token(ALICE, "rt-2", previous="rt-1")
+    assert await redis.exists(Vault.account_key(ALICE)) == 0
+
+
+async def test_delete_returns_the_account_and_drops_credentials(redis: Redis) -> None:
+    vault = Vault(redis, TokenCipher([KEY_A]))
+    await vault.store(ALICE, account())
+    await vault.store(BOB, account("rt-bob", "bob@corp.example"))
+    await vault.store_credentials(ALICE, credentials())
+    assert await vault.delete(ALICE) == account()
+    assert await vault.load(ALICE) is None
+    assert await vault.load_credentials(ALICE) is None
+    assert await vault.delete(ALICE) is None
+    assert await vault.load(BOB) == account("rt-bob", "bob@corp.example")
+
+
+async def test_delete_of_undecryptable_entry_still_removes_it(redis: Redis) -> None:
+    await Vault(redis, TokenCipher([KEY_A])).store(ALICE, account())
+    assert await Vault(redis, TokenCipher([KEY_B])).delete(ALICE) is None
+    assert await redis.exists(Vault.account_key(ALICE)) == 0
+
+
+async def test_relink_drops_credentials_of_the_previous_login(redis: Redis) -> None:
+    vault = Vault(redis, TokenCipher([KEY_A]))
+    await vault.store(ALICE, account())
+    await vault.store_credentials(ALICE, credentials())
+    await vault.store(ALICE, account("rt-other", "someone-else@corp.example"))
+    assert await vault.load_credentials(ALICE) is None
+
+
+async def test_credentials_round_trip_and_expire_with_them(redis: Redis) -> None:
+    vault = Vault(redis, TokenCipher([KEY_A]))
+    assert await vault.load_credentials(ALICE) is None
+    creds = credentials(minutes=60)
+    await vault.store_credentials(ALICE, creds)
+    loaded = await vault.load_credentials(ALICE)
+    assert loaded == creds
+    assert loaded is not None and loaded.expiration.tzinfo is not None
+    ttl_ms = await redis.pttl(Vault.credentials_key(ALICE))
+    assert 3_590_000 < ttl_ms <= 3_600_000
+    await vault.delete_credentials(ALICE)
+    assert await vault.load_credentials(ALICE) is None
+    assert await vault.load(ALICE) is None  # credentials alone are no link
+
+
+async def test_credentials_expire_in_redis(redis: Redis) -> None:
+    vault = Vault(redis, TokenCipher([KEY_A]))
+    soon = AwsCredentials("ASIA", "s", "t", datetime.now(UTC) + timedelta(milliseconds=150))
+    await vault.store_credentials(ALICE, soon)
+    assert await vault.load_credentials(ALICE) == soon
+    await asyncio.sleep(0.3)
+    assert await vault.load_credentials(ALICE) is None
+    assert await redis.exists(Vault.credentials_key(ALICE)) == 0
+
+
+async def test_expired_credentials_are_not_stored(redis: Redis) -> None:
+    vault = Vault(redis, TokenCipher([KEY_A]))
+    await vault.store_credentials(ALICE, credentials(minutes=60))
+    await vault.store_credentials(ALICE, credentials(minutes=-1))
+    assert await vault.load_credentials(ALICE) is None
+    assert await redis.exists(Vault.credentials_key(ALICE)) == 0
+
+
+async def test_naive_expiration_is_refused(redis: Redis) -> None:
+    vault = Vault(redis, TokenCipher([KEY_A]))
+    naive = AwsCredentials("ASIA", "s", "t", datetime.now() + timedelta(hours=1))
+    with pytest.raises(ValueError):
+        await vault.store_credentials(ALICE, naive)
+
+
+async def test_works_with_decoded_responses(redis_url: str) -> None:
+    client = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        vault = Vault(client, TokenCipher([KEY_A]))
+        await vault.store(ALICE, account())
+        await vault.store_credentials(ALICE, credentials())
+        assert await vault.load(ALICE) == account()
+        assert await vault.load_credentials(ALICE) == credentials()
+        assert await vault.replace_refresh_token(ALICE, "rt-2", previous="rt-alice-0001")
+        assert await vault.delete(ALICE) == account("rt-2")
+    finally:
+        await client.aclose()
+
+
+def test_repr_shows_no_secret() -> None:
+    text = repr(account("rt-in-repr")) + repr(credentials(secret="SECRET-in-repr"))
+    assert "rt-in-repr" not in text and "SECRET-in-repr" not in text and "SESSIONTOKEN" not in text
