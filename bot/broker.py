@@ -1,0 +1,294 @@
+"""The credential broker: valid AWS credentials, tagged with the user's email, for a chat identity.
+
+Cached credentials (in the vault) are reused until `refresh_margin_seconds` before they expire. Otherwise the
+broker refreshes at the IdP with the stored refresh token, stores the rotated refresh token at once, verifies
+the fresh id_token, and trades it at STS (AssumeRoleWithWebIdentity) for credentials it caches.
+
+Single flight per identity: within a process, concurrent callers share one in-flight task; across processes, a
+Redis lock (SET NX PX with a random token, released by compare-and-delete) lets one holder mint while the
+others poll the cache with short backoff, for a bounded time. So N simultaneous messages of one user cost one
+IdP refresh and one STS call, wherever they land.
+
+Nothing secret is logged: tokens appear only as a sha256 prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import logging
+import random
+import re
+import secrets
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING, TypeVar
+
+import boto3
+from botocore import UNSIGNED
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from redis.asyncio import Redis
+
+from bot.errors import EmailTagMissing, IdTokenInvalid, LinkExpired, NotLinked, QUnavailable
+from bot.metrics import Metrics
+from bot.model import ChatIdentity
+from bot.oidc import OidcClient
+from bot.vault import AwsCredentials, Vault
+
+if TYPE_CHECKING:
+    from mypy_boto3_sts import STSClient
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+LOCK_PREFIX = "qbot:lock:creds:"
+SESSION_NAME_UNSAFE = re.compile(r"[^\w+=,.@-]", re.ASCII)
+
+# Delete the lock only if it still holds our token: a lock that expired and was taken by another process
+# must not be released by us.
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+_STS_TRANSIENT = {
+    "Throttling", "IDPCommunicationError", "InternalFailure", "ServiceUnavailable", "RequestExpired",
+}  # fmt: skip
+
+
+def fingerprint(token: str) -> str:
+    """A log-safe handle for a secret: the first 12 hex digits of its sha256."""
+    return hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+def role_session_name(identity: ChatIdentity, email: str | None) -> str:
+    """The RoleSessionName STS records (CloudTrail shows it): the email when there is one, else a hash of
+    the chat identity; always [\\w+=,.@-]{2,64}."""
+    digest = hashlib.sha256(identity.key.encode()).hexdigest()
+    base = SESSION_NAME_UNSAFE.sub("-", email) if email else f"qbot-{digest[:16]}"
+    if len(base) > 64:
+        base = f"{base[:51]}-{digest[:12]}"
+    return base if len(base) >= 2 else f"qbot-{digest[:16]}"
+
+
+class CredentialBroker:
+    """AWS credentials per chat identity; one IdP refresh and one STS call per credential lifetime."""
+
+    def __init__(
+        self,
+        vault: Vault,
+        oidc: OidcClient,
+        redis: Redis,
+        *,
+        role_arn: str,
+        region: str,
+        sts_endpoint_url: str | None,
+        metrics: Metrics,
+        executor: Executor,
+        refresh_margin_seconds: float = 300,
+        duration_seconds: int = 3600,
+        flight_timeout_seconds: float = 30.0,
+        lock_wait_seconds: float | None = None,
+    ) -> None:
+        self._vault = vault
+        self._oidc = oidc
+        self._redis = redis
+        self._role_arn = role_arn
+        self._metrics = metrics
+        self._executor = executor
+        self._margin = refresh_margin_seconds
+        self._duration = duration_seconds
+        self._flight_timeout = flight_timeout_seconds
+        # The lock outlives the longest flight (which `flight_timeout_seconds` bounds), so two holders never
+        # overlap; a crashed holder's lock frees itself a few seconds later, within the waiters' patience.
+        self._lock_ttl_ms = int((flight_timeout_seconds + 5) * 1000)
+        self._wait_seconds = flight_timeout_seconds + 10 if lock_wait_seconds is None else lock_wait_seconds
+        # STS AssumeRoleWithWebIdentity is unsigned: no AWS credentials are looked up for this client.
+        self._sts: STSClient = boto3.session.Session().client(
+            "sts",
+            region_name=region,
+            endpoint_url=sts_endpoint_url,
+            config=Config(
+                signature_version=UNSIGNED,
+                connect_timeout=3,
+                read_timeout=10,
+                retries={"mode": "standard", "max_attempts": 3},
+                max_pool_connections=50,
+            ),
+        )
+        self._release = redis.register_script(_RELEASE)
+        self._flights: dict[str, asyncio.Task[AwsCredentials]] = {}
+
+    async def credentials(self, identity: ChatIdentity) -> AwsCredentials:
+        """Credentials valid for at least `refresh_margin_seconds` (or as long as STS grants, if shorter).
+
+        NotLinked without a link; LinkExpired (and the link is cleared) when the IdP refuses the refresh
+        token; EmailTagMissing when the id_token lacks the Email tag; IdTokenInvalid, IdentityProviderError
+        or QUnavailable when the IdP or STS fail otherwise.
+        """
+        flight = self._flights.get(identity.key)
+        if flight is None:  # (while one is in the air, joining it costs no Redis round trip)
+            cached = await self._usable_cached(identity)
+            if cached is not None:
+                return cached
+            flight = self._flights.get(identity.key)  # one may have taken off while we read the cache
+        if flight is None:
+            flight = asyncio.create_task(self._fly(identity), name=f"credentials {identity.key}")
+            self._flights[identity.key] = flight
+            flight.add_done_callback(functools.partial(self._landed, identity.key))
+        # shield: one impatient caller giving up must not cancel the flight the others wait for
+        return await asyncio.shield(flight)
+
+    async def forget(self, identity: ChatIdentity) -> None:
+        """Drop the cached credentials: the next `credentials()` mints new ones."""
+        await self._vault.delete_credentials(identity)
+
+    # -- single flight --------------------------------------------------------------------------------
+
+    def _landed(self, key: str, task: asyncio.Task[AwsCredentials]) -> None:
+        if self._flights.get(key) is task:
+            del self._flights[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: callers that all gave up must not leave a "never retrieved" warning
+
+    async def _fly(self, identity: ChatIdentity) -> AwsCredentials:
+        """Take the Redis lock and mint, or wait for the process that holds it to fill the cache."""
+        lock_key = LOCK_PREFIX + identity.key
+        token = secrets.token_hex(16)
+        deadline = time.monotonic() + self._wait_seconds
+        delay = 0.01
+        while True:
+            if await self._redis.set(lock_key, token, nx=True, px=self._lock_ttl_ms):
+                try:
+                    # the previous holder may have finished between our cache check and the lock
+                    cached = await self._usable_cached(identity)
+                    if cached is not None:
+                        return cached
+                    try:
+                        async with asyncio.timeout(self._flight_timeout):
+                            return await self._mint(identity)
+                    except TimeoutError:
+                        raise QUnavailable(
+                            "Getting your AWS credentials is taking too long. Please try again in a minute.",
+                            detail=f"minting credentials for {identity.key} took over {self._flight_timeout}s",
+                        ) from None
+                finally:
+                    await self._release(keys=[lock_key], args=[token])
+            cached = await self._usable_cached(identity)
+            if cached is not None:
+                return cached
+            if time.monotonic() >= deadline:
+                raise QUnavailable(
+                    "Getting your AWS credentials is taking too long. Please try again in a minute.",
+                    detail=f"waited {self._wait_seconds:.0f}s for the credential lock of {identity.key}",
+                )
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.2)
+
+    async def _usable_cached(self, identity: ChatIdentity) -> AwsCredentials | None:
+        cached = await self._vault.load_credentials(identity)
+        if cached is not None and cached.seconds_left() > self._margin:
+            return cached
+        return None
+
+    # -- minting --------------------------------------------------------------------------------------
+
+    async def _mint(self, identity: ChatIdentity) -> AwsCredentials:
+        account = await self._vault.load(identity)
+        if account is None:
+            raise NotLinked(detail=f"{identity.key} has no linked account")
+
+        try:
+            tokens = await self._oidc.refresh(account.refresh_token)
+        except LinkExpired:
+            self._metrics.idp_refreshes.labels("expired").inc()
+            await self._clear_dead_link(identity, account.refresh_token)
+            raise
+        except Exception:
+            self._metrics.idp_refreshes.labels("error").inc()
+            raise
+        self._metrics.idp_refreshes.labels("ok").inc()
+
+        if tokens.refresh_token and tokens.refresh_token != account.refresh_token:
+            stored = await self._vault.replace_refresh_token(
+                identity, tokens.refresh_token, previous=account.refresh_token
+            )
+            log.debug(
+                "refresh token of %s rotated %s -> %s (stored: %s)",
+                identity.key, fingerprint(account.refresh_token), fingerprint(tokens.refresh_token), stored,
+            )
+            if not stored:  # unlinked or relinked meanwhile: these tokens belong to a link that is gone
+                raise NotLinked(detail=f"{identity.key} was unlinked or relinked during the refresh")
+
+        claims = await self._oidc.verify_id_token(tokens.id_token, nonce=None)
+        if claims.subject != account.subject or claims.issuer != account.issuer:
+            raise IdTokenInvalid(detail="sub/iss: the refreshed id_token names another user than the link")
+        if claims.email_tag is None:
+            raise EmailTagMissing(detail=f"refreshed id_token of {identity.key} has no Email principal tag")
+
+        creds = await self._assume_role(identity, tokens.id_token, claims.email or claims.email_tag)
+        await self._vault.store_credentials(identity, creds)
+        return creds
+
+    async def _clear_dead_link(self, identity: ChatIdentity, refresh_token: str) -> None:
+        """Forget a link whose refresh token the IdP refused, unless it was relinked meanwhile."""
+        current = await self._vault.load(identity)
+        if current is None or current.refresh_token == refresh_token:
+            await self._vault.delete(identity)
+            log.info("link of %s expired at the IdP (refresh token %s): cleared", identity.key,
+                     fingerprint(refresh_token))
+        await self._vault.delete_credentials(identity)
+
+    async def _assume_role(self, identity: ChatIdentity, id_token: str, email: str) -> AwsCredentials:
+        call = functools.partial(
+            self._sts.assume_role_with_web_identity,
+            RoleArn=self._role_arn,
+            RoleSessionName=role_session_name(identity, email),
+            WebIdentityToken=id_token,
+            DurationSeconds=self._duration,
+        )
+        try:
+            response = await self._off_loop(call)
+        except ClientError as err:
+            error = err.response.get("Error", {})
+            code = str(error.get("Code", "Unknown"))
+            request_id = str(err.response.get("ResponseMetadata", {}).get("RequestId", ""))
+            transient = code in _STS_TRANSIENT or err.response.get("ResponseMetadata", {}).get(
+                "HTTPStatusCode", 0
+            ) >= 500
+            self._metrics.sts_calls.labels("error" if transient else "refused").inc()
+            detail = f"STS {code} for {identity.key}: {error.get('Message', '')}"
+            if transient:
+                raise QUnavailable(
+                    "AWS is not issuing credentials right now. Please try again in a minute.",
+                    detail=detail, request_id=request_id,
+                ) from None
+            raise QUnavailable(
+                f"AWS refused to issue credentials for your sign-in ({code}). "
+                "Please tell your administrator: the IAM role's trust policy or OIDC provider may be wrong.",
+                detail=detail, request_id=request_id,
+            ) from None
+        except BotoCoreError as err:
+            self._metrics.sts_calls.labels("error").inc()
+            raise QUnavailable(
+                "AWS STS cannot be reached. Please try again in a minute.",
+                detail=f"STS for {identity.key}: {type(err).__name__}",
+            ) from None
+        self._metrics.sts_calls.labels("ok").inc()
+        issued = response["Credentials"]
+        return AwsCredentials(
+            access_key_id=issued["AccessKeyId"],
+            secret_access_key=issued["SecretAccessKey"],
+            session_token=issued["SessionToken"],
+            expiration=issued["Expiration"],
+        )
+
+    async def _off_loop(self, call: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+

@@ -1,0 +1,116 @@
+"""Test helpers that link a chat identity the real way: authorize at the sandbox IdP, sign in, redeem the code.
+
+No shortcut into the IdP's memory: the helpers speak HTTP to the sandbox exactly as a browser and the bot do,
+so the tokens they produce are the ones production code would hold.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import re
+import secrets
+import ssl
+import time
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import httpx
+
+from bot.model import ChatIdentity
+from bot.oidc import IdClaims, OidcClient, TokenSet
+from bot.vault import LinkedAccount, Vault
+from sandbox.world import Sandbox
+
+_HIDDEN = re.compile(r'<input type="hidden" name="([^"]*)" value="([^"]*)">')
+_FORM_ACTION = re.compile(r'<form method="post" action="([^"]*)"')
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for every test browser: building one per httpx client costs ~40 ms."""
+    return ssl.create_default_context()
+
+
+DEFAULT_SCOPES = ("openid", "email", "profile", "offline_access")
+
+
+def oidc_client(sandbox: Sandbox, scopes: tuple[str, ...] = DEFAULT_SCOPES) -> OidcClient:
+    """An OidcClient configured like the bot from `sandbox.env()` (close it with `aclose()`)."""
+    env = sandbox.env()
+    return OidcClient(
+        env["QBOT_OIDC_ISSUER"],
+        env["QBOT_OIDC_CLIENT_ID"],
+        env["QBOT_OIDC_CLIENT_SECRET"],
+        scopes,
+        env["QBOT_PUBLIC_URL"] + "/auth/callback",
+    )
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """What the IdP redirected back with (`params`: code & state, or error), and the login's secrets."""
+
+    params: dict[str, str]
+    state: str
+    nonce: str
+    code_verifier: str
+
+    @property
+    def code(self) -> str:
+        return self.params["code"]
+
+
+async def sign_in(oidc: OidcClient, username: str = "alice") -> SignIn:
+    """Open the authorization URL, post the IdP's login form as `username`, and read the redirect."""
+    state, nonce, verifier = secrets.token_urlsafe(16), secrets.token_urlsafe(16), secrets.token_urlsafe(48)
+    url = await oidc.authorization_url(state, nonce, verifier)
+    async with httpx.AsyncClient(follow_redirects=False, timeout=10, verify=_tls()) as browser:
+        page = await browser.get(url)
+        if page.status_code == 200:
+            action = _FORM_ACTION.search(page.text)
+            assert action is not None, "the IdP's login page has no form"
+            form = {html.unescape(k): html.unescape(v) for k, v in _HIDDEN.findall(page.text)}
+            form["username"] = username
+            page = await browser.post(urljoin(url, html.unescape(action.group(1))), data=form)
+        assert page.status_code == 302, f"expected a redirect back to the bot, got HTTP {page.status_code}"
+        location = page.headers["location"]
+    assert location.startswith(oidc.redirect_uri + "?"), location
+    params = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+    assert params.get("state") == state
+    return SignIn(params, state, nonce, verifier)
+
+
+async def tokens_for(oidc: OidcClient, username: str = "alice") -> tuple[SignIn, TokenSet]:
+    """Sign in and redeem the code (the id_token is not verified yet)."""
+    login = await sign_in(oidc, username)
+    return login, await oidc.exchange_code(login.code, login.code_verifier)
+
+
+async def link_user(
+    sandbox: Sandbox,
+    vault: Vault,
+    identity: ChatIdentity,
+    username: str = "alice",
+    *,
+    oidc: OidcClient | None = None,
+) -> tuple[LinkedAccount, IdClaims]:
+    """Link `identity` to `username` through the real flow and store the link in `vault`, as /auth/callback does."""
+    client = oidc if oidc is not None else oidc_client(sandbox)
+    try:
+        login, tokens = await tokens_for(client, username)
+        claims = await client.verify_id_token(tokens.id_token, nonce=login.nonce)
+    finally:
+        if oidc is None:
+            await client.aclose()
+    assert tokens.refresh_token and claims.email
+    account = LinkedAccount(
+        refresh_token=tokens.refresh_token,
+        email=claims.email,
+        subject=claims.subject,
+        issuer=claims.issuer,
+        linked_at=time.time(),
+        groups=claims.groups,
+    )
+    await vault.store(identity, account)
+    return account, claims

@@ -1,0 +1,259 @@
+"""CredentialBroker through the real chain: sandbox IdP and STS over HTTP, a real Redis, the real vault."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from bot.broker import LOCK_PREFIX, CredentialBroker, role_session_name
+from bot.cipher import TokenCipher
+from bot.errors import EmailTagMissing, LinkExpired, NotLinked, QUnavailable
+from bot.metrics import Metrics
+from bot.model import ChatIdentity
+from bot.vault import Vault
+from sandbox.world import ROLE_ARN, Sandbox
+from tests.bot.linking import link_user, oidc_client
+
+ALICE = ChatIdentity("slack", "T0001", "U0ALICE")
+ALICE_EMAIL = "alice@example.com"
+
+
+class Process:
+    """One bot process's share of the graph: its own Redis connection, vault, OIDC client, metrics, broker."""
+
+    def __init__(self, sandbox: Sandbox, redis_url: str, cipher: TokenCipher, executor: ThreadPoolExecutor,
+                 **broker_options: Any) -> None:
+        self.redis = Redis.from_url(redis_url)
+        self.vault = Vault(self.redis, cipher)
+        self.oidc = oidc_client(sandbox)
+        self.metrics = Metrics()
+        env = sandbox.env()
+        self.broker = CredentialBroker(
+            self.vault, self.oidc, self.redis, role_arn=env["QBOT_ROLE_ARN"], region=env["QBOT_AWS_REGION"],
+            sts_endpoint_url=env["QBOT_STS_ENDPOINT_URL"], metrics=self.metrics, executor=executor,
+            **broker_options,
+        )
+
+    def count(self, metric: str, outcome: str) -> float:
+        return self.metrics.registry.get_sample_value(f"qbot_{metric}_total", {"outcome": outcome}) or 0.0
+
+    async def close(self) -> None:
+        await self.oidc.aclose()
+        await self.redis.aclose()
+
+
+@pytest.fixture
+def executor() -> Iterator[ThreadPoolExecutor]:
+    pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="test-aws")
+    yield pool
+    pool.shutdown(wait=True)
+
+
+@pytest.fixture
+async def make_process(
+    sandbox: Sandbox, redis_url: str, executor: ThreadPoolExecutor
+) -> AsyncIterator[Callable[..., Process]]:
+    cipher = TokenCipher.ephemeral()  # shared: every process of one deployment has the same keys
+    made: list[Process] = []
+
+    def make(**broker_options: Any) -> Process:
+        made.append(Process(sandbox, redis_url, cipher, executor, **broker_options))
+        return made[-1]
+
+    yield make
+    for process in made:
+        await process.close()
+
+
+@pytest.fixture
+def bot(make_process: Callable[..., Process]) -> Process:
+    return make_process()
+
+
+def issued_to(sandbox: Sandbox, access_key_id: str) -> tuple[str | None, str]:
+    """Who the STS stand-in minted these credentials for: (Email session tag, assumed-role ARN)."""
+    issued = sandbox.credentials.lookup(access_key_id)
+    assert issued is not None
+    return issued.email, issued.principal_arn
+
+
+async def test_not_linked(bot: Process) -> None:
+    with pytest.raises(NotLinked):
+        await bot.broker.credentials(ALICE)
+
+
+async def test_mints_tagged_credentials_then_reuses_them(bot: Process, sandbox: Sandbox) -> None:
+    account, _ = await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    creds = await bot.broker.credentials(ALICE)
+    assert creds.access_key_id.startswith("ASIA") and 3500 < creds.seconds_left() <= 3600
+    assert issued_to(sandbox, creds.access_key_id) == (
+        ALICE_EMAIL, f"arn:aws:sts::123456789012:assumed-role/{ROLE_ARN.rsplit('/', 1)[1]}/{ALICE_EMAIL}"
+    )
+    stored = await bot.vault.load(ALICE)
+    assert stored is not None and stored.refresh_token != account.refresh_token  # the rotated one, at once
+
+    again = await bot.broker.credentials(ALICE)
+    assert again == creds
+    assert sandbox.idp.stats.refreshes["alice"] == 1 and sandbox.sts.stats.calls[ALICE_EMAIL] == 1
+    assert bot.count("idp_refreshes", "ok") == 1 and bot.count("sts_calls", "ok") == 1
+
+
+async def test_refreshes_inside_the_margin_with_the_rotated_token(
+    make_process: Callable[..., Process], sandbox: Sandbox
+) -> None:
+    bot = make_process(duration_seconds=900, refresh_margin_seconds=1000)  # always inside the margin
+    await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    first = await bot.broker.credentials(ALICE)
+    second = await bot.broker.credentials(ALICE)  # redeems the refresh token the first call stored
+    third = await bot.broker.credentials(ALICE)
+    assert len({first.access_key_id, second.access_key_id, third.access_key_id}) == 3
+    assert 800 < third.seconds_left() <= 900
+    assert sandbox.idp.stats.refreshes["alice"] == 3 and sandbox.sts.stats.calls[ALICE_EMAIL] == 3
+
+
+async def test_forget_drops_the_cached_credentials(bot: Process, sandbox: Sandbox) -> None:
+    await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    first = await bot.broker.credentials(ALICE)
+    await bot.broker.forget(ALICE)
+    assert await bot.vault.load_credentials(ALICE) is None
+    assert (await bot.broker.credentials(ALICE)).access_key_id != first.access_key_id
+    assert sandbox.sts.stats.calls[ALICE_EMAIL] == 2
+
+
+async def test_fifty_concurrent_calls_cost_one_refresh_and_one_sts_call(bot: Process, sandbox: Sandbox) -> None:
+    await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    sandbox.sts.faults.delay_seconds = 0.1  # a slow STS piles every caller up behind the first
+    results = await asyncio.gather(*(bot.broker.credentials(ALICE) for _ in range(50)))
+    assert {creds.access_key_id for creds in results} == {results[0].access_key_id}
+    assert sandbox.idp.stats.refreshes["alice"] == 1
+    assert sandbox.sts.stats.calls[ALICE_EMAIL] == 1
+    assert await bot.redis.exists(LOCK_PREFIX + ALICE.key) == 0  # released
+
+
+async def test_two_processes_racing_cost_one_refresh_and_one_sts_call(
+    make_process: Callable[..., Process], sandbox: Sandbox
+) -> None:
+    one, two = make_process(), make_process()
+    await link_user(sandbox, one.vault, ALICE, oidc=one.oidc)
+    sandbox.sts.faults.delay_seconds = 0.1
+    calls = [process.broker.credentials(ALICE) for _ in range(25) for process in (one, two)]
+    results = await asyncio.gather(*calls)
+    assert len({creds.access_key_id for creds in results}) == 1
+    assert sandbox.idp.stats.refreshes["alice"] == 1
+    assert sandbox.sts.stats.calls[ALICE_EMAIL] == 1
+    assert one.count("sts_calls", "ok") + two.count("sts_calls", "ok") == 1
+
+
+async def test_a_crashed_holders_lock_frees_itself(bot: Process, sandbox: Sandbox) -> None:
+    await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    await bot.redis.set(LOCK_PREFIX + ALICE.key, "another-process", px=150)
+    creds = await bot.broker.credentials(ALICE)
+    assert creds.seconds_left() > 3000 and sandbox.sts.stats.calls[ALICE_EMAIL] == 1
+
+
+async def test_waiting_for_a_stuck_holder_is_bounded(make_process: Callable[..., Process], sandbox: Sandbox) -> None:
+    bot = make_process(lock_wait_seconds=0.15)
+    await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    await bot.redis.set(LOCK_PREFIX + ALICE.key, "another-process", px=10_000)
+    with pytest.raises(QUnavailable) as caught:
+        await bot.broker.credentials(ALICE)
+    assert "taking too long" in caught.value.user_message
+    assert await bot.redis.get(LOCK_PREFIX + ALICE.key) == b"another-process"  # not ours to release
+    assert sandbox.idp.stats.refreshes["alice"] == 0
+
+
+async def test_revoked_sign_in_clears_the_link(bot: Process, sandbox: Sandbox) -> None:
+    await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    await bot.broker.credentials(ALICE)
+    await bot.broker.forget(ALICE)
+    sandbox.idp.revoke_user("alice")
+    with pytest.raises(LinkExpired) as caught:
+        await bot.broker.credentials(ALICE)
+    assert "qlink" in caught.value.user_message
+    assert await bot.vault.load(ALICE) is None and await bot.vault.load_credentials(ALICE) is None
+    assert bot.count("idp_refreshes", "expired") == 1
+    with pytest.raises(NotLinked):
+        await bot.broker.credentials(ALICE)
+
+
+async def test_concurrent_callers_all_hear_link_expired(bot: Process, sandbox: Sandbox) -> None:
+    await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    sandbox.idp.revoke_user("alice")
+    results = await asyncio.gather(*(bot.broker.credentials(ALICE) for _ in range(10)), return_exceptions=True)
+    assert all(isinstance(result, LinkExpired) for result in results)
+    assert bot.count("idp_refreshes", "expired") == 1
+
+
+async def test_a_reused_refresh_token_clears_the_link(bot: Process, sandbox: Sandbox) -> None:
+    account, _ = await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    thief = oidc_client(sandbox)
+    try:
+        await thief.refresh(account.refresh_token)  # someone else redeemed the token the bot holds
+    finally:
+        await thief.aclose()
+    with pytest.raises(LinkExpired):
+        await bot.broker.credentials(ALICE)
+    assert await bot.vault.load(ALICE) is None
+
+
+async def test_missing_email_tag_keeps_the_link_and_the_rotated_token(bot: Process, sandbox: Sandbox) -> None:
+    account, _ = await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    sandbox.idp.faults.omit_aws_tags = True
+    with pytest.raises(EmailTagMissing):
+        await bot.broker.credentials(ALICE)
+    stored = await bot.vault.load(ALICE)
+    assert stored is not None and stored.refresh_token != account.refresh_token
+    assert sandbox.sts.stats.calls[ALICE_EMAIL] == 0
+    sandbox.idp.faults.omit_aws_tags = False  # the administrator fixes the IdP app: the link still works
+    assert (await bot.broker.credentials(ALICE)).access_key_id.startswith("ASIA")
+
+
+async def test_sts_refusal_is_a_clear_error(bot: Process, sandbox: Sandbox) -> None:
+    await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    sandbox.sts.faults.error_next = ["AccessDenied"]
+    with pytest.raises(QUnavailable) as caught:
+        await bot.broker.credentials(ALICE)
+    assert "AccessDenied" in caught.value.user_message and caught.value.request_id
+    assert bot.count("sts_calls", "refused") == 1
+    assert await bot.vault.load(ALICE) is not None  # the link is fine; AWS's side is not
+
+
+async def test_sts_throttling_is_retried(bot: Process, sandbox: Sandbox) -> None:
+    await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    sandbox.sts.faults.error_next = ["Throttling"]
+    assert (await bot.broker.credentials(ALICE)).access_key_id.startswith("ASIA")
+    assert sandbox.sts.stats.refusals["Throttling"] == 1 and sandbox.sts.stats.calls[ALICE_EMAIL] == 1
+
+
+async def test_no_secret_reaches_our_logs_or_messages(
+    bot: Process, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    account, _ = await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    creds = await bot.broker.credentials(ALICE)
+    rotated = await bot.vault.load(ALICE)
+    assert rotated is not None
+    sandbox.idp.revoke_user("alice")
+    await bot.broker.forget(ALICE)
+    with pytest.raises(LinkExpired) as caught:
+        await bot.broker.credentials(ALICE)
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.split(".")[0] == "bot")
+    text = ours + str(caught.value) + caught.value.detail + caught.value.user_message
+    for secret in (account.refresh_token, rotated.refresh_token, creds.secret_access_key, creds.session_token):
+        assert secret not in text
+    assert "rotated" in ours and "expired" in ours  # logged, with tokens as fingerprints
+
+
+def test_role_session_names_fit_sts() -> None:
+    assert role_session_name(ALICE, "alice@example.com") == "alice@example.com"
+    assert role_session_name(ALICE, "o'brien+x y@example.com") == "o-brien+x-y@example.com"
+    long_name = role_session_name(ALICE, "a" * 80 + "@example.com")
+    assert len(long_name) == 64 and long_name != role_session_name(ChatIdentity("web", "", "b"), "a" * 80 + "@x.y")
+    assert role_session_name(ALICE, None).startswith("qbot-")
+    assert role_session_name(ALICE, "x").startswith("qbot-")

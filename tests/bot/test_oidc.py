@@ -1,0 +1,217 @@
+"""OidcClient against the sandbox IdP over real HTTP: every refusal is driven through the IdP's fault switches."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+
+from bot.errors import IdentityProviderError, IdTokenInvalid, LinkExpired
+from bot.oidc import OidcClient
+from sandbox.world import CLIENT_ID, CLIENT_SECRET, Sandbox
+from tests.bot.linking import oidc_client, sign_in, tokens_for
+
+
+@pytest.fixture
+async def oidc(sandbox: Sandbox) -> AsyncIterator[OidcClient]:
+    client = oidc_client(sandbox)
+    yield client
+    await client.aclose()
+
+
+def _query(url: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+async def test_authorization_url_asks_for_code_with_pkce_nonce_and_consent(oidc: OidcClient, sandbox: Sandbox) -> None:
+    url = await oidc.authorization_url("the-state", "the-nonce", "v" * 50)
+    assert url.startswith(sandbox.idp_url + "/authorize?")
+    params = _query(url)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(b"v" * 50).digest()).rstrip(b"=").decode()
+    assert params == {
+        "response_type": "code",
+        "client_id": CLIENT_ID,
+        "redirect_uri": sandbox.bot_public_url + "/auth/callback",
+        "scope": "openid email profile offline_access",
+        "state": "the-state",
+        "nonce": "the-nonce",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "prompt": "consent",
+    }
+
+
+async def test_no_consent_prompt_without_offline_access(sandbox: Sandbox) -> None:
+    client = oidc_client(sandbox, scopes=("openid", "email"))
+    try:
+        params = _query(await client.authorization_url("s", "n", "v" * 50))
+    finally:
+        await client.aclose()
+    assert params["scope"] == "openid email"
+    assert "prompt" not in params
+
+
+async def test_discovery_must_name_the_configured_issuer(sandbox: Sandbox) -> None:
+    # the same server under another name: its discovery document names 127.0.0.1, not localhost
+    impostor = sandbox.idp_url.replace("127.0.0.1", "localhost")
+    client = OidcClient(impostor, CLIENT_ID, CLIENT_SECRET, ["openid"], sandbox.bot_public_url + "/auth/callback")
+    try:
+        with pytest.raises(IdentityProviderError) as caught:
+            await client.authorization_url("s", "n", "v" * 50)
+    finally:
+        await client.aclose()
+    assert "another issuer" in caught.value.user_message and "!= configured" in caught.value.detail
+
+
+async def test_unreachable_idp_is_an_identity_provider_error() -> None:
+    client = OidcClient("http://127.0.0.1:9", CLIENT_ID, CLIENT_SECRET, ["openid"], "http://127.0.0.1/cb")
+    try:
+        with pytest.raises(IdentityProviderError) as caught:
+            await client.refresh("anything")
+    finally:
+        await client.aclose()
+    assert "not" in caught.value.user_message and "anything" not in str(caught.value)
+
+
+async def test_sign_in_exchange_and_verify(oidc: OidcClient, sandbox: Sandbox) -> None:
+    login, tokens = await tokens_for(oidc, "alice")
+    assert tokens.refresh_token and tokens.access_token and tokens.expires_at
+    assert tokens.refresh_token not in repr(tokens) and tokens.id_token not in repr(tokens)
+    claims = await oidc.verify_id_token(tokens.id_token, nonce=login.nonce)
+    assert claims.subject == sandbox.idp.subject("alice")
+    assert claims.email == "alice@example.com" and claims.email_verified
+    assert claims.email_tag == "alice@example.com"
+    assert claims.name == "Alice Anders"
+    assert claims.groups == ("core-team", "engineering")
+    assert claims.issuer == sandbox.idp_url
+
+
+REFUSALS: list[tuple[str, dict[str, Any]]] = [
+    ("signature", {"sign_with_rogue_key": True}),
+    ("iss", {"id_token_claims": {"iss": "https://evil.example.com"}}),
+    ("aud", {"id_token_claims": {"aud": "someone-else"}}),
+    ("azp", {"id_token_claims": {"aud": [CLIENT_ID, "someone-else"]}}),
+    ("azp", {"id_token_claims": {"aud": [CLIENT_ID, "someone-else"], "azp": "someone-else"}}),
+    ("exp", {"id_token_claims": {"exp": int(time.time()) - 3600}}),
+    ("iat", {"id_token_claims": {"iat": int(time.time()) + 3600}}),
+    ("nonce", {"id_token_claims": {"nonce": "an-old-nonce"}}),
+    ("nonce", {"id_token_claims": {"nonce": None}}),
+    ("sub", {"id_token_claims": {"sub": None}}),
+]
+
+
+async def test_verify_refuses_each_bad_id_token(oidc: OidcClient, sandbox: Sandbox) -> None:
+    """One sandbox for all cases (its RSA key costs more than the checks): faults are reset between them."""
+    for check, faults in REFUSALS:
+        sandbox.idp.faults.reset()
+        login = await sign_in(oidc)
+        for name, value in faults.items():
+            setattr(sandbox.idp.faults, name, value)
+        tokens = await oidc.exchange_code(login.code, login.code_verifier)
+        with pytest.raises(IdTokenInvalid) as caught:
+            await oidc.verify_id_token(tokens.id_token, nonce=login.nonce)
+        assert caught.value.detail.startswith(check + ":"), (faults, caught.value.detail)
+        assert tokens.id_token not in str(caught.value)
+
+
+async def test_multiple_audiences_with_our_azp_pass(oidc: OidcClient, sandbox: Sandbox) -> None:
+    login = await sign_in(oidc)
+    sandbox.idp.faults.id_token_claims = {"aud": [CLIENT_ID, "other"], "azp": CLIENT_ID}
+    tokens = await oidc.exchange_code(login.code, login.code_verifier)
+    assert (await oidc.verify_id_token(tokens.id_token, nonce=login.nonce)).email == "alice@example.com"
+
+
+async def test_nonce_is_not_checked_when_none_is_expected(oidc: OidcClient) -> None:
+    _, tokens = await tokens_for(oidc)
+    assert (await oidc.verify_id_token(tokens.id_token, nonce=None)).subject
+
+
+async def test_a_token_signed_with_an_unpublished_key_is_refused(oidc: OidcClient, sandbox: Sandbox) -> None:
+    forger = RSAKey.generate_key(2048, parameters={"kid": "forged"}, private=True)
+    now = int(time.time())
+    claims = {"iss": sandbox.idp_url, "aud": CLIENT_ID, "sub": "x", "iat": now, "exp": now + 300}
+    forged = jwt.encode({"alg": "RS256", "kid": "forged"}, claims, forger, algorithms=["RS256"])
+    with pytest.raises(IdTokenInvalid) as caught:
+        await oidc.verify_id_token(forged, nonce=None)
+    assert caught.value.detail == "signature: signed with a key the IdP does not publish"
+
+
+async def test_garbage_is_not_a_token(oidc: OidcClient) -> None:
+    with pytest.raises(IdTokenInvalid) as caught:
+        await oidc.verify_id_token("not.a.jwt", nonce=None)
+    assert caught.value.detail.startswith("format:")
+
+
+async def test_missing_email_and_tag_are_reported_not_refused(oidc: OidcClient, sandbox: Sandbox) -> None:
+    login = await sign_in(oidc)
+    sandbox.idp.faults.omit_aws_tags = True
+    sandbox.idp.faults.omit_email = True
+    tokens = await oidc.exchange_code(login.code, login.code_verifier)
+    claims = await oidc.verify_id_token(tokens.id_token, nonce=login.nonce)
+    assert claims.email_tag is None and claims.email is None and not claims.email_verified
+
+
+async def test_exchange_refusals_carry_the_idp_error(oidc: OidcClient) -> None:
+    login = await sign_in(oidc)
+    with pytest.raises(IdentityProviderError) as caught:
+        await oidc.exchange_code(login.code, "a-different-code-verifier-" + "x" * 30)
+    assert "invalid_grant" in caught.value.user_message
+    # the code was spent by that attempt: presenting it again (even with the right verifier) is refused
+    with pytest.raises(IdentityProviderError) as caught:
+        await oidc.exchange_code(login.code, login.code_verifier)
+    assert "invalid_grant" in caught.value.user_message
+
+
+async def test_exchange_with_a_wrong_client_secret(sandbox: Sandbox) -> None:
+    client = OidcClient(sandbox.idp_url, CLIENT_ID, "wrong", ["openid", "offline_access"],
+                        sandbox.bot_public_url + "/auth/callback")
+    try:
+        login = await sign_in(client)
+        with pytest.raises(IdentityProviderError) as caught:
+            await client.exchange_code(login.code, login.code_verifier)
+    finally:
+        await client.aclose()
+    assert "invalid_client" in caught.value.user_message
+
+
+async def test_refresh_rotates_and_the_old_token_is_dead(oidc: OidcClient, sandbox: Sandbox) -> None:
+    _, first = await tokens_for(oidc)
+    assert first.refresh_token
+    second = await oidc.refresh(first.refresh_token)
+    assert second.refresh_token and second.refresh_token != first.refresh_token
+    claims = await oidc.verify_id_token(second.id_token, nonce=None)
+    assert claims.email_tag == "alice@example.com"
+    assert sandbox.idp.stats.refreshes["alice"] == 1
+    with pytest.raises(LinkExpired):
+        await oidc.refresh(first.refresh_token)
+    # reuse of a rotated token revokes the whole sign-in, the newest token included
+    with pytest.raises(LinkExpired):
+        await oidc.refresh(second.refresh_token)
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"), [("invalid_grant", LinkExpired), ("unauthorized_client", IdentityProviderError)]
+)
+async def test_refresh_refusals(oidc: OidcClient, sandbox: Sandbox, error: str, expected: type[Exception]) -> None:
+    _, tokens = await tokens_for(oidc)
+    assert tokens.refresh_token
+    sandbox.idp.faults.refresh_error = error
+    with pytest.raises(expected) as caught:
+        await oidc.refresh(tokens.refresh_token)
+    if expected is IdentityProviderError:
+        assert error in caught.value.user_message  # type: ignore[attr-defined]
+
+
+async def test_revoke_ends_the_sign_in(oidc: OidcClient) -> None:
+    _, tokens = await tokens_for(oidc)
+    assert tokens.refresh_token
+    assert await oidc.revoke(tokens.refresh_token) is True
+    with pytest.raises(LinkExpired):
+        await oidc.refresh(tokens.refresh_token)
