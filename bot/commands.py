@@ -1,0 +1,43 @@
+"""The chat commands every adapter shares, parsed once here from message text or a slash command."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Command(Enum):
+    LINK = "qlink"
+    UNLINK = "qunlink"
+    STATUS = "qstatus"
+    NEW = "qnew"
+    HELP = "help"
+
+
+_WORDS = {command.value: command for command in Command}
+
+
+def parse_command(text: str) -> Command | None:
+    """`qlink`, `/qlink` and `QLink ` are commands; empty text and unknown `/words` are HELP; else a question."""
+    stripped = text.strip()
+    if not stripped:
+        return Command.HELP
+    first, _, _rest = stripped.partition(" ")
+    word = first.lower()
+    slash = word.startswith("/")
+    word = word.lstrip("/")
+    if word in _WORDS:
+        return _WORDS[word]
+    if slash or word in ("?", "hi", "hello"):
+        return Command.HELP
+    return None
+
+
+HELP_TEXT = (
+    "Ask me anything about your company's documents; I answer with Amazon Q Business, using only what you "
+    "may read. Each thread is one conversation.\n"
+    "• qlink — link your chat account to your company sign-in (once)\n"
+    "• qstatus — show whether you are linked, and as whom\n"
+    "• qnew — start a new conversation here\n"
+    "• qunlink — forget your sign-in and conversations\n"
+    "• help — this message"
+)

@@ -1,0 +1,134 @@
+"""Settings from the `QBOT_*` environment (DESIGN.md lists the contract; defaults are in brackets there)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from bot.errors import ConfigError
+
+DEFAULT_SCOPES = ("openid", "email", "profile", "offline_access")
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, not {raw!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}")
+    return value
+
+
+def parse_token_keys(raw: str) -> tuple[str, ...]:
+    """Comma-separated Fernet keys: the first encrypts, all decrypt (so keys rotate without relinking)."""
+    keys = tuple(k.strip() for k in raw.split(",") if k.strip())
+    for position, key in enumerate(keys, 1):
+        try:
+            decoded = base64.urlsafe_b64decode(key.encode())
+        except (binascii.Error, ValueError):
+            decoded = b""
+        if len(decoded) != 32:
+            raise ConfigError(
+                f"QBOT_TOKEN_KEYS key #{position} is not 32 bytes of URL-safe base64; make one with `qbot keygen`"
+            )
+    return keys
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 3978
+    public_url: str = "http://127.0.0.1:3978"
+    redis_url: str | None = None
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_scopes: tuple[str, ...] = DEFAULT_SCOPES
+    aws_region: str = "us-east-1"
+    role_arn: str = ""
+    q_app_id: str = ""
+    sts_endpoint_url: str | None = None
+    q_endpoint_url: str | None = None
+    token_keys: tuple[str, ...] = ()
+    link_ttl_seconds: int = 600
+    require_email_match: bool = True
+    channel_reply_mode: str = "thread"
+    conversation_ttl_seconds: int = 7 * 24 * 3600
+    q_max_concurrency: int = 200
+    redis_max_connections: int = 64
+    session_secret: str = ""
+    extra: Mapping[str, str] = field(default_factory=dict)  # the adapters' own QBOT_* variables
+
+    @property
+    def redirect_uri(self) -> str:
+        return self.public_url.rstrip("/") + "/auth/callback"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        mode = env.get("QBOT_CHANNEL_REPLY_MODE", "thread") or "thread"
+        if mode not in ("thread", "ephemeral"):
+            raise ConfigError(f"QBOT_CHANNEL_REPLY_MODE must be thread or ephemeral, not {mode!r}")
+        scopes = tuple((env.get("QBOT_OIDC_SCOPES") or " ".join(DEFAULT_SCOPES)).split())
+        if "openid" not in scopes:
+            raise ConfigError("QBOT_OIDC_SCOPES must include openid")
+        return cls(
+            host=env.get("QBOT_HOST") or "127.0.0.1",
+            port=_int(env, "QBOT_PORT", 3978, minimum=0),
+            public_url=(env.get("QBOT_PUBLIC_URL") or "http://127.0.0.1:3978").rstrip("/"),
+            redis_url=env.get("QBOT_REDIS_URL") or None,
+            oidc_issuer=(env.get("QBOT_OIDC_ISSUER") or "").rstrip("/"),
+            oidc_client_id=env.get("QBOT_OIDC_CLIENT_ID", ""),
+            oidc_client_secret=env.get("QBOT_OIDC_CLIENT_SECRET", ""),
+            oidc_scopes=scopes,
+            aws_region=env.get("QBOT_AWS_REGION") or "us-east-1",
+            role_arn=env.get("QBOT_ROLE_ARN", ""),
+            q_app_id=env.get("QBOT_Q_APP_ID", ""),
+            sts_endpoint_url=env.get("QBOT_STS_ENDPOINT_URL") or None,
+            q_endpoint_url=env.get("QBOT_Q_ENDPOINT_URL") or None,
+            token_keys=parse_token_keys(env.get("QBOT_TOKEN_KEYS", "")),
+            link_ttl_seconds=_int(env, "QBOT_LINK_TTL_SECONDS", 600),
+            require_email_match=_bool(env, "QBOT_REQUIRE_EMAIL_MATCH", True),
+            channel_reply_mode=mode,
+            conversation_ttl_seconds=_int(env, "QBOT_CONVERSATION_TTL_SECONDS", 7 * 24 * 3600),
+            q_max_concurrency=_int(env, "QBOT_Q_MAX_CONCURRENCY", 200),
+            redis_max_connections=_int(env, "QBOT_REDIS_MAX_CONNECTIONS", 64),
+            session_secret=env.get("QBOT_SESSION_SECRET", ""),
+            extra={k: v for k, v in env.items() if k.startswith("QBOT_")},
+        )
+
+    def check_complete(self) -> None:
+        """Fail fast, naming every missing setting, before `qbot serve` accepts traffic."""
+        required = {
+            "QBOT_OIDC_ISSUER": self.oidc_issuer,
+            "QBOT_OIDC_CLIENT_ID": self.oidc_client_id,
+            "QBOT_ROLE_ARN": self.role_arn,
+            "QBOT_Q_APP_ID": self.q_app_id,
+            "QBOT_TOKEN_KEYS": ",".join(self.token_keys),
+        }
+        missing = [name for name, value in required.items() if not value]
+        if missing:
+            raise ConfigError("missing configuration: " + ", ".join(missing))
+        if not self.role_arn.startswith("arn:aws") or ":role/" not in self.role_arn:
+            raise ConfigError(f"QBOT_ROLE_ARN is not an IAM role ARN: {self.role_arn!r}")
+        if len(self.q_app_id) != 36:
+            raise ConfigError("QBOT_Q_APP_ID must be the 36-character application id")
+        if not self.public_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+            raise ConfigError("QBOT_PUBLIC_URL must be https:// (plain http only on loopback, for testing)")

@@ -1,0 +1,292 @@
+"""The core every adapter calls: commands, questions, feedback, and the two halves of the account link.
+
+Adapters hand in neutral `IncomingMessage`s and render the `Reply` they get back; they never see tokens,
+credentials or Q Business. All user-facing failures arrive as `Notice`s with the domain error's text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from bot.broker import CredentialBroker
+from bot.commands import HELP_TEXT, Command, parse_command
+from bot.config import Settings
+from bot.conversations import Conversations
+from bot.errors import (
+    EmailMismatch,
+    EmailTagMissing,
+    IdentityProviderError,
+    IdTokenInvalid,
+    LoginStateInvalid,
+    NotLinked,
+    NotYourConversation,
+    QBotError,
+    QUnavailable,
+)
+from bot.links import LinkTokens, LoginStates, PendingLink
+from bot.metrics import Metrics
+from bot.model import Answer, ChatIdentity, IncomingMessage, Notice, NoticeKind, Reply, Usefulness
+from bot.oidc import OidcClient
+from bot.qbusiness import ConversationGone, QBusinessClient
+from bot.vault import LinkedAccount, Vault
+
+log = logging.getLogger(__name__)
+
+LinkedListener = Callable[[ChatIdentity, str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class LinkResult:
+    identity: ChatIdentity
+    email: str
+    return_to: str | None
+
+
+def _fingerprint(value: str) -> str:
+    """A short, non-reversible tag for logs: never log a token itself."""
+    return hashlib.sha256(value.encode()).hexdigest()[:12]
+
+
+class Core:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        vault: Vault,
+        links: LinkTokens,
+        login_states: LoginStates,
+        conversations: Conversations,
+        oidc: OidcClient,
+        broker: CredentialBroker,
+        q: QBusinessClient,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.vault = vault
+        self.links = links
+        self.login_states = login_states
+        self.conversations = conversations
+        self.oidc = oidc
+        self.broker = broker
+        self.q = q
+        self.metrics = metrics
+        self._linked_listeners: dict[str, LinkedListener] = {}
+
+    def on_linked(self, platform: str, listener: LinkedListener) -> None:
+        """An adapter asks to be told when one of its users finishes linking (to confirm it in chat)."""
+        self._linked_listeners[platform] = listener
+
+    # -- messages ---------------------------------------------------------------------------------
+
+    async def handle(self, message: IncomingMessage) -> Reply:
+        command = parse_command(message.text)
+        platform = message.identity.platform
+        try:
+            if command is None:
+                reply: Reply = await self._answer(message)
+            else:
+                reply = await self.run_command(command, message)
+        except NotLinked as exc:
+            reply = Notice(NoticeKind.NOT_LINKED, exc.user_message, private=True)
+        except QBotError as exc:
+            reply = self._error_notice(exc)
+        outcome = "answered" if isinstance(reply, Answer) else reply.kind.value
+        self.metrics.messages.labels(platform, outcome).inc()
+        return reply
+
+    def _error_notice(self, exc: QBotError) -> Notice:
+        log.warning("%s: %s", type(exc).__name__, exc.detail or exc.user_message)
+        text = exc.user_message
+        details: dict[str, str] = {}
+        if isinstance(exc, QUnavailable) and exc.request_id:
+            text = f"{text} (request id {exc.request_id})"
+            details["request_id"] = exc.request_id
+        return Notice(NoticeKind.ERROR, text, details=details)
+
+    async def _answer(self, message: IncomingMessage) -> Answer:
+        started = time.perf_counter()
+        identity = message.identity
+        credentials = await self.broker.credentials(identity)
+        conversation = await self.conversations.get(identity, message.channel, message.thread)
+        client_token = self._client_token(message)
+        try:
+            answer = await self.q.chat(
+                credentials, text=message.text, conversation=conversation, files=message.files,
+                client_token=client_token,
+            )
+        except ConversationGone:
+            # Q forgot the conversation (expired or deleted): start afresh and answer anyway.
+            await self.conversations.forget(identity, message.channel, message.thread)
+            answer = await self.q.chat(
+                credentials, text=message.text, conversation=None, files=message.files,
+                client_token=self._client_token(message, fresh=True),
+            )
+        await self.conversations.save(
+            identity, message.channel, message.thread, answer.conversation_id, answer.message_id
+        )
+        self.metrics.answer_latency.observe(time.perf_counter() - started)
+        return answer
+
+    @staticmethod
+    def _client_token(message: IncomingMessage, *, fresh: bool = False) -> str:
+        """Derived from the platform's message id: a redelivered message maps to the same Q turn."""
+        basis = f"{message.identity.key}|{message.channel}|{message.message_id}|{'new' if fresh else ''}"
+        return hashlib.sha256(basis.encode()).hexdigest()[:64]
+
+    # -- commands ---------------------------------------------------------------------------------
+
+    async def run_command(self, command: Command, message: IncomingMessage) -> Notice:
+        identity = message.identity
+        if command is Command.LINK:
+            return await self.create_link(identity, message.profile_email)
+        if command is Command.UNLINK:
+            return await self.unlink(identity)
+        if command is Command.STATUS:
+            return await self.status(identity)
+        if command is Command.NEW:
+            await self.conversations.forget(identity, message.channel, message.thread)
+            return Notice(NoticeKind.INFO, "Started a new conversation. Ask away.")
+        return Notice(NoticeKind.INFO, HELP_TEXT)
+
+    async def create_link(
+        self, identity: ChatIdentity, profile_email: str | None, *, return_to: str | None = None
+    ) -> Notice:
+        token = await self.links.create(
+            PendingLink(identity=identity, profile_email=profile_email, return_to=return_to, created_at=time.time())
+        )
+        url = f"{self.settings.public_url}/auth/start?t={token}"
+        minutes = max(1, self.settings.link_ttl_seconds // 60)
+        text = (
+            f"Open this link within {minutes} minutes to sign in with your company account. "
+            "It works once and is only for you: don't share it."
+        )
+        return Notice(NoticeKind.LINK, text, url=url, private=True)
+
+    async def unlink(self, identity: ChatIdentity) -> Notice:
+        account = await self.vault.delete(identity)
+        await self.vault.delete_credentials(identity)
+        await self.conversations.forget_all(identity)
+        if account is None:
+            return Notice(NoticeKind.INFO, "You weren't linked. Nothing to forget.", private=True)
+        try:
+            await self.oidc.revoke(account.refresh_token)
+        except QBotError as exc:  # the link is gone here either way; the IdP token expires on its own
+            log.warning("revocation failed for %s: %s", identity.key, exc.detail)
+        self.metrics.links.labels("unlinked").inc()
+        return Notice(
+            NoticeKind.INFO, f"Unlinked {account.email}. Your sign-in and conversations are forgotten.", private=True
+        )
+
+    async def status(self, identity: ChatIdentity) -> Notice:
+        account = await self.vault.load(identity)
+        if account is None:
+            return Notice(NoticeKind.NOT_LINKED, "You aren't linked. Run qlink to sign in once.", private=True)
+        since = time.strftime("%Y-%m-%d", time.gmtime(account.linked_at))
+        return Notice(NoticeKind.INFO, f"Linked as {account.email} since {since}.", private=True)
+
+    # -- feedback ---------------------------------------------------------------------------------
+
+    async def feedback(
+        self, identity: ChatIdentity, conversation_id: str, message_id: str, usefulness: Usefulness
+    ) -> None:
+        """Rate an answer: only the identity that owns the conversation may (NotYourConversation otherwise)."""
+        if await self.conversations.owner(conversation_id) != identity.key:
+            raise NotYourConversation(detail=f"{identity.key} rated conversation {conversation_id}")
+        credentials = await self.broker.credentials(identity)
+        await self.q.feedback(credentials, conversation_id, message_id, usefulness)
+
+    # -- the account link ---------------------------------------------------------------------------
+
+    async def start_login(self, link_token: str) -> str:
+        """Consume the one-time link (single use) and return the IdP authorization URL to redirect to."""
+        pending = await self.links.consume(link_token)
+        nonce = secrets.token_urlsafe(24)
+        code_verifier = secrets.token_urlsafe(64)
+        state = await self.login_states.create(pending, nonce, code_verifier)
+        return await self.oidc.authorization_url(state, nonce, code_verifier)
+
+    async def finish_login(self, params: Mapping[str, str]) -> LinkResult:
+        """Handle the IdP's redirect. Any failure raises a domain error and stores nothing."""
+        state = params.get("state", "")
+        if not state:
+            raise LoginStateInvalid(detail="callback without state")
+        login = await self.login_states.consume(state)
+        if "error" in params:
+            description = params.get("error_description") or params["error"]
+            self.metrics.links.labels("idp_error").inc()
+            raise IdentityProviderError(
+                f"The sign-in service refused the login: {description[:200]}. Run qlink to try again.",
+                detail=f"authorize error {params['error']}",
+            )
+        code = params.get("code", "")
+        if not code:
+            raise IdentityProviderError("The sign-in service sent no authorization code. Run qlink again.")
+        tokens = await self.oidc.exchange_code(code, login.code_verifier)
+        try:
+            claims = await self.oidc.verify_id_token(tokens.id_token, nonce=login.nonce)
+            if not claims.email:
+                raise IdTokenInvalid(
+                    "Your sign-in has no email address, which Amazon Q needs. Ask your administrator.",
+                    detail="id_token without email",
+                )
+            if not claims.email_verified:
+                raise IdTokenInvalid(
+                    "Your sign-in's email address is not verified. Ask your administrator.",
+                    detail="email_verified is false",
+                )
+            if not claims.email_tag:
+                raise EmailTagMissing(detail="id_token without the Email principal tag")
+            expected = login.pending.profile_email
+            if (
+                self.settings.require_email_match
+                and expected
+                and claims.email.lower() != expected.lower()
+            ):
+                raise EmailMismatch(
+                    f"You signed in as {claims.email}, but your chat profile says {expected}. "
+                    "Sign in with your own account: run qlink again for a new link.",
+                    detail="email mismatch",
+                )
+            if not tokens.refresh_token:
+                raise IdentityProviderError(
+                    "The sign-in service issued no refresh token, so qbot cannot act for you later. "
+                    "Ask your administrator to allow offline_access for the qbot app.",
+                    detail="no refresh token",
+                )
+        except QBotError:
+            self.metrics.links.labels("refused").inc()
+            if tokens.refresh_token:
+                await self._revoke_quietly(tokens.refresh_token)
+            raise
+        identity = login.pending.identity
+        await self.vault.store(
+            identity,
+            LinkedAccount(
+                refresh_token=tokens.refresh_token,
+                email=claims.email,
+                subject=claims.subject,
+                issuer=claims.issuer,
+                linked_at=time.time(),
+                groups=claims.groups,
+            ),
+        )
+        self.metrics.links.labels("linked").inc()
+        log.info("linked %s as %s (refresh token %s)", identity.key, claims.email, _fingerprint(tokens.refresh_token))
+        listener = self._linked_listeners.get(identity.platform)
+        if listener is not None:
+            try:
+                await listener(identity, claims.email)
+            except Exception:  # the link stands even if the chat confirmation cannot be sent
+                log.exception("could not confirm the link to %s in chat", identity.key)
+        return LinkResult(identity, claims.email, login.pending.return_to)
+
+    async def _revoke_quietly(self, refresh_token: str) -> None:
+        try:
+            await self.oidc.revoke(refresh_token)
+        except QBotError as exc:
+            log.warning("revocation of a refused login's token failed: %s", exc.detail)

@@ -1,0 +1,79 @@
+"""Domain errors. Each carries the short, actionable text a chat user sees; adapters never invent one."""
+
+from __future__ import annotations
+
+
+class QBotError(Exception):
+    """Base class: `user_message` is safe to show the chat user (no secrets, no stack trace)."""
+
+    user_message = "Something went wrong on our side. Please try again in a minute."
+
+    def __init__(self, user_message: str | None = None, *, detail: str = "") -> None:
+        if user_message is not None:
+            self.user_message = user_message
+        self.detail = detail  # for logs only; never contains a secret
+        super().__init__(detail or self.user_message)
+
+
+class NotLinked(QBotError):
+    user_message = "You haven't linked your account yet. Run qlink to sign in once; then ask again."
+
+
+class LinkExpired(QBotError):
+    user_message = "Your sign-in has expired or was revoked. Run qlink to link your account again."
+
+
+class LinkTokenInvalid(QBotError):
+    user_message = "This sign-in link is invalid, expired or already used. Run qlink again for a new one."
+
+
+class LoginStateInvalid(QBotError):
+    user_message = "This sign-in attempt is invalid, expired or already finished. Run qlink again."
+
+
+class IdentityProviderError(QBotError):
+    user_message = "The sign-in service refused the login."
+
+
+class IdTokenInvalid(QBotError):
+    user_message = "The sign-in service returned an identity we could not verify. Run qlink again."
+
+
+class EmailTagMissing(QBotError):
+    user_message = (
+        "Your sign-in carries no email tag for AWS, so Amazon Q cannot know who you are. "
+        "Ask your administrator to add the https://aws.amazon.com/tags claim to the IdP app."
+    )
+
+
+class EmailMismatch(QBotError):
+    user_message = (
+        "You signed in as a different person than your chat profile says. "
+        "Sign in with your own account; run qlink again for a new link."
+    )
+
+
+class NotYourConversation(QBotError):
+    user_message = "Only the person who asked can rate this answer."
+
+
+class QUnavailable(QBotError):
+    user_message = "Amazon Q is not answering right now. Please try again in a minute."
+
+    def __init__(self, user_message: str | None = None, *, detail: str = "", request_id: str = "") -> None:
+        super().__init__(user_message, detail=detail)
+        self.request_id = request_id
+
+
+class QThrottled(QUnavailable):
+    user_message = "Amazon Q is busy right now. Please try again in a minute."
+
+
+class QRefused(QBotError):
+    """Q Business refused the request for a reason the user can act on (access, license, validation)."""
+
+    user_message = "Amazon Q refused the request."
+
+
+class ConfigError(QBotError):
+    """Missing or contradictory configuration: raised at start-up, shown to the operator."""

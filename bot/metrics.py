@@ -1,0 +1,33 @@
+"""Prometheus metrics, on a registry of their own per bot (so tests can build several bots in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.messages = Counter(
+            "qbot_messages", "Chat messages handled", ["platform", "outcome"], registry=self.registry
+        )
+        self.answer_latency = Histogram(
+            "qbot_answer_latency_seconds",
+            "From receiving a question to having its answer",
+            registry=self.registry,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60),
+        )
+        self.chatsync_errors = Counter(
+            "qbot_chatsync_errors", "ChatSync calls that failed, by AWS error code", ["code"],
+            registry=self.registry,
+        )
+        self.idp_refreshes = Counter(
+            "qbot_idp_refreshes", "Refresh-token grants at the IdP", ["outcome"], registry=self.registry
+        )
+        self.sts_calls = Counter(
+            "qbot_sts_calls", "STS AssumeRoleWithWebIdentity calls", ["outcome"], registry=self.registry
+        )
+        self.links = Counter("qbot_links", "Account links, by outcome", ["outcome"], registry=self.registry)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

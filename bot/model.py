@@ -1,0 +1,92 @@
+"""The neutral types adapters translate to and from. Nothing here knows a chat platform's wire format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from urllib.parse import quote
+
+
+@dataclass(frozen=True)
+class ChatIdentity:
+    """Who is asking: a user of one chat platform, within one workspace or tenant."""
+
+    platform: str  # "slack", "teams", "web"
+    tenant: str  # Slack team id, Teams tenant id; "" where the platform has none
+    user: str  # the platform's stable user id
+
+    @property
+    def key(self) -> str:
+        """A Redis-safe, unambiguous key: components are percent-encoded, so no ':' can collide."""
+        return ":".join(quote(part, safe="") for part in (self.platform, self.tenant, self.user))
+
+
+@dataclass(frozen=True)
+class ChatFile:
+    """A file the user sent with the message, already downloaded by the adapter (or too large to be)."""
+
+    name: str
+    data: bytes
+    mime_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    identity: ChatIdentity
+    text: str
+    channel: str  # the conversation container: DM, channel or group chat id
+    thread: str  # the thread (Slack thread_ts, Teams reply chain); one Q conversation per (user, thread)
+    message_id: str  # the platform's id of this message: retries of it map to one Q turn
+    files: tuple[ChatFile, ...] = ()
+    profile_email: str | None = None  # the chat profile's email, when the platform tells it
+
+
+@dataclass(frozen=True)
+class Source:
+    number: int
+    title: str
+    url: str | None
+    snippet: str = ""
+
+
+@dataclass(frozen=True)
+class FailedAttachment:
+    name: str
+    error: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Q Business's reply, in markdown, with numbered sources; the ids let feedback find the turn."""
+
+    text: str
+    sources: tuple[Source, ...]
+    conversation_id: str
+    message_id: str
+    failed_attachments: tuple[FailedAttachment, ...] = ()
+
+
+class NoticeKind(Enum):
+    INFO = "info"
+    LINK = "link"  # carries a one-time sign-in URL: show it to its owner only
+    NOT_LINKED = "not_linked"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A reply that is not an answer: command results, prompts and errors, with the text users see."""
+
+    kind: NoticeKind
+    text: str
+    url: str | None = None
+    private: bool = False  # adapters show private notices to the asker only (ephemeral, 1:1)
+    details: dict[str, str] = field(default_factory=dict)
+
+
+Reply = Answer | Notice
+
+
+class Usefulness(Enum):
+    USEFUL = "USEFUL"
+    NOT_USEFUL = "NOT_USEFUL"

@@ -1,0 +1,3 @@
+from qbot.cli import main
+
+raise SystemExit(main())

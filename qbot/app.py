@@ -1,0 +1,123 @@
+"""The composition root: builds Redis, stores, OIDC client, broker, Q client, core and adapters, explicitly.
+
+Tests build the same graph with the sandbox's endpoints; nothing here is a module-level singleton.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import httpx
+from aiohttp import web
+from redis.asyncio import BlockingConnectionPool, Redis
+
+from bot.auth_routes import auth_routes
+from bot.broker import CredentialBroker
+from bot.cipher import TokenCipher
+from bot.config import Settings
+from bot.conversations import Conversations
+from bot.core import Core
+from bot.health import health_routes
+from bot.links import LinkTokens, LoginStates
+from bot.metrics import Metrics
+from bot.oidc import OidcClient
+from bot.ports import Adapter
+from bot.qbusiness import QBusinessClient
+from bot.vault import Vault
+
+log = logging.getLogger(__name__)
+
+AdapterFactory = Callable[[Core, Settings], Adapter | None]
+
+
+@dataclass
+class BotGraph:
+    """Everything `build_app` made, for tests and benchmarks that look inside."""
+
+    settings: Settings
+    redis: Redis
+    core: Core
+    metrics: Metrics
+    adapters: list[Adapter]
+
+
+GRAPH = web.AppKey("graph", BotGraph)
+
+
+def session_secret(settings: Settings) -> bytes:
+    """The web console's cookie key: QBOT_SESSION_SECRET, or derived from the first token key."""
+    if settings.session_secret:
+        return settings.session_secret.encode()
+    return hmac.new(settings.token_keys[0].encode(), b"qbot web session", hashlib.sha256).digest()
+
+
+def default_adapters() -> list[AdapterFactory]:
+    from adapters.web.console import web_console
+
+    return [web_console]
+
+
+def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) -> web.Application:
+    if not settings.redis_url:
+        raise ValueError("build_app needs settings.redis_url (qbot serve starts an embedded Redis when unset)")
+    metrics = Metrics()
+    # A blocking pool waits for a free connection under bursts instead of failing (redis-py's default raises).
+    redis = Redis.from_pool(
+        BlockingConnectionPool.from_url(settings.redis_url, max_connections=settings.redis_max_connections, timeout=10)
+    )
+    cipher = TokenCipher(settings.token_keys)
+    executor = ThreadPoolExecutor(max_workers=settings.q_max_concurrency + 8, thread_name_prefix="aws")
+    http = httpx.AsyncClient(timeout=httpx.Timeout(15.0))
+    vault = Vault(redis, cipher)
+    oidc = OidcClient(
+        settings.oidc_issuer, settings.oidc_client_id, settings.oidc_client_secret,
+        list(settings.oidc_scopes), settings.redirect_uri, http=http,
+    )
+    broker = CredentialBroker(
+        vault, oidc, redis, role_arn=settings.role_arn, region=settings.aws_region,
+        sts_endpoint_url=settings.sts_endpoint_url, metrics=metrics, executor=executor,
+    )
+    q = QBusinessClient(
+        app_id=settings.q_app_id, region=settings.aws_region, endpoint_url=settings.q_endpoint_url,
+        executor=executor, max_concurrency=settings.q_max_concurrency, metrics=metrics,
+    )
+    core = Core(
+        settings,
+        vault=vault,
+        links=LinkTokens(redis, settings.link_ttl_seconds),
+        login_states=LoginStates(redis, cipher),
+        conversations=Conversations(redis, settings.conversation_ttl_seconds),
+        oidc=oidc,
+        broker=broker,
+        q=q,
+        metrics=metrics,
+    )
+    app = web.Application()
+    app.add_routes(health_routes(redis, metrics))
+    app.add_routes(auth_routes(core))
+    built: list[Adapter] = []
+    for factory in adapters if adapters is not None else default_adapters():
+        adapter = factory(core, settings)
+        if adapter is not None:
+            app.add_routes(adapter.routes())
+            built.append(adapter)
+    app[GRAPH] = BotGraph(settings, redis, core, metrics, built)
+
+    async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        for adapter in built:
+            await adapter.start()
+        yield
+        for adapter in reversed(built):
+            await adapter.stop()
+        await oidc.aclose()
+        await http.aclose()
+        await redis.aclose()
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

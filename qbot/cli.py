@@ -1,0 +1,146 @@
+"""`qbot` — the command line of the external contract (DESIGN.md): serve, sandbox, keygen, admin, doctor."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from cryptography.fernet import Fernet
+
+from bot.embedded_redis import EmbeddedRedis
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+
+DEFAULT_PORTS = (3978, 3979, 3980, 3981)
+
+
+def _ports(value: str) -> tuple[int, int, int, int]:
+    parts = value.split(",")
+    if len(parts) != 4 or not all(p.strip().isdigit() for p in parts):
+        raise argparse.ArgumentTypeError("expected four ports: BOT,IDP,STS,Q (e.g. 3978,3979,3980,3981)")
+    bot, idp, sts, q = (int(p) for p in parts)
+    return bot, idp, sts, q
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qbot", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the bot with the configuration from the environment")
+    sandbox = commands.add_parser("sandbox", help="run everything locally with no cloud or chat account")
+    sandbox.add_argument("--ports", type=_ports, default=DEFAULT_PORTS, metavar="BOT,IDP,STS,Q")
+    sandbox.add_argument("--no-bot", action="store_true", help="run only the stand-ins and Redis")
+    sandbox.add_argument("--env-file", default="sandbox.env", help="where to write the QBOT_* lines")
+    commands.add_parser("keygen", help="print a new QBOT_TOKEN_KEYS key (32 random bytes, URL-safe base64)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # These libraries log tokens and credentials at DEBUG: never let them, whatever the root level.
+    for noisy in ("botocore", "boto3", "urllib3", "authlib", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    if args.command == "keygen":
+        print(Fernet.generate_key().decode())
+        return 0
+    if args.command == "sandbox":
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_sandbox(args.ports, no_bot=args.no_bot, env_file=Path(args.env_file)))
+        return 0
+    if args.command == "serve":
+        return serve(dict(os.environ))
+    return 2
+
+
+def serve(env: dict[str, str]) -> int:
+    from bot.config import Settings
+    from bot.errors import ConfigError
+
+    try:
+        settings = Settings.from_env(env)
+        settings.check_complete()
+    except ConfigError as exc:
+        print(f"qbot serve: {exc}", file=sys.stderr)
+        return 2
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(settings))
+    return 0
+
+
+async def _serve(settings: Settings) -> None:
+    from qbot.app import build_app
+
+    redis: EmbeddedRedis | None = None
+    if not settings.redis_url:
+        redis = EmbeddedRedis().start()
+        logging.getLogger("qbot").warning(
+            "QBOT_REDIS_URL is unset: using an embedded, non-persistent Redis at %s", redis.url
+        )
+        settings = dataclasses.replace(settings, redis_url=redis.url)
+    runner = web.AppRunner(build_app(settings), access_log=None)
+    try:
+        await runner.setup()
+        await web.TCPSite(runner, settings.host, settings.port).start()
+        print(f"qbot listening on http://{settings.host}:{settings.port} (public URL {settings.public_url})")
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+        if redis is not None:
+            redis.stop()
+
+
+def write_env_file(path: Path, env: dict[str, str]) -> None:
+    path.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
+
+
+async def run_sandbox(ports: tuple[int, int, int, int], *, no_bot: bool, env_file: Path) -> None:
+    from sandbox.world import Sandbox, SandboxPorts
+
+    bot_port, idp_port, sts_port, q_port = ports
+    world = Sandbox(
+        ports=SandboxPorts(idp=idp_port, sts=sts_port, q=q_port),
+        bot_public_url=f"http://127.0.0.1:{bot_port}",
+    )
+    redis = EmbeddedRedis().start()
+    runner: web.AppRunner | None = None
+    try:
+        await world.start()
+        env = {**world.env(), "QBOT_REDIS_URL": redis.url, "QBOT_TOKEN_KEYS": Fernet.generate_key().decode()}
+        write_env_file(env_file, env)
+        if not no_bot:
+            from bot.config import Settings
+            from qbot.app import build_app
+
+            settings = Settings.from_env({**env, "QBOT_PORT": str(bot_port)})
+            runner = web.AppRunner(build_app(settings), access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, settings.host, bot_port).start()
+        print(f"Redis        {redis.url}")
+        print(f"IdP          {world.idp_url}   (issuer; users: {', '.join(world.directory.users)})")
+        print(f"STS          {world.sts_url}")
+        print(f"Q Business   {world.q_url}   (application {env['QBOT_Q_APP_ID']})")
+        print(f"Wrote {env_file}: the QBOT_* lines that point a bot at these stand-ins.")
+        if not no_bot:
+            print(f"Bot          {world.bot_public_url}")
+            users = ", ".join(
+                f"{u.username} ({', '.join(u.groups)})" if u.groups else u.username
+                for u in world.directory.users.values()
+            )
+            print(f"\nopen {world.bot_public_url}/ and sign in as alice (core-team) or bob  [users: {users}]")
+        print("Press Ctrl+C to stop.", flush=True)
+        await asyncio.Event().wait()
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        await world.stop()
+        redis.stop()

@@ -1,0 +1,36 @@
+"""Sign in at the sandbox IdP the way a browser does: load its login page, submit the form for one user."""
+
+from __future__ import annotations
+
+import html
+import re
+from urllib.parse import urljoin
+
+import httpx
+
+_HIDDEN = re.compile(r'<input type="hidden" name="([^"]*)" value="([^"]*)">')
+_ACTION = re.compile(r'<form method="post" action="([^"]*)"')
+
+
+def sign_in_at_idp(http: httpx.Client, authorize_url: str, username: str) -> httpx.Response:
+    """GET the IdP's authorize URL, POST its login form as `username`; returns the IdP's redirect response."""
+    page = http.get(authorize_url)
+    if page.status_code == 302:  # the IdP answered at once (an error sent back to the client)
+        return page
+    assert page.status_code == 200, page.text
+    action = _ACTION.search(page.text)
+    assert action, "no login form on the IdP page"
+    fields = {html.unescape(k): html.unescape(v) for k, v in _HIDDEN.findall(page.text)}
+    fields["username"] = username
+    return http.post(urljoin(str(page.url), html.unescape(action.group(1))), data=fields)
+
+
+def follow_link(link_url: str, username: str) -> httpx.Response:
+    """A user opens a one-time qlink URL in a browser and signs in; returns the bot's callback response."""
+    with httpx.Client(follow_redirects=False, timeout=10) as http:
+        start = http.get(link_url)
+        if start.status_code != 302:
+            return start
+        idp = sign_in_at_idp(http, start.headers["location"], username)
+        assert idp.status_code == 302, idp.text
+        return http.get(idp.headers["location"])
