@@ -37,10 +37,13 @@ class Directory:
         return members
 
 
-def sample_directory() -> Directory:
+def sample_directory(extra_users: int = 0) -> Directory:
+    """The four named sample people, plus `extra_users` numbered ones (user001, ...) for benchmarks."""
     directory = Directory()
     directory.add(User("alice", "alice@example.com", "Alice Anders", ("core-team", "engineering")))
     directory.add(User("bob", "bob@example.com", "Bob Brown", ("sales",)))
     directory.add(User("carol", "carol@example.com", "Carol Chen", ("hr",)))
     directory.add(User("dave", "dave@example.com", "Dave Dunn", ("engineering",)))
+    for n in range(1, extra_users + 1):
+        directory.add(User(f"user{n:03d}", f"user{n:03d}@example.com", f"User {n:03d}", ("engineering",)))
     return directory

@@ -1,0 +1,576 @@
+"""A local Amazon Q Business: the rest-json API boto3 speaks, SigV4-authenticated, answering as the signer.
+
+Like the real service for an IAM-federated application (identityType AWS_IAM_IDP_OIDC), it learns who is
+asking from the Email session tag of the web-identity credentials that signed the request, and answers
+only from documents that user may read. Administrators (static keys) run the control plane and may not
+chat; users may chat and may not touch the control plane.
+
+Tests and `qbot sandbox` steer it through `faults` (throttling, errors, latency, first-call subscription
+errors, conversation expiry) and observe it through `stats`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import json
+import logging
+import re
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+from typing import Any
+
+from aiohttp import web
+
+from sandbox.controlplane import Application, ControlPlane
+from sandbox.conversations import ClientTokens, Conversation, ConversationStore, Message, new_id
+from sandbox.corpus import Acl, Document, load_corpus
+from sandbox.credentials import ACCOUNT_ID, CredentialRegistry, IssuedCredentials
+from sandbox.restjson import (
+    ServiceError,
+    ServiceModel,
+    access_denied,
+    error_response,
+    json_response,
+    not_found,
+    paginate,
+    validation_error,
+)
+from sandbox.retrieval import Answer, AnswerEngine, Citation, compose
+from sandbox.sigv4 import SignedRequest, SigV4Error, SigV4Verifier
+
+logger = logging.getLogger(__name__)
+
+SERVICE = "qbusiness"
+API_VERSION = "2023-11-27"
+DEFAULT_CONVERSATION_TTL = 30 * 24 * 3600.0
+MAX_ATTACHMENT_BYTES = 50 * 1024 * 1024
+TEXT_ATTACHMENTS = frozenset({".txt", ".text", ".md", ".markdown", ".csv", ".json", ".html", ".htm"})
+
+USER_OPERATIONS = frozenset({"ChatSync", "PutFeedback", "ListConversations", "ListMessages", "DeleteConversation"})
+ADMIN_OPERATIONS = frozenset(
+    {
+        "PutGroup",
+        "GetGroup",
+        "ListGroups",
+        "DeleteGroup",
+        "CreateApplication",
+        "GetApplication",
+        "ListApplications",
+        "UpdateApplication",
+        "CreateIndex",
+        "GetIndex",
+        "ListIndices",
+        "CreateRetriever",
+        "GetRetriever",
+        "ListRetrievers",
+        "CreateWebExperience",
+        "GetWebExperience",
+        "ListWebExperiences",
+    }
+)
+
+# Messages real users were shown. The subscription error (AccessDeniedException, then auto-subscribed) is
+# quoted in aws-samples/amazon-q-business-samples (IAM federation samples); the expired conversation in
+# aws-samples/amazon-q-slack-gateway issue 51; the identity one in amazon-q-business-code-analysis issue 27.
+SUBSCRIPTION_MISSING = "User does not have a subscription for the given application."
+CONVERSATION_GONE = "Conversation not found or has expired"
+IDENTITY_REQUIRED = (
+    "User ID must be null and identity-aware credentials must be passed for applications with identity type "
+    "AWS_IAM_IDP_OIDC."
+)
+
+
+def _from_request(request_id: str, message: str) -> str:
+    """Q Business wraps many messages this way; clients that show them verbatim show this."""
+    return f"Exception occurred for requestId: {request_id} with message: {message}"
+
+
+@dataclass
+class QFaults:
+    """Switches tests flip to make Q Business misbehave the ways it does in production."""
+
+    throttle_next: int = 0
+    internal_error_next: int = 0
+    delay_seconds: float = 0.0
+    subscription_error_first_call: bool = False
+    conversation_ttl: float = DEFAULT_CONVERSATION_TTL
+    control_plane_delay: float = 0.0
+
+    def reset(self) -> None:
+        for spec in fields(self):
+            setattr(self, spec.name, spec.default)
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    email: str
+    application_id: str
+    conversation_id: str
+    message_id: str
+    usefulness: dict[str, Any] | None
+    message_copied_at: datetime | None
+
+
+@dataclass
+class QStats:
+    """What tests assert on: ChatSync calls per email (including failed ones), concurrency, PutGroup calls,
+    recorded feedback, and every authenticated call by operation name."""
+
+    chat_calls: Counter[str] = field(default_factory=Counter)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    put_group_calls: int = 0
+    feedback: list[FeedbackRecord] = field(default_factory=list)
+    operations: Counter[str] = field(default_factory=Counter)
+
+    def reset(self) -> None:
+        self.chat_calls.clear()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.put_group_calls = 0
+        self.feedback.clear()
+        self.operations.clear()
+
+
+Handler = Callable[[IssuedCredentials, dict[str, Any], str], Awaitable[dict[str, Any]]]
+
+
+@functools.cache
+def _service_model() -> ServiceModel:
+    return ServiceModel.load(SERVICE, API_VERSION)
+
+
+class SandboxQBusiness:
+    def __init__(self, registry: CredentialRegistry, region: str, account: str = ACCOUNT_ID) -> None:
+        self.region = region
+        self.account = account
+        self.faults = QFaults()
+        self.stats = QStats()
+        self.max_attachment_bytes = MAX_ATTACHMENT_BYTES
+        self.sigv4 = SigV4Verifier(registry, region, SERVICE)
+        self.control = ControlPlane(region, account, lambda: self.faults.control_plane_delay)
+        self.conversations = ConversationStore(lambda: self.faults.conversation_ttl)
+        self.engine = AnswerEngine()
+        self._model = _service_model()
+        self._client_tokens = ClientTokens()
+        self._subscribed: set[tuple[str, str]] = set()
+        self._handlers: dict[str, Handler] = {
+            "ChatSync": self._chat_sync,
+            "PutFeedback": self._put_feedback,
+            "ListConversations": self._list_conversations,
+            "ListMessages": self._list_messages,
+            "DeleteConversation": self._delete_conversation,
+            **{name: self._admin_handler(name) for name in ADMIN_OPERATIONS},
+        }
+
+    # -- setup -------------------------------------------------------------------------------------------
+
+    def add_sample_application(
+        self,
+        app_id: str,
+        index_id: str,
+        groups: dict[str, list[str]],
+        *,
+        client_ids: Sequence[str] = ("qbot",),
+        identity_provider_arn: str | None = None,
+    ) -> Application:
+        """An ACTIVE IAM-federated application with its index, a native retriever and the sample corpus."""
+        provider = identity_provider_arn or f"arn:aws:iam::{self.account}:oidc-provider/127.0.0.1"
+        app = self.control.add_application(
+            app_id,
+            {
+                "displayName": "qbot-sandbox",
+                "identityType": "AWS_IAM_IDP_OIDC",
+                "iamIdentityProviderArn": provider,
+                "clientIdsForOIDC": list(client_ids),
+                "attachmentsConfiguration": {"attachmentsControlMode": "ENABLED"},
+                "autoSubscriptionConfiguration": {"autoSubscribe": "ENABLED", "defaultSubscriptionType": "Q_BUSINESS"},
+            },
+        )
+        index = self.control.add_index(
+            app, index_id, {"displayName": "qbot-sandbox-index", "type": "ENTERPRISE"}, load_corpus()
+        )
+        app.ready_at = index.ready_at = 0.0
+        self.control.seed_groups(index, groups)
+        retriever = self.control.add_retriever(
+            app,
+            str(uuid.uuid5(uuid.NAMESPACE_URL, f"retriever/{app_id}")),
+            {
+                "type": "NATIVE_INDEX",
+                "displayName": "qbot-sandbox-retriever",
+                "configuration": {"nativeIndexConfiguration": {"indexId": index_id}},
+            },
+        )
+        retriever.ready_at = 0.0
+        return app
+
+    def app(self) -> web.Application:
+        application = web.Application(client_max_size=2 * self.max_attachment_bytes + (1 << 20))
+        application.router.add_route("*", "/{tail:.*}", self._handle)
+        return application
+
+    # -- the front door: authenticate, route, authorize, validate ---------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        request_id = str(uuid.uuid4())
+        body = await request.read()
+        try:
+            credentials = self.sigv4.verify(
+                SignedRequest(request.method, request.raw_path, list(request.headers.items()), body)
+            )
+        except SigV4Error as error:
+            return error_response(ServiceError(error.code, error.message, error.status), request_id)
+        try:
+            operation, params = self._operation(request, credentials, body)
+            self.stats.operations[operation] += 1
+            result = await self._handlers[operation](credentials, params, request_id)
+        except ServiceError as error:
+            return error_response(error, request_id)
+        except Exception:
+            # A bug here must still look like AWS to the client (a retryable 500), and be visible in the log.
+            logger.exception("Q Business sandbox failed on %s %s", request.method, request.raw_path)
+            failure = ServiceError("InternalServerException", _from_request(request_id, "Internal server error."), 500)
+            return error_response(failure, request_id)
+        return json_response(result, request_id)
+
+    def _operation(
+        self, request: web.Request, credentials: IssuedCredentials, body: bytes
+    ) -> tuple[str, dict[str, Any]]:
+        raw_path = request.raw_path.partition("?")[0]
+        matched = self._model.match(request.method, raw_path, set(request.query.keys()))
+        if matched is None:
+            raise ServiceError("UnknownOperationException", f"No operation matches {request.method} {raw_path}.", 404)
+        operation, labels = matched
+        if operation.name not in self._handlers:
+            raise ServiceError(
+                "UnknownOperationException", f"The Q Business sandbox does not implement {operation.name}.", 501
+            )
+        self._authorize(operation.name, credentials, labels)
+        return operation.name, self._model.parse_input(operation, labels, request.query, body)
+
+    def _authorize(self, operation: str, credentials: IssuedCredentials, labels: dict[str, str]) -> None:
+        """Users chat as themselves and nothing else; administrators provision and may not chat."""
+        if operation in USER_OPERATIONS:
+            if credentials.is_admin or not credentials.email:
+                raise access_denied(IDENTITY_REQUIRED)
+        elif not credentials.is_admin:
+            resource = f"arn:aws:qbusiness:{self.region}:{self.account}:application/{labels.get('applicationId', '*')}"
+            raise access_denied(
+                f"User: {credentials.principal_arn} is not authorized to perform: qbusiness:{operation} on "
+                f"resource: {resource} because no identity-based policy allows the qbusiness:{operation} action"
+            )
+
+    def _admin_handler(self, operation: str) -> Handler:
+        method = getattr(self.control, re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower())
+
+        async def handle(credentials: IssuedCredentials, params: dict[str, Any], request_id: str) -> dict[str, Any]:
+            if operation == "PutGroup":
+                self.stats.put_group_calls += 1
+            result: dict[str, Any] = method(params)
+            return result
+
+        return handle
+
+    # -- ChatSync ----------------------------------------------------------------------------------------
+
+    async def _chat_sync(
+        self, credentials: IssuedCredentials, params: dict[str, Any], request_id: str
+    ) -> dict[str, Any]:
+        email = _identity(credentials, params)
+        self.stats.chat_calls[email] += 1
+        self.stats.in_flight += 1
+        self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight)
+        try:
+            self._injected_failure(request_id)
+            if self.faults.delay_seconds > 0:
+                await asyncio.sleep(self.faults.delay_seconds)
+            app = self.control.application(params["applicationId"])
+            self._check_subscription(app, email, request_id)
+            return self._answer_turn(app, email, params, request_id)
+        finally:
+            self.stats.in_flight -= 1
+
+    def _injected_failure(self, request_id: str) -> None:
+        if self.faults.throttle_next > 0:
+            self.faults.throttle_next -= 1
+            raise ServiceError("ThrottlingException", "Rate exceeded", 429)
+        if self.faults.internal_error_next > 0:
+            self.faults.internal_error_next -= 1
+            raise ServiceError(
+                "InternalServerException", _from_request(request_id, "Internal server error. Try again later."), 500
+            )
+
+    def _check_subscription(self, app: Application, email: str, request_id: str) -> None:
+        """An IAM-federated user is auto-subscribed by their first call, which fails (once) while it happens."""
+        key = (app.id, email)
+        if key in self._subscribed:
+            return
+        self._subscribed.add(key)
+        if self.faults.subscription_error_first_call:
+            raise access_denied(_from_request(request_id, SUBSCRIPTION_MISSING))
+
+    def _answer_turn(self, app: Application, email: str, params: dict[str, Any], request_id: str) -> dict[str, Any]:
+        token = params.get("clientToken")
+        fingerprint = _fingerprint(params)
+        if token:
+            remembered = self._client_tokens.recall(app.id, email, token)
+            if remembered is not None:
+                if remembered.fingerprint != fingerprint:
+                    raise ServiceError(
+                        "ConflictException",
+                        f"The clientToken {token} was already used with different request parameters.",
+                        409,
+                        resourceId=token,
+                        resourceType="ClientToken",
+                    )
+                return remembered.response
+        message = params.get("userMessage") or ""
+        if not message.strip() and not params.get("attachments"):
+            raise validation_error(
+                "Either userMessage or attachments must be provided.", ("userMessage", "Member must not be blank")
+            )
+        conversation = self._continued(app, email, params, request_id)
+        accepted, failed = self._read_attachments(app, email, params.get("attachments", []))
+        earlier = conversation.attachments if conversation else []
+        answer = self._answer(app, email, message, [*earlier, *accepted], conversation)
+        response = self._record_turn(app, email, conversation, message, accepted, failed, answer)
+        if token:
+            self._client_tokens.remember(app.id, email, token, fingerprint, response)
+        return response
+
+    def _continued(self, app: Application, email: str, params: dict[str, Any], request_id: str) -> Conversation | None:
+        """The conversation this turn continues (None: a new one), its parent message checked."""
+        conversation_id = params.get("conversationId")
+        parent = params.get("parentMessageId")
+        if conversation_id is None:
+            if parent is not None:
+                raise validation_error(
+                    "parentMessageId is only valid together with conversationId.",
+                    ("parentMessageId", "requires conversationId"),
+                )
+            return None
+        conversation = self.conversations.find(app.id, email, conversation_id)
+        if conversation is None:
+            raise not_found(_from_request(request_id, CONVERSATION_GONE), conversation_id, "Conversation")
+        latest = conversation.latest_system_message()
+        if parent is not None and (latest is None or parent != latest.message_id):
+            raise validation_error(
+                f"parentMessageId {parent} is not the latest system message of conversation {conversation_id}.",
+                ("parentMessageId", "must be the conversation's latest system message id"),
+            )
+        return conversation
+
+    def _read_attachments(
+        self, app: Application, email: str, attachments: list[dict[str, Any]]
+    ) -> tuple[list[Document], list[dict[str, Any]]]:
+        """Text-like files become documents only this user can read; anything else is reported FAILED."""
+        accepted: list[Document] = []
+        failed: list[dict[str, Any]] = []
+        enabled = (app.spec.get("attachmentsConfiguration") or {}).get("attachmentsControlMode") != "DISABLED"
+        for attachment in attachments:
+            name = attachment.get("name") or "attachment"
+            problem = self._attachment_problem(name, attachment, enabled)
+            text = None if problem else _attachment_text(name, attachment["data"])
+            if problem is None and text is None:
+                problem = f"{name} could not be read as UTF-8 text."
+            if problem is not None or text is None:
+                failed.append(
+                    {
+                        "name": name,
+                        "status": "FAILED",
+                        "error": {"errorCode": "InvalidRequest", "errorMessage": problem},
+                        "attachmentId": new_id(),
+                    }
+                )
+                continue
+            accepted.append(Document(f"attachment-{new_id()}", name, text, Acl.only(email), None, datetime.now(UTC)))
+        return accepted, failed
+
+    def _attachment_problem(self, name: str, attachment: dict[str, Any], enabled: bool) -> str | None:
+        if not enabled:
+            return "File uploads are disabled for this application."
+        if "data" not in attachment:
+            return f"{name} has no data; copying attachments from another conversation is not supported here."
+        if len(attachment["data"]) > self.max_attachment_bytes:
+            limit = self.max_attachment_bytes // (1024 * 1024)
+            return f"{name} is larger than the {limit} MB size limit for a file uploaded to a conversation."
+        if PurePosixPath(name).suffix.lower() not in TEXT_ATTACHMENTS:
+            return f"The file type of {name} is not supported. Upload a .txt, .md, .csv, .json or .html file."
+        return None
+
+    def _answer(
+        self,
+        app: Application,
+        email: str,
+        message: str,
+        attachments: list[Document],
+        conversation: Conversation | None,
+    ) -> Answer:
+        if not message.strip():
+            return compose(attachments, [])
+        readable = [
+            document
+            for index in app.native_indices()
+            for document in index.documents
+            if document.acl.allows(email, index.groups_of(email))
+        ]
+        previous = conversation.latest_question() if conversation else None
+        return self.engine.answer(message, [*readable, *attachments], previous)
+
+    def _record_turn(
+        self,
+        app: Application,
+        email: str,
+        conversation: Conversation | None,
+        message: str,
+        accepted: list[Document],
+        failed: list[dict[str, Any]],
+        answer: Answer,
+    ) -> dict[str, Any]:
+        if conversation is None:
+            conversation = self.conversations.start(app.id, email, message or (accepted[0].title if accepted else ""))
+        now = datetime.now(UTC)
+        conversation.attachments.extend(accepted)
+        attached = [
+            {
+                "name": doc.title,
+                "status": "SUCCESS",
+                "attachmentId": doc.document_id.removeprefix("attachment-"),
+                "conversationId": conversation.conversation_id,
+            }
+            for doc in accepted
+        ] + [{**item, "conversationId": conversation.conversation_id} for item in failed]
+        user_message = Message(new_id(), "USER", message, now, attachments=attached)
+        sources = [_source(citation, app) for citation in answer.citations]
+        system_message = Message(new_id(), "SYSTEM", answer.text, now, source_attributions=sources)
+        conversation.messages.extend([user_message, system_message])
+        self.conversations.touch(conversation)
+        return {
+            "conversationId": conversation.conversation_id,
+            "systemMessage": answer.text,
+            "systemMessageId": system_message.message_id,
+            "userMessageId": user_message.message_id,
+            "sourceAttributions": sources,
+            "failedAttachments": [{**item, "conversationId": conversation.conversation_id} for item in failed],
+        }
+
+    # -- conversations and feedback ----------------------------------------------------------------------
+
+    def _own_conversation(self, email: str, params: dict[str, Any], request_id: str) -> Conversation:
+        self.control.application(params["applicationId"])
+        conversation = self.conversations.find(params["applicationId"], email, params["conversationId"])
+        if conversation is None:
+            raise not_found(_from_request(request_id, CONVERSATION_GONE), params["conversationId"], "Conversation")
+        return conversation
+
+    async def _put_feedback(
+        self, credentials: IssuedCredentials, params: dict[str, Any], request_id: str
+    ) -> dict[str, Any]:
+        email = _identity(credentials, params)
+        conversation = self._own_conversation(email, params, request_id)
+        message = conversation.message(params["messageId"])
+        if message is None:
+            raise not_found(f"Message {params['messageId']} not found.", params["messageId"], "Message")
+        if message.type != "SYSTEM":
+            raise validation_error(
+                "Feedback can only be given on a system message.", ("messageId", "must identify a system message")
+            )
+        self.stats.feedback.append(
+            FeedbackRecord(
+                email,
+                params["applicationId"],
+                conversation.conversation_id,
+                message.message_id,
+                params.get("messageUsefulness"),
+                params.get("messageCopiedAt"),
+            )
+        )
+        return {}
+
+    async def _list_conversations(
+        self, credentials: IssuedCredentials, params: dict[str, Any], request_id: str
+    ) -> dict[str, Any]:
+        email = _identity(credentials, params)
+        app = self.control.application(params["applicationId"])
+        page, token = paginate(self.conversations.of(app.id, email), params, 100)
+        return {
+            "conversations": [
+                {"conversationId": c.conversation_id, "title": c.title, "startTime": c.start_time} for c in page
+            ],
+            "nextToken": token,
+        }
+
+    async def _list_messages(
+        self, credentials: IssuedCredentials, params: dict[str, Any], request_id: str
+    ) -> dict[str, Any]:
+        conversation = self._own_conversation(_identity(credentials, params), params, request_id)
+        page, token = paginate(conversation.messages, params, 100)
+        return {"messages": [message.as_wire() for message in page], "nextToken": token}
+
+    async def _delete_conversation(
+        self, credentials: IssuedCredentials, params: dict[str, Any], request_id: str
+    ) -> dict[str, Any]:
+        conversation = self._own_conversation(_identity(credentials, params), params, request_id)
+        self.conversations.delete(conversation)
+        return {}
+
+
+def _identity(credentials: IssuedCredentials, params: dict[str, Any]) -> str:
+    """The caller's email; an explicit userId/userGroups would let a caller speak for someone else."""
+    if params.get("userId") is not None or params.get("userGroups") is not None or not credentials.email:
+        raise access_denied(IDENTITY_REQUIRED)
+    return credentials.email.lower()
+
+
+def _fingerprint(params: dict[str, Any]) -> str:
+    def plain(value: Any) -> Any:
+        if isinstance(value, bytes):
+            return hashlib.sha256(value).hexdigest()
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, dict):
+            return {key: plain(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [plain(item) for item in value]
+        return value
+
+    significant = {key: value for key, value in params.items() if key != "clientToken"}
+    return hashlib.sha256(json.dumps(plain(significant), sort_keys=True).encode()).hexdigest()
+
+
+def _attachment_text(name: str, data: bytes) -> str | None:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if PurePosixPath(name).suffix.lower() in (".html", ".htm"):
+        text = re.sub(r"<(script|style)\b.*?</\1>", " ", text, flags=re.DOTALL | re.IGNORECASE)
+        text = re.sub(r"<[^>]+>", "\n", text)
+    return text
+
+
+def _source(citation: Citation, app: Application) -> dict[str, Any]:
+    document = citation.document
+    index_id = next((index.id for index in app.indices.values() if document in index.documents), None)
+    return {
+        "title": document.title,
+        "snippet": citation.excerpt,
+        "url": document.url,
+        "citationNumber": citation.number,
+        "updatedAt": document.updated,
+        "documentId": document.document_id,
+        "indexId": index_id,
+        "textMessageSegments": [
+            {
+                "beginOffset": citation.begin,
+                "endOffset": citation.end,
+                "snippetExcerpt": {"text": citation.excerpt},
+            }
+        ],
+    }
