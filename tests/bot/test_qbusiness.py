@@ -1,0 +1,325 @@
+"""QBusinessClient against the Q Business stand-in over real HTTP, signed with real (sandbox) user credentials."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from bot.conversations import ConversationRef
+from bot.errors import QRefused, QThrottled, QUnavailable
+from bot.metrics import Metrics
+from bot.model import ChatFile, FailedAttachment, Usefulness
+from bot.qbusiness import ACCESS_DENIED, NO_ANSWER, ConversationGone, CredentialsRejected, QBusinessClient, answer_of
+from bot.vault import AwsCredentials
+from sandbox.credentials import ACCOUNT_ID, ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY
+from sandbox.world import APP_ID, REGION, Sandbox
+
+AURORA = "When does Project Aurora launch?"
+
+MakeQ = Callable[..., QBusinessClient]
+
+
+def credentials_of(sandbox: Sandbox, email: str) -> AwsCredentials:
+    """What the broker would hand over after AssumeRoleWithWebIdentity: tagged, one-hour session credentials."""
+    name = email.split("@")[0]
+    issued = sandbox.credentials.mint_session(
+        f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/qbot-sandbox-user/{name}", timedelta(hours=1), {"Email": email}
+    )
+    assert issued.session_token is not None and issued.expiration is not None
+    return AwsCredentials(issued.access_key_id, issued.secret_access_key, issued.session_token, issued.expiration)
+
+
+def errors(metrics: Metrics, code: str) -> float:
+    return metrics.registry.get_sample_value("qbot_chatsync_errors_total", {"code": code}) or 0.0
+
+
+@pytest.fixture
+def executor() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(16, thread_name_prefix="q-test") as pool:
+        yield pool
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics()
+
+
+@pytest.fixture
+def make_q(sandbox: Sandbox, executor: ThreadPoolExecutor, metrics: Metrics) -> MakeQ:
+    def make(**overrides: Any) -> QBusinessClient:
+        options: dict[str, Any] = {
+            "app_id": APP_ID,
+            "region": REGION,
+            "endpoint_url": sandbox.env()["QBOT_Q_ENDPOINT_URL"],
+            "executor": executor,
+            "max_concurrency": 8,
+            "metrics": metrics,
+            "backoff_seconds": 0.01,
+            **overrides,
+        }
+        return QBusinessClient(**options)
+
+    return make
+
+
+@pytest.fixture
+def alice(sandbox: Sandbox) -> AwsCredentials:
+    return credentials_of(sandbox, "alice@example.com")
+
+
+@pytest.fixture
+def bob(sandbox: Sandbox) -> AwsCredentials:
+    return credentials_of(sandbox, "bob@example.com")
+
+
+async def ask(q: QBusinessClient, who: AwsCredentials, text: str = AURORA, token: str = "m-1",
+              conversation: ConversationRef | None = None, files: tuple[ChatFile, ...] = ()) -> Any:
+    return await q.chat(who, text=text, conversation=conversation, files=files, client_token=token)
+
+
+async def test_answer_cites_what_the_user_may_read(make_q: MakeQ, alice: AwsCredentials, bob: AwsCredentials) -> None:
+    q = make_q()
+    answer = await ask(q, alice)
+    assert answer.text and len(answer.conversation_id) == 36 and len(answer.message_id) == 36
+    assert any("Aurora" in s.title for s in answer.sources)
+    numbers = [s.number for s in answer.sources]
+    assert numbers == sorted(set(numbers)) and numbers[0] >= 1
+    assert all(s.url and s.snippet for s in answer.sources)
+
+    theirs = await ask(q, bob)
+    assert not any("Aurora" in s.title or "aurora" in (s.url or "") for s in theirs.sources)
+    assert "Aurora launches" not in theirs.text
+
+
+async def test_continuing_a_conversation(sandbox: Sandbox, make_q: MakeQ, alice: AwsCredentials) -> None:
+    q = make_q()
+    first = await ask(q, alice)
+    second = await ask(q, alice, "And when is it generally available?", "m-2",
+                       ConversationRef(first.conversation_id, first.message_id))
+    assert second.conversation_id == first.conversation_id
+    assert second.message_id != first.message_id
+    (conversation,) = sandbox.q.conversations.of(APP_ID, "alice@example.com")
+    assert len(conversation.messages) == 4
+
+
+async def test_expired_or_foreign_conversation_is_gone(
+    sandbox: Sandbox, make_q: MakeQ, alice: AwsCredentials, bob: AwsCredentials
+) -> None:
+    q = make_q()
+    first = await ask(q, alice)
+    ref = ConversationRef(first.conversation_id, first.message_id)
+    with pytest.raises(ConversationGone):
+        await ask(q, bob, "What is in it?", "b-1", ref)  # bob cannot continue alice's conversation
+
+    sandbox.q.faults.conversation_ttl = 0.0
+    with pytest.raises(ConversationGone):
+        await ask(q, alice, "And then?", "m-2", ref)
+    # The caller's recovery: the same message, as a new conversation, still gets an answer.
+    sandbox.q.faults.conversation_ttl = 3600.0
+    assert (await ask(q, alice, "And then?", "m-2")).conversation_id != first.conversation_id
+
+
+async def test_throttling_is_retried_until_it_passes(
+    sandbox: Sandbox, make_q: MakeQ, metrics: Metrics, alice: AwsCredentials
+) -> None:
+    sandbox.q.faults.throttle_next = 2
+    answer = await ask(make_q(), alice)
+    assert answer.sources
+    assert sandbox.q.stats.chat_calls["alice@example.com"] == 3
+    assert errors(metrics, "ThrottlingException") == 2
+
+
+async def test_throttling_exhausted(sandbox: Sandbox, make_q: MakeQ, metrics: Metrics, alice: AwsCredentials) -> None:
+    sandbox.q.faults.throttle_next = 10
+    with pytest.raises(QThrottled) as caught:
+        await ask(make_q(max_attempts=3), alice)
+    assert len(caught.value.request_id) == 36
+    # Exactly our attempts reached Q: botocore's own retries are off.
+    assert sandbox.q.stats.chat_calls["alice@example.com"] == 3
+    assert errors(metrics, "ThrottlingException") == 3
+
+
+async def test_internal_errors_become_unavailable_with_request_id(
+    sandbox: Sandbox, make_q: MakeQ, metrics: Metrics, alice: AwsCredentials
+) -> None:
+    sandbox.q.faults.internal_error_next = 10
+    with pytest.raises(QUnavailable) as caught:
+        await ask(make_q(max_attempts=2), alice)
+    assert type(caught.value) is QUnavailable
+    assert caught.value.request_id and caught.value.request_id in caught.value.detail
+    assert errors(metrics, "InternalServerException") == 2
+
+    sandbox.q.faults.internal_error_next = 1  # one failure is absorbed by a retry
+    assert (await ask(make_q(), alice, token="m-2")).sources
+
+
+async def test_unreachable_q_becomes_unavailable(make_q: MakeQ, metrics: Metrics, alice: AwsCredentials) -> None:
+    q = make_q(endpoint_url="http://127.0.0.1:9", max_attempts=2)  # the discard port: connection refused
+    with pytest.raises(QUnavailable):
+        await ask(q, alice)
+    assert errors(metrics, "ConnectionError") == 2
+
+
+async def test_first_call_subscription_error_is_retried_transparently(
+    sandbox: Sandbox, make_q: MakeQ, metrics: Metrics, alice: AwsCredentials
+) -> None:
+    sandbox.q.faults.subscription_error_first_call = True
+    answer = await ask(make_q(), alice)
+    assert answer.sources
+    assert sandbox.q.stats.chat_calls["alice@example.com"] == 2
+    assert errors(metrics, "AccessDeniedException") == 1
+
+
+async def test_refusals_say_what_to_do(sandbox: Sandbox, make_q: MakeQ, alice: AwsCredentials) -> None:
+    q = make_q(max_attempts=2)
+    admin = AwsCredentials(ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY, "", alice.expiration)
+    with pytest.raises(QRefused) as refused:  # static keys carry no user identity: Q refuses to chat
+        await ask(q, admin)
+    assert refused.value.user_message == ACCESS_DENIED
+    unknown = AwsCredentials("ASIAUNKNOWNKEY000000", "x" * 40, "token", alice.expiration)
+    with pytest.raises(CredentialsRejected):
+        await ask(q, unknown)
+    with pytest.raises(QRefused) as caught:
+        await ask(q, alice, text="", token="empty")
+    assert "userMessage or attachments" in caught.value.user_message
+
+
+async def test_same_client_token_is_one_turn(sandbox: Sandbox, make_q: MakeQ, alice: AwsCredentials) -> None:
+    q = make_q()
+    first = await ask(q, alice, token="slack:T1:C1:1712345678.000100")
+    again = await ask(q, alice, token="slack:T1:C1:1712345678.000100")
+    assert again == first
+    (conversation,) = sandbox.q.conversations.of(APP_ID, "alice@example.com")
+    assert len(conversation.messages) == 2
+
+
+async def test_long_client_tokens_stay_stable(sandbox: Sandbox, make_q: MakeQ, alice: AwsCredentials) -> None:
+    q = make_q()
+    token = "teams:" + "x" * 200
+    assert await ask(q, alice, token=token) == await ask(q, alice, token=token)
+
+
+async def test_attachments_and_failed_attachments(make_q: MakeQ, alice: AwsCredentials) -> None:
+    files = (
+        ChatFile("notes.txt", b"The Zephyr project codename is BLUE HERON.", "text/plain"),
+        ChatFile("diagram.png", b"\x89PNG\r\n\x1a\n", "image/png"),
+    )
+    answer = await ask(make_q(), alice, "What is the Zephyr codename?", files=files)
+    assert "BLUE HERON" in answer.text
+    assert [(s.number, s.title, s.url) for s in answer.sources] == [(1, "notes.txt", None)]
+    (failed,) = answer.failed_attachments
+    assert failed.name == "diagram.png" and failed.error  # Q's reason, for the user
+
+
+async def test_feedback_is_recorded(
+    sandbox: Sandbox, make_q: MakeQ, alice: AwsCredentials, bob: AwsCredentials
+) -> None:
+    q = make_q()
+    answer = await ask(q, alice)
+    await q.feedback(alice, answer.conversation_id, answer.message_id, Usefulness.NOT_USEFUL)
+    (record,) = sandbox.q.stats.feedback
+    assert (record.email, record.conversation_id, record.message_id) == (
+        "alice@example.com", answer.conversation_id, answer.message_id
+    )
+    assert record.usefulness is not None and record.usefulness["usefulness"] == "NOT_USEFUL"
+    assert record.usefulness["submittedAt"]
+    with pytest.raises(ConversationGone):
+        await q.feedback(bob, answer.conversation_id, answer.message_id, Usefulness.USEFUL)
+
+
+async def test_delete_conversation(sandbox: Sandbox, make_q: MakeQ, alice: AwsCredentials) -> None:
+    q = make_q()
+    answer = await ask(q, alice)
+    await q.delete_conversation(alice, answer.conversation_id)
+    await q.delete_conversation(alice, answer.conversation_id)  # already gone: fine
+    assert sandbox.q.conversations.of(APP_ID, "alice@example.com") == []
+
+
+async def test_clients_are_reused_and_the_cache_is_bounded(
+    sandbox: Sandbox, make_q: MakeQ, alice: AwsCredentials, bob: AwsCredentials
+) -> None:
+    q = make_q(client_cache_size=2)
+    for n in range(3):
+        await ask(q, alice, token=f"m-{n}")
+    assert q.cached_clients == 1
+    first = q.client_for(alice)
+    assert q.client_for(alice) is first
+
+    carol = credentials_of(sandbox, "carol@example.com")
+    q.client_for(bob)
+    q.client_for(alice)  # alice is now the most recently used: bob goes first
+    q.client_for(carol)
+    assert q.cached_clients == 2
+    assert q.client_for(alice) is first
+    assert q.client_for(carol) is q.client_for(carol)
+    before = q.client_for(carol)
+    q.client_for(bob)  # evicts alice (least recently used)
+    assert q.client_for(carol) is before
+    assert q.client_for(alice) is not first
+
+
+async def test_concurrency_is_bounded_off_the_event_loop(
+    sandbox: Sandbox, make_q: MakeQ, alice: AwsCredentials
+) -> None:
+    sandbox.q.faults.delay_seconds = 0.25
+    q = make_q(max_concurrency=3)  # the executor has 16 threads: only the semaphore can hold them to 3
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    beat = asyncio.create_task(ticker())
+    started = time.monotonic()
+    answers = await asyncio.gather(*(ask(q, alice, token=f"c-{n}") for n in range(8)))
+    elapsed = time.monotonic() - started
+    beat.cancel()
+    assert len({a.conversation_id for a in answers}) == 8
+    assert sandbox.q.stats.max_in_flight == 3
+    assert 3 * 0.25 <= elapsed < 8 * 0.25  # three waves: bounded, not serialized
+    assert ticks >= elapsed / 0.01 * 0.5  # the loop kept running while boto3 blocked
+
+
+async def test_a_cancelled_chat_keeps_its_slot_until_its_call_returns(
+    sandbox: Sandbox, make_q: MakeQ, alice: AwsCredentials
+) -> None:
+    sandbox.q.faults.delay_seconds = 0.3
+    q = make_q(max_concurrency=1)
+    abandoned = asyncio.create_task(ask(q, alice, token="c-1"))
+    await asyncio.sleep(0.1)
+    abandoned.cancel()
+    await ask(q, alice, token="c-2")
+    assert abandoned.cancelled()
+    assert sandbox.q.stats.max_in_flight == 1
+
+
+def test_sources_are_numbered_once_in_order() -> None:
+    response: Any = {
+        "conversationId": "c" * 36,
+        "systemMessage": "See [2] and [1].",
+        "systemMessageId": "m" * 36,
+        "sourceAttributions": [
+            {"citationNumber": 2, "title": "Two", "url": "https://x/2", "snippet": "second"},
+            {"citationNumber": 1, "title": "One", "url": "https://x/1", "snippet": "first"},
+            {"citationNumber": 2, "title": "Two", "url": "https://x/2", "snippet": "second, again"},
+            {"title": "Unnumbered", "url": ""},
+        ],
+        "failedAttachments": [{"name": "a.bin", "status": "FAILED", "error": {"errorMessage": "too big"}}],
+    }
+    answer = answer_of(response)
+    assert [(s.number, s.title, s.url, s.snippet) for s in answer.sources] == [
+        (1, "One", "https://x/1", "first"),
+        (2, "Two", "https://x/2", "second"),
+        (3, "Unnumbered", None, ""),
+    ]
+    assert answer.failed_attachments == (FailedAttachment("a.bin", "too big"),)
+    silent: Any = {**response, "systemMessage": "", "sourceAttributions": []}
+    assert answer_of(silent).text == NO_ANSWER  # never an empty reply
