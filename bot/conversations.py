@@ -9,6 +9,9 @@ Keys (`<id>` is `ChatIdentity.key`):
 - `qbot:owner:<conversation_id>` — the identity key that owns a conversation (for refusing feedback from
   someone else), expiring `ttl_seconds` after the conversation's last save.
 
+- `qbot:turn:<client token>` — the conversation a turn was asked in, pinned for a day, so a redelivered
+  message repeats the *same* ChatSync request and Q's clientToken idempotency returns the same answer.
+
 The identity is part of the key, so two people in one thread never share a conversation.
 """
 
@@ -24,6 +27,7 @@ from redis.asyncio import Redis
 from bot.model import ChatIdentity
 
 PREFIX = "qbot:"
+TURN_PIN_SECONDS = 24 * 3600
 MAX_CONVERSATION_ID_LENGTH = 256  # Q's ids are 36 characters; anything much longer is not one
 
 # Delete each KEYS[i] only if it still names ARGV[1] as owner.
@@ -153,6 +157,21 @@ class Conversations:
         if ids:
             await self._delete_if_owned(keys=[self.owner_key(cid) for cid in ids], args=[identity.key])
         return ids
+
+    async def pin_turn(self, client_token: str, current: ConversationRef | None) -> ConversationRef | None:
+        """The conversation this turn is asked in: `current` the first time, the first answer's pin thereafter.
+
+        Atomic (SET NX): of two deliveries of one message, both send identical ChatSync requests.
+        """
+        key = f"{PREFIX}turn:{client_token}"
+        value = json.dumps([current.conversation_id, current.parent_message_id] if current else None)
+        if await self._redis.set(key, value, nx=True, ex=TURN_PIN_SECONDS):
+            return current
+        raw = await self._redis.get(key)
+        if raw is None:  # expired between the two calls: this delivery is the first again
+            return current
+        pinned = json.loads(raw)
+        return ConversationRef(str(pinned[0]), str(pinned[1])) if pinned else None
 
     async def owner(self, conversation_id: str) -> str | None:
         """The identity key that owns `conversation_id`, or None if unknown or expired."""

@@ -12,6 +12,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 from bot.broker import CredentialBroker
 from bot.commands import HELP_TEXT, Command, parse_command
@@ -28,11 +29,12 @@ from bot.errors import (
     QBotError,
     QUnavailable,
 )
+from bot.keyed_locks import KeyedLocks
 from bot.links import LinkTokens, LoginStates, PendingLink
 from bot.metrics import Metrics
 from bot.model import Answer, ChatIdentity, IncomingMessage, Notice, NoticeKind, Reply, Usefulness
 from bot.oidc import OidcClient
-from bot.qbusiness import ConversationGone, QBusinessClient
+from bot.qbusiness import ConversationGone, CredentialsRejected, QBusinessClient
 from bot.vault import LinkedAccount, Vault
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,7 @@ class Core:
         self.q = q
         self.metrics = metrics
         self._linked_listeners: dict[str, LinkedListener] = {}
+        self._thread_locks: KeyedLocks[tuple[str, str, str]] = KeyedLocks()
 
     def on_linked(self, platform: str, listener: LinkedListener) -> None:
         """An adapter asks to be told when one of its users finishes linking (to confirm it in chat)."""
@@ -110,26 +113,36 @@ class Core:
 
     async def _answer(self, message: IncomingMessage) -> Answer:
         started = time.perf_counter()
+        # One turn at a time per (user, thread): each turn's parentMessageId is the previous turn's answer.
+        async with self._thread_locks.hold((message.identity.key, message.channel, message.thread)):
+            answer = await self._chat(message)
+        self.metrics.answer_latency.observe(time.perf_counter() - started)
+        return answer
+
+    async def _chat(self, message: IncomingMessage) -> Answer:
         identity = message.identity
         credentials = await self.broker.credentials(identity)
-        conversation = await self.conversations.get(identity, message.channel, message.thread)
         client_token = self._client_token(message)
+        current = await self.conversations.get(identity, message.channel, message.thread)
+        conversation = await self.conversations.pin_turn(client_token, current)
+        ask = partial(self.q.chat, text=message.text, files=message.files)
         try:
-            answer = await self.q.chat(
-                credentials, text=message.text, conversation=conversation, files=message.files,
-                client_token=client_token,
-            )
+            answer = await ask(credentials, conversation=conversation, client_token=client_token)
+        except CredentialsRejected:
+            # Q no longer accepts the cached credentials (revoked, clock skew): mint fresh ones, once.
+            await self.broker.forget(identity)
+            credentials = await self.broker.credentials(identity)
+            answer = await ask(credentials, conversation=conversation, client_token=client_token)
         except ConversationGone:
             # Q forgot the conversation (expired or deleted): start afresh and answer anyway.
             await self.conversations.forget(identity, message.channel, message.thread)
-            answer = await self.q.chat(
-                credentials, text=message.text, conversation=None, files=message.files,
-                client_token=self._client_token(message, fresh=True),
+            fresh_token = self._client_token(message, fresh=True)
+            answer = await ask(
+                credentials, conversation=await self.conversations.pin_turn(fresh_token, None), client_token=fresh_token
             )
         await self.conversations.save(
             identity, message.channel, message.thread, answer.conversation_id, answer.message_id
         )
-        self.metrics.answer_latency.observe(time.perf_counter() - started)
         return answer
 
     @staticmethod

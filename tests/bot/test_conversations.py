@@ -149,3 +149,19 @@ async def test_works_with_decoded_responses(redis_url: str) -> None:
         assert await conversations.forget_all(ALICE) != []
     finally:
         await client.aclose()
+
+
+async def test_pin_turn_keeps_the_first_deliverys_conversation(redis_url: str) -> None:
+    from redis.asyncio import Redis
+
+    from bot.conversations import ConversationRef, Conversations
+
+    client = Redis.from_url(redis_url)
+    store = Conversations(client, 3600)
+    first = ConversationRef("c" * 36, "m" * 36)
+    assert await store.pin_turn("tok-1", first) == first
+    later = ConversationRef("c" * 36, "n" * 36)
+    assert await store.pin_turn("tok-1", later) == first  # the redelivery repeats the first request
+    assert await store.pin_turn("tok-2", None) is None
+    assert await store.pin_turn("tok-2", later) is None
+    await client.aclose()

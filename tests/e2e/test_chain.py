@@ -268,3 +268,28 @@ def test_health_ready_and_metrics(bot: RunningBot) -> None:
     for name in ("qbot_messages_total", "qbot_answer_latency_seconds", "qbot_sts_calls_total",
                  "qbot_idp_refreshes_total", "qbot_chatsync_errors"):
         assert name in metrics
+
+
+def test_concurrent_messages_in_one_thread_form_one_conversation(bot: RunningBot) -> None:
+    from bot.model import IncomingMessage
+
+    link(bot, ALICE, "alice")
+
+    async def together() -> list[Any]:
+        return await asyncio.gather(
+            *(bot.core.handle(IncomingMessage(ALICE, AURORA, "c1", "same-thread", f"q-{n}")) for n in range(5))
+        )
+
+    replies = bot.servers.run(together())
+    assert all(isinstance(r, Answer) for r in replies), replies
+    assert len({r.conversation_id for r in replies}) == 1
+
+
+def test_a_redelivered_message_is_one_q_turn(bot: RunningBot) -> None:
+    link(bot, ALICE, "alice")
+    first = bot.ask(ALICE, AURORA, message_id="slack-event-1")
+    again = bot.ask(ALICE, AURORA, message_id="slack-event-1")
+    assert isinstance(first, Answer) and isinstance(again, Answer)
+    assert (again.conversation_id, again.message_id) == (first.conversation_id, first.message_id)
+    follow_up = bot.ask(ALICE, "When does it launch?", message_id="slack-event-2")
+    assert isinstance(follow_up, Answer) and follow_up.conversation_id == first.conversation_id

@@ -1,0 +1,333 @@
+"""The web console: a browser chat page at `GET /` whose users sign in with the IdP directly.
+
+Sign-in is the account link (the "custom application" flow): `GET /web/login` opens a new session whose id
+is the user's chat identity, asks the core for a one-time link bound to it and sends the browser through
+`/auth/start` -> IdP -> `/auth/callback` -> back to `/`. The page then talks to a small JSON API:
+
+- `GET  /web/api/me`        -> {signed_in, linked, email, csrf}
+- `POST /web/api/ask`       {text, thread, message_id} -> the rendered Answer or Notice
+- `POST /web/api/feedback`  {conversation_id, message_id, useful}
+- `POST /web/logout`        unlink and forget the session
+
+Every POST needs the session cookie, the CSRF header `X-QBot-CSRF` (from `/web/api/me`) and, when the
+browser names one, this bot's Origin. Like every adapter it only translates: the core decides what to
+answer, and the page renders it (escaping everything: see static/app.js).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from adapters.web.session import Sessions
+from bot.config import Settings
+from bot.core import Core
+from bot.errors import ConfigError, LinkExpired, NotLinked, NotYourConversation, QBotError, QUnavailable
+from bot.model import Answer, ChatIdentity, IncomingMessage, Notice, Reply, Usefulness
+from bot.pages import SECURITY_HEADERS, error_page
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "web"
+CHANNEL = "web"
+MAX_TEXT = 8000
+CSRF_HEADER = "X-QBot-CSRF"
+_ID = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+
+# The page runs only its own script and style, may call only this origin and can't be framed; Trusted Types
+# make any stray innerHTML assignment an error rather than an injection.
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'; require-trusted-types-for 'script'"
+    ),
+}
+API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+ASSET_HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+_ASSET_TYPES = {
+    "index.html": "text/html",
+    "app.js": "text/javascript",
+    "style.css": "text/css",
+    "icon.svg": "image/svg+xml",
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Refused(Exception):
+    """A request the API turns down: `message` is what the page shows; nothing was changed."""
+
+    def __init__(self, status: int, message: str, *, kind: str = "error") -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.kind = kind
+
+
+def derive_session_secret(settings: Settings) -> bytes:
+    """QBOT_SESSION_SECRET, or a key derived from the first token key (as `qbot.app.session_secret` does)."""
+    if settings.session_secret:
+        return settings.session_secret.encode()
+    if not settings.token_keys:
+        raise ConfigError("the web console needs QBOT_SESSION_SECRET or QBOT_TOKEN_KEYS to sign its cookies")
+    return hmac.new(settings.token_keys[0].encode(), b"qbot web session", hashlib.sha256).digest()
+
+
+def web_console(core: Core, settings: Settings, *, session_secret: bytes | None = None) -> WebConsole:
+    secret = session_secret if session_secret is not None else derive_session_secret(settings)
+    return WebConsole(core, settings, session_secret=secret)
+
+
+def identity_of(sid: str) -> ChatIdentity:
+    return ChatIdentity(PLATFORM, "", sid)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _web_url(url: str | None) -> str | None:
+    """Only http(s) links reach the page: a `javascript:` source URL is dropped, not rendered."""
+    if url and urlsplit(url).scheme.lower() in ("http", "https"):
+        return url
+    return None
+
+
+def render_reply(reply: Reply) -> dict[str, Any]:
+    if isinstance(reply, Answer):
+        return {
+            "type": "answer",
+            "text": reply.text,
+            "sources": [
+                {"number": s.number, "title": s.title, "url": _web_url(s.url), "snippet": s.snippet}
+                for s in reply.sources
+            ],
+            "conversation_id": reply.conversation_id,
+            "message_id": reply.message_id,
+            "failed_attachments": [{"name": f.name, "error": f.error} for f in reply.failed_attachments],
+        }
+    return render_notice(reply)
+
+
+def render_notice(notice: Notice) -> dict[str, Any]:
+    return {"type": notice.kind.value, "text": notice.text, "url": _web_url(notice.url)}
+
+
+def _json_api(handler: Handler) -> Handler:
+    """Refusals become JSON with the user's message; anything unexpected a JSON 500, never a stack trace."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Refused as exc:
+            return web.json_response(
+                {"error": exc.message, "kind": exc.kind}, status=exc.status, headers=API_HEADERS
+            )
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("web console %s %s failed", request.method, request.path)
+            return web.json_response(
+                {"error": QBotError.user_message, "kind": "error"}, status=500, headers=API_HEADERS
+            )
+
+    return wrapped
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise Refused(400, "Send the request as JSON (Content-Type: application/json).")
+    try:
+        body = await request.json()
+    except ValueError:
+        raise Refused(400, "The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise Refused(400, "The request body must be a JSON object.")
+    return body
+
+
+def _text_field(body: dict[str, Any]) -> str:
+    text = body.get("text")
+    if not isinstance(text, str):
+        raise Refused(400, "'text' is required and must be a string.")
+    if len(text) > MAX_TEXT:
+        raise Refused(400, f"Your message is too long ({len(text)} characters); the limit is {MAX_TEXT}.")
+    return text
+
+
+def _id_field(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        raise Refused(400, f"'{name}' is required: 1 to 100 letters, digits or _ . : -")
+    return value
+
+
+class WebConsole:
+    """The `web` adapter: serves the page and its API on the bot's server; no background work."""
+
+    platform = PLATFORM
+
+    def __init__(self, core: Core, settings: Settings, *, session_secret: bytes) -> None:
+        self.core = core
+        self.settings = settings
+        self.sessions = Sessions(session_secret, secure=settings.public_url.lower().startswith("https://"))
+        self._origin = _origin(settings.public_url)
+        static = resources.files("adapters.web").joinpath("static")
+        self._assets = {name: static.joinpath(name).read_bytes() for name in _ASSET_TYPES}
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/", self.index),
+            web.get("/web/static/{name}", self.asset),
+            web.get("/web/login", self.login),
+            web.get("/web/api/me", _json_api(self.me)),
+            web.post("/web/api/ask", _json_api(self.ask)),
+            web.post("/web/api/feedback", _json_api(self.feedback)),
+            web.post("/web/logout", _json_api(self.logout)),
+        ]
+
+    async def start(self) -> None:
+        """Nothing to start: the console is request-driven."""
+
+    async def stop(self) -> None:
+        """Nothing to stop."""
+
+    # -- page and assets ---------------------------------------------------------------------------
+
+    async def index(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=self._assets["index.html"], content_type="text/html", charset="utf-8", headers=PAGE_HEADERS
+        )
+
+    async def asset(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name == "index.html" or name not in self._assets:
+            raise web.HTTPNotFound()
+        content_type = _ASSET_TYPES[name]
+        charset = None if content_type.startswith("image/") else "utf-8"
+        return web.Response(
+            body=self._assets[name], content_type=content_type, charset=charset, headers=ASSET_HEADERS
+        )
+
+    # -- sign-in is the link -----------------------------------------------------------------------
+
+    async def login(self, request: web.Request) -> web.Response:
+        """A fresh session and a one-time link bound to it; a session that is already linked just goes home.
+
+        Going home (rather than starting over) also means a cross-site link to this URL cannot sign a user
+        out of a working session.
+        """
+        current = self.sessions.read(request)
+        if current is not None and await self._email(identity_of(current)) is not None:
+            return web.Response(status=302, headers={**SECURITY_HEADERS, "Location": "/"})
+        sid = self.sessions.new_id()
+        try:
+            notice = await self.core.create_link(identity_of(sid), None, return_to="/")
+        except QBotError as exc:
+            return error_page(exc.user_message, status=503)
+        except Exception:
+            log.exception("web sign-in could not create a link")
+            return error_page("Something went wrong on our side. Try again in a minute.", status=500)
+        if not notice.url:
+            return error_page(notice.text, status=500)
+        response = web.Response(status=302, headers={**SECURITY_HEADERS, "Location": notice.url})
+        self.sessions.set(response, sid)
+        return response
+
+    # -- the API -----------------------------------------------------------------------------------
+
+    async def me(self, request: web.Request) -> web.Response:
+        sid = self.sessions.read(request)
+        if sid is None:
+            return web.json_response(
+                {"signed_in": False, "linked": False, "email": None, "csrf": None}, headers=API_HEADERS
+            )
+        email = await self._email(identity_of(sid))
+        return web.json_response(
+            {
+                "signed_in": True,
+                "linked": email is not None,
+                "email": email,
+                "csrf": self.sessions.csrf_token(sid),
+            },
+            headers=API_HEADERS,
+        )
+
+    async def ask(self, request: web.Request) -> web.Response:
+        sid = self._session_for_change(request)
+        body = await _json_object(request)
+        text = _text_field(body)
+        thread = _id_field(body, "thread")
+        message_id = _id_field(body, "message_id")
+        reply = await self.core.handle(
+            IncomingMessage(identity_of(sid), text, channel=CHANNEL, thread=thread, message_id=message_id)
+        )
+        return web.json_response(render_reply(reply), headers=API_HEADERS)
+
+    async def feedback(self, request: web.Request) -> web.Response:
+        sid = self._session_for_change(request)
+        body = await _json_object(request)
+        conversation_id = _id_field(body, "conversation_id")
+        message_id = _id_field(body, "message_id")
+        useful = body.get("useful")
+        if not isinstance(useful, bool):
+            raise Refused(400, "'useful' is required and must be true or false.")
+        usefulness = Usefulness.USEFUL if useful else Usefulness.NOT_USEFUL
+        try:
+            await self.core.feedback(identity_of(sid), conversation_id, message_id, usefulness)
+        except NotYourConversation as exc:
+            raise Refused(403, exc.user_message) from None
+        except (NotLinked, LinkExpired) as exc:
+            raise Refused(401, exc.user_message, kind="not_linked") from None
+        except QUnavailable as exc:
+            raise Refused(503, exc.user_message) from None
+        except QBotError as exc:
+            raise Refused(400, exc.user_message) from None
+        return web.json_response({"ok": True}, headers=API_HEADERS)
+
+    async def logout(self, request: web.Request) -> web.Response:
+        """Unlink (the refresh token is revoked at the IdP) and drop the cookie."""
+        response = web.json_response({"signed_in": False}, headers=API_HEADERS)
+        if self.sessions.read(request) is not None:
+            sid = self._session_for_change(request)
+            await self.core.unlink(identity_of(sid))
+        self.sessions.clear(response)
+        return response
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _session_for_change(self, request: web.Request) -> str:
+        """The session id of a state-changing request that passes the CSRF defences, or a refusal."""
+        sid = self.sessions.read(request)
+        if sid is None:
+            raise Refused(401, "You are signed out. Sign in to continue.", kind="not_linked")
+        if not self._same_origin(request):
+            raise Refused(403, "This request came from another site and was refused.")
+        if not self.sessions.csrf_ok(sid, request.headers.get(CSRF_HEADER, "")):
+            raise Refused(403, "This request lacks a valid CSRF token. Reload the page and try again.")
+        return sid
+
+    def _same_origin(self, request: web.Request) -> bool:
+        """Browsers name the page's origin on every POST: it must be this bot's (public or as addressed)."""
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return request.headers.get("Sec-Fetch-Site", "same-origin") in ("same-origin", "none")
+        return origin.lower() in (self._origin, f"{request.scheme}://{request.host}".lower())
+
+    async def _email(self, identity: ChatIdentity) -> str | None:
+        """The email this session is linked as, or None when it is not (yet, or any more) linked."""
+        account = await self.core.vault.load(identity)
+        return account.email if account is not None else None

@@ -1,0 +1,226 @@
+"""Benchmark the spine: many linked users asking through one bot process, against the sandbox stand-ins.
+
+Run by hand (`.venv/bin/python bench/chain.py`); it prints its figures and asserts nothing. The stand-ins run
+in a child process, so the bot's process measures only itself. Figures:
+  - bot overhead per answered message on the warm path (Q answering instantly): handle() latency minus the
+    time the Q stand-in spent serving that request (p50/p99);
+  - 300 questions from 50 users against a Q that takes 2 s: wall time until all are answered, and the most
+    ChatSync calls in flight at once;
+  - IdP refreshes and STS calls per user;
+  - memory per linked idle user: Redis used_memory and the bot's RSS, before and after linking more users.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+import httpx
+import redis.asyncio as aioredis
+from aiohttp import web
+from cryptography.fernet import Fernet
+
+from bot.config import Settings
+from bot.embedded_redis import EmbeddedRedis
+from bot.model import Answer, ChatIdentity, IncomingMessage
+from qbot.app import GRAPH, build_app
+from sandbox.serving import Served, bind, url_of
+
+# -- the stand-ins, in a child process ------------------------------------------------------------------
+
+
+def _sandbox_process(conn: Connection, bot_url: str, users: int) -> None:
+    asyncio.run(_sandbox_main(conn, bot_url, users))
+
+
+async def _sandbox_main(conn: Connection, bot_url: str, users: int) -> None:
+    from sandbox.directory import sample_directory
+    from sandbox.world import Sandbox, SandboxPorts
+
+    world = Sandbox(ports=SandboxPorts(0, 0, 0), bot_public_url=bot_url, directory=sample_directory(users))
+    served_q = world._served[2]  # the Q Business stand-in: time how long it spends on each request
+    timings: list[float] = []
+
+    @web.middleware
+    async def timer(request: web.Request, handler: Any) -> web.StreamResponse:
+        started = time.perf_counter()
+        try:
+            return await handler(request)
+        finally:
+            timings.append(time.perf_counter() - started)
+
+    served_q.app.middlewares.append(timer)
+    await world.start()
+    conn.send(world.env())
+    loop = asyncio.get_running_loop()
+    while True:
+        command, arg = await loop.run_in_executor(None, conn.recv)
+        if command == "delay":
+            world.q.faults.delay_seconds = arg
+            timings.clear()
+            conn.send(None)
+        elif command == "timings":
+            conn.send(list(timings))
+            timings.clear()
+        elif command == "stats":
+            conn.send({
+                "max_in_flight": world.q.stats.max_in_flight,
+                "refreshes": dict(world.idp.stats.refreshes),
+                "sts": dict(world.sts.stats.calls),
+            })
+            world.q.stats.max_in_flight = 0
+        elif command == "stop":
+            await world.stop()
+            conn.send(None)
+            return
+
+
+class SandboxChild:
+    def __init__(self, bot_url: str, users: int) -> None:
+        self.conn, child = multiprocessing.Pipe()
+        self.process = multiprocessing.get_context("spawn").Process(
+            target=_sandbox_process, args=(child, bot_url, users), daemon=True
+        )
+        self.process.start()
+        self.env: dict[str, str] = self.conn.recv()
+
+    def call(self, command: str, arg: Any = None) -> Any:
+        self.conn.send((command, arg))
+        return self.conn.recv()
+
+
+# -- helpers --------------------------------------------------------------------------------------------
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def link_user(core: Any, http: httpx.AsyncClient, identity: ChatIdentity, username: str) -> None:
+    import html
+    import re
+
+    notice = await core.create_link(identity, None)
+    start = await http.get(notice.url)
+    page = await http.get(start.headers["location"])
+    fields = {html.unescape(k): html.unescape(v)
+              for k, v in re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">', page.text)}
+    action = html.unescape(re.search(r'<form method="post" action="([^"]*)"', page.text).group(1))  # type: ignore[union-attr]
+    fields["username"] = username
+    redirect = await http.post(str(page.url.join(action)), data=fields)
+    done = await http.get(redirect.headers["location"])
+    assert done.status_code == 200, done.text
+
+
+async def link_many(core: Any, first: int, count: int) -> list[ChatIdentity]:
+    identities = [ChatIdentity("bench", "T", f"U{n:03d}") for n in range(first, first + count)]
+    limit = asyncio.Semaphore(8)
+    async with httpx.AsyncClient(follow_redirects=False, timeout=30) as http:
+        async def one(n: int, identity: ChatIdentity) -> None:
+            async with limit:
+                await link_user(core, http, identity, f"user{n:03d}")
+
+        await asyncio.gather(*(one(first + i, ident) for i, ident in enumerate(identities)))
+    return identities
+
+
+def ask(identity: ChatIdentity, n: int, thread: str) -> IncomingMessage:
+    return IncomingMessage(identity, "How many vacation days do I get?", "bench", thread, f"{identity.user}-{n}")
+
+
+# -- the benchmark --------------------------------------------------------------------------------------
+
+
+async def main(users: int, questions: int, idle_users: int, warm_samples: int) -> None:
+    redis_server = EmbeddedRedis().start()
+    sock = bind("127.0.0.1", 0)
+    child = SandboxChild(url_of(sock), users + idle_users)
+    settings = Settings.from_env({
+        **child.env, "QBOT_REDIS_URL": redis_server.url, "QBOT_TOKEN_KEYS": Fernet.generate_key().decode(),
+        "QBOT_PUBLIC_URL": url_of(sock),
+    })
+    app = build_app(settings)
+    served = Served(app, sock)
+    await served.start()
+    core = app[GRAPH].core
+    try:
+        print(f"qbot bench — {users} users, {questions} questions; Q max concurrency {settings.q_max_concurrency}")
+        identities = await link_many(core, 1, users)
+        warm = await asyncio.gather(*(core.handle(ask(i, 0, "warmup")) for i in identities))
+        assert all(isinstance(r, Answer) for r in warm), [r for r in warm if not isinstance(r, Answer)][:1]
+
+        # 1. warm-path overhead, one message at a time, Q answering at once
+        child.call("delay", 0.0)
+        totals = []
+        for n in range(warm_samples):
+            identity = identities[n % len(identities)]
+            started = time.perf_counter()
+            reply = await core.handle(ask(identity, n + 1, f"warm-{n}"))
+            totals.append(time.perf_counter() - started)
+            assert isinstance(reply, Answer)
+        served_times = child.call("timings")
+        overhead = [(t - s) * 1000 for t, s in zip(totals, served_times, strict=True)]
+        slow = sorted(range(len(overhead)), key=overhead.__getitem__)[-6:]
+        print("slowest samples (index: ms):", ", ".join(f"{i}: {overhead[i]:.1f}" for i in slow))
+        print(f"warm path: bot overhead p50 {pct(overhead, 0.5):.2f} ms, p99 {pct(overhead, 0.99):.2f} ms "
+              f"(whole answer p50 {pct([t * 1000 for t in totals], 0.5):.2f} ms; "
+              f"Q stand-in p50 {pct([s * 1000 for s in served_times], 0.5):.2f} ms)")
+
+        # 2. a burst against a slow Q
+        child.call("delay", 2.0)
+        child.call("stats")
+        per_user = questions // len(identities)
+        started = time.perf_counter()
+        burst = await asyncio.gather(*(
+            core.handle(ask(identity, 1000 + k, f"burst-{k}"))
+            for identity in identities for k in range(per_user)
+        ))
+        wall = time.perf_counter() - started
+        answered = sum(isinstance(r, Answer) for r in burst)
+        stats = child.call("stats")
+        print(f"burst: {answered}/{len(burst)} answered in {wall:.2f} s against a 2 s Q; "
+              f"max ChatSync in flight {stats['max_in_flight']}")
+        refreshes = [stats["refreshes"].get(f"user{n:03d}", 0) for n in range(1, users + 1)]
+        sts = [stats["sts"].get(f"user{n:03d}@example.com", 0) for n in range(1, users + 1)]
+        print(f"per user over the run: IdP refreshes min/max {min(refreshes)}/{max(refreshes)}, "
+              f"STS calls min/max {min(sts)}/{max(sts)}")
+        child.call("delay", 0.0)
+
+        # 3. memory per linked idle user
+        client = aioredis.Redis.from_url(redis_server.url)
+        before_redis = (await client.info("memory"))["used_memory"]
+        before_rss = rss_bytes()
+        await link_many(core, users + 1, idle_users)
+        after_redis = (await client.info("memory"))["used_memory"]
+        after_rss = rss_bytes()
+        await client.aclose()
+        redis_kb = (after_redis - before_redis) / idle_users / 1024
+        rss_kb = (after_rss - before_rss) / idle_users / 1024
+        print(f"memory per linked idle user ({idle_users} linked): Redis {redis_kb:.2f} KB, bot RSS {rss_kb:.2f} KB")
+        metrics = app[GRAPH].metrics.render().decode()
+        errors = [line for line in metrics.splitlines() if line.startswith("qbot_chatsync_errors_total")]
+        print("ChatSync errors:", errors or "none")
+    finally:
+        await served.stop()
+        child.call("stop")
+        redis_server.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--questions", type=int, default=300)
+    parser.add_argument("--idle-users", type=int, default=300)
+    parser.add_argument("--warm-samples", type=int, default=500)
+    args = parser.parse_args()
+    asyncio.run(main(args.users, args.questions, args.idle_users, args.warm_samples))

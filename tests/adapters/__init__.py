@@ -1,0 +1,1 @@
+"""Tests of the chat adapters, one folder per platform."""

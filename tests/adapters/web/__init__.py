@@ -1,0 +1,1 @@
+"""The web console over real HTTP, and in a real headless Chromium."""

@@ -1,0 +1,91 @@
+"""A whole bot (real aiohttp server, real Redis) wired to a fresh sandbox, and a cookie-keeping HTTP client
+that signs in through the web console the way a browser does."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.fernet import Fernet
+
+from bot.config import Settings
+from qbot.app import GRAPH, BotGraph, build_app
+from sandbox.serving import Served, url_of
+from sandbox.world import Sandbox
+from tests.conftest import LoopThread
+from tests.signin import sign_in_at_idp
+
+CSRF_HEADER = "X-QBot-CSRF"
+
+
+@dataclass
+class WebBot:
+    url: str
+    graph: BotGraph
+    sandbox: Sandbox
+    servers: LoopThread
+    clients: list[httpx.Client] = field(default_factory=list)
+
+    def browser(self) -> httpx.Client:
+        """A fresh 'browser': its own cookie jar, redirects followed by hand so each hop can be checked."""
+        client = httpx.Client(base_url=self.url, follow_redirects=False, timeout=15)
+        self.clients.append(client)
+        return client
+
+    def sign_in(self, http: httpx.Client, username: str) -> dict[str, Any]:
+        """/web/login -> /auth/start -> IdP login as `username` -> /auth/callback -> /; returns /web/api/me."""
+        login = http.get("/web/login")
+        assert login.status_code == 302, login.text
+        start = http.get(login.headers["location"])
+        assert start.status_code == 302, start.text
+        idp = sign_in_at_idp(http, start.headers["location"], username)
+        assert idp.status_code == 302, idp.text
+        callback = http.get(idp.headers["location"])
+        assert callback.status_code == 302, callback.text
+        assert callback.headers["location"] == "/"
+        assert http.get("/").status_code == 200
+        return self.me(http)
+
+    @staticmethod
+    def me(http: httpx.Client) -> dict[str, Any]:
+        response = http.get("/web/api/me")
+        assert response.status_code == 200
+        body: dict[str, Any] = response.json()
+        return body
+
+    def post(
+        self, http: httpx.Client, path: str, body: Any, *, csrf: str | None, origin: str | None = "self"
+    ) -> httpx.Response:
+        headers = {}
+        if csrf is not None:
+            headers[CSRF_HEADER] = csrf
+        if origin is not None:
+            headers["Origin"] = self.url if origin == "self" else origin
+        return http.post(path, json=body, headers=headers)
+
+
+@pytest.fixture
+def web_bot(
+    servers: LoopThread, sandbox: Sandbox, bot_socket: socket.socket, redis_url: str
+) -> Iterator[WebBot]:
+    """The bot on the socket whose URL the sandbox IdP registered as redirect URI."""
+    settings = Settings.from_env(
+        {
+            **sandbox.env(),
+            "QBOT_REDIS_URL": redis_url,
+            "QBOT_TOKEN_KEYS": Fernet.generate_key().decode(),
+            "QBOT_PUBLIC_URL": url_of(bot_socket),
+        }
+    )
+    app = build_app(settings)
+    served = Served(app, bot_socket)
+    servers.run(served.start())
+    running = WebBot(served.url, app[GRAPH], sandbox, servers)
+    yield running
+    for client in running.clients:
+        client.close()
+    servers.run(served.stop())
