@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -76,6 +78,14 @@ class Settings:
     redis_max_connections: int = 64
     session_secret: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)  # the adapters' own QBOT_* variables
+
+    def web_session_key(self) -> bytes:
+        """The web console's cookie key: QBOT_SESSION_SECRET, or derived from the first token key."""
+        if self.session_secret:
+            return self.session_secret.encode()
+        if not self.token_keys:
+            raise ConfigError("the web console needs QBOT_SESSION_SECRET or QBOT_TOKEN_KEYS to sign its cookies")
+        return hmac.new(self.token_keys[0].encode(), b"qbot web session", hashlib.sha256).digest()
 
     @property
     def redirect_uri(self) -> str:

@@ -7,6 +7,7 @@ credentials or Q Business. All user-facing failures arrive as `Notice`s with the
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import secrets
 import time
@@ -23,6 +24,7 @@ from bot.errors import (
     EmailTagMissing,
     IdentityProviderError,
     IdTokenInvalid,
+    LinkTokenInvalid,
     LoginStateInvalid,
     NotLinked,
     NotYourConversation,
@@ -30,7 +32,7 @@ from bot.errors import (
     QUnavailable,
 )
 from bot.keyed_locks import KeyedLocks
-from bot.links import LinkTokens, LoginStates, PendingLink
+from bot.links import LinkTokens, LoginStates, PendingLink, browser_binding
 from bot.metrics import Metrics
 from bot.model import Answer, ChatIdentity, IncomingMessage, Notice, NoticeKind, Reply, Usefulness
 from bot.oidc import OidcClient
@@ -40,6 +42,13 @@ from bot.vault import LinkedAccount, Vault
 log = logging.getLogger(__name__)
 
 LinkedListener = Callable[[ChatIdentity, str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class LoginStart:
+    authorize_url: str
+    state: str
+    browser_secret: str  # kept by the browser (a cookie) until the callback
 
 
 @dataclass(frozen=True)
@@ -167,10 +176,22 @@ class Core:
         return Notice(NoticeKind.INFO, HELP_TEXT)
 
     async def create_link(
-        self, identity: ChatIdentity, profile_email: str | None, *, return_to: str | None = None
+        self,
+        identity: ChatIdentity,
+        profile_email: str | None,
+        *,
+        return_to: str | None = None,
+        browser_secret: str | None = None,
     ) -> Notice:
+        """A one-time sign-in link for `identity`; with `browser_secret`, it opens only in the browser holding it."""
         token = await self.links.create(
-            PendingLink(identity=identity, profile_email=profile_email, return_to=return_to, created_at=time.time())
+            PendingLink(
+                identity=identity,
+                profile_email=profile_email,
+                return_to=return_to,
+                created_at=time.time(),
+                browser_binding=browser_binding(browser_secret) if browser_secret else None,
+            )
         )
         url = f"{self.settings.public_url}/auth/start?t={token}"
         minutes = max(1, self.settings.link_ttl_seconds // 60)
@@ -195,6 +216,11 @@ class Core:
             NoticeKind.INFO, f"Unlinked {account.email}. Your sign-in and conversations are forgotten.", private=True
         )
 
+    async def linked_email(self, identity: ChatIdentity) -> str | None:
+        """The email an identity is linked as, or None: what an adapter may know of the vault."""
+        account = await self.vault.load(identity)
+        return account.email if account else None
+
     async def status(self, identity: ChatIdentity) -> Notice:
         account = await self.vault.load(identity)
         if account is None:
@@ -215,20 +241,40 @@ class Core:
 
     # -- the account link ---------------------------------------------------------------------------
 
-    async def start_login(self, link_token: str) -> str:
-        """Consume the one-time link (single use) and return the IdP authorization URL to redirect to."""
+    async def start_login(self, link_token: str, *, browser_secret: str | None = None) -> LoginStart:
+        """Consume the one-time link (single use) and begin the IdP login.
+
+        The returned `browser_secret` must come back with the callback (the route keeps it in a cookie), so a
+        login can only be finished in the browser that started it: forwarding the IdP page to a colleague
+        cannot bind their sign-in to your chat account. A link the adapter bound to a browser (the web console)
+        opens only there.
+        """
         pending = await self.links.consume(link_token)
+        if pending.browser_binding and (
+            not browser_secret or not hmac.compare_digest(browser_binding(browser_secret), pending.browser_binding)
+        ):
+            raise LinkTokenInvalid(
+                "This sign-in link was made for another browser. Start signing in again from there.",
+                detail="link opened outside its browser",
+            )
         nonce = secrets.token_urlsafe(24)
         code_verifier = secrets.token_urlsafe(64)
-        state = await self.login_states.create(pending, nonce, code_verifier)
-        return await self.oidc.authorization_url(state, nonce, code_verifier)
+        login_secret = secrets.token_urlsafe(32)
+        state = await self.login_states.create(pending, nonce, code_verifier, browser_binding(login_secret))
+        return LoginStart(await self.oidc.authorization_url(state, nonce, code_verifier), state, login_secret)
 
-    async def finish_login(self, params: Mapping[str, str]) -> LinkResult:
+    async def finish_login(self, params: Mapping[str, str], *, browser_secret: str | None = None) -> LinkResult:
         """Handle the IdP's redirect. Any failure raises a domain error and stores nothing."""
         state = params.get("state", "")
         if not state:
             raise LoginStateInvalid(detail="callback without state")
         login = await self.login_states.consume(state)
+        if not browser_secret or not hmac.compare_digest(browser_binding(browser_secret), login.browser_binding):
+            self.metrics.links.labels("other_browser").inc()
+            raise LoginStateInvalid(
+                "Finish signing in in the same browser where you opened your qlink link. Run qlink again.",
+                detail="callback from another browser",
+            )
         if "error" in params:
             description = params.get("error_description") or params["error"]
             self.metrics.links.labels("idp_error").inc()

@@ -41,6 +41,7 @@ class PendingLink:
     profile_email: str | None = None  # the chat profile's email, for QBOT_REQUIRE_EMAIL_MATCH
     return_to: str | None = None  # same-origin path the browser goes to after linking (web console)
     created_at: float = field(default_factory=time.time)
+    browser_binding: str | None = None  # sha256 of a cookie secret: only that browser may open the link
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class LoginState:
     pending: PendingLink
     nonce: str
     code_verifier: str = field(repr=False)
+    browser_binding: str = ""  # sha256 of the cookie /auth/start set: only that browser may finish the login
 
 
 def _pending_to_dict(pending: PendingLink) -> dict[str, Any]:
@@ -61,17 +63,24 @@ def _pending_to_dict(pending: PendingLink) -> dict[str, Any]:
         "e": pending.profile_email,
         "r": pending.return_to,
         "t": pending.created_at,
+        "b": pending.browser_binding,
     }
 
 
 def _pending_from_dict(data: dict[str, Any]) -> PendingLink:
-    email, return_to = data.get("e"), data.get("r")
+    email, return_to, binding = data.get("e"), data.get("r"), data.get("b")
     return PendingLink(
         identity=ChatIdentity(platform=str(data["p"]), tenant=str(data["n"]), user=str(data["u"])),
         profile_email=None if email is None else str(email),
         return_to=None if return_to is None else str(return_to),
         created_at=float(data["t"]),
+        browser_binding=None if binding is None else str(binding),
     )
+
+
+def browser_binding(secret: str) -> str:
+    """What is stored of a browser-binding cookie: its sha256, never the cookie itself."""
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def _digest(secret: str) -> str:
@@ -129,15 +138,21 @@ class LoginStates:
         self._cipher = cipher
         self._ttl = ttl_seconds
 
+    @property
+    def ttl_seconds(self) -> int:
+        return self._ttl
+
     @staticmethod
     def key_for(state: str) -> str:
         return f"{PREFIX}login:{_digest(state)}"
 
-    async def create(self, pending: PendingLink, nonce: str, code_verifier: str) -> str:
+    async def create(self, pending: PendingLink, nonce: str, code_verifier: str, binding: str = "") -> str:
         """A new random `state` (256 bits); its sealed record lives `ttl_seconds`, consumable once."""
         state = secrets.token_urlsafe(32)
         key = self.key_for(state)
-        blob = self._cipher.seal(key, {"l": _pending_to_dict(pending), "n": nonce, "v": code_verifier})
+        blob = self._cipher.seal(
+            key, {"l": _pending_to_dict(pending), "n": nonce, "v": code_verifier, "b": binding}
+        )
         await self._redis.set(key, blob, ex=self._ttl)
         return state
 
@@ -152,7 +167,10 @@ class LoginStates:
         try:
             data = self._cipher.open(key, raw)
             return LoginState(
-                pending=_pending_from_dict(data["l"]), nonce=str(data["n"]), code_verifier=str(data["v"])
+                pending=_pending_from_dict(data["l"]),
+                nonce=str(data["n"]),
+                code_verifier=str(data["v"]),
+                browser_binding=str(data.get("b") or ""),
             )
         except (CipherError, KeyError, TypeError, ValueError):
             raise LoginStateInvalid(detail="login state does not open (tampered, or key gone)") from None

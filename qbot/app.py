@@ -5,8 +5,6 @@ Tests build the same graph with the sandbox's endpoints; nothing here is a modul
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -47,13 +45,6 @@ class BotGraph:
 
 
 GRAPH = web.AppKey("graph", BotGraph)
-
-
-def session_secret(settings: Settings) -> bytes:
-    """The web console's cookie key: QBOT_SESSION_SECRET, or derived from the first token key."""
-    if settings.session_secret:
-        return settings.session_secret.encode()
-    return hmac.new(settings.token_keys[0].encode(), b"qbot web session", hashlib.sha256).digest()
 
 
 def default_adapters() -> list[AdapterFactory]:

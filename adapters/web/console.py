@@ -16,10 +16,9 @@ answer, and the page renders it (escaping everything: see static/app.js).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import re
+import secrets
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -28,9 +27,10 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from adapters.web.session import Sessions
+from bot.auth_routes import LINK_COOKIE
 from bot.config import Settings
 from bot.core import Core
-from bot.errors import ConfigError, LinkExpired, NotLinked, NotYourConversation, QBotError, QUnavailable
+from bot.errors import LinkExpired, NotLinked, NotYourConversation, QBotError, QUnavailable
 from bot.model import Answer, ChatIdentity, IncomingMessage, Notice, Reply, Usefulness
 from bot.pages import SECURITY_HEADERS, error_page
 
@@ -76,18 +76,8 @@ class Refused(Exception):
         self.kind = kind
 
 
-def derive_session_secret(settings: Settings) -> bytes:
-    """QBOT_SESSION_SECRET, or a key derived from the first token key (as `qbot.app.session_secret` does)."""
-    if settings.session_secret:
-        return settings.session_secret.encode()
-    if not settings.token_keys:
-        raise ConfigError("the web console needs QBOT_SESSION_SECRET or QBOT_TOKEN_KEYS to sign its cookies")
-    return hmac.new(settings.token_keys[0].encode(), b"qbot web session", hashlib.sha256).digest()
-
-
-def web_console(core: Core, settings: Settings, *, session_secret: bytes | None = None) -> WebConsole:
-    secret = session_secret if session_secret is not None else derive_session_secret(settings)
-    return WebConsole(core, settings, session_secret=secret)
+def web_console(core: Core, settings: Settings) -> WebConsole:
+    return WebConsole(core, settings, session_secret=settings.web_session_key())
 
 
 def identity_of(sid: str) -> ChatIdentity:
@@ -234,8 +224,11 @@ class WebConsole:
         if current is not None and await self._email(identity_of(current)) is not None:
             return web.Response(status=302, headers={**SECURITY_HEADERS, "Location": "/"})
         sid = self.sessions.new_id()
+        link_secret = secrets.token_urlsafe(32)  # the link opens only in this browser
         try:
-            notice = await self.core.create_link(identity_of(sid), None, return_to="/")
+            notice = await self.core.create_link(
+                identity_of(sid), None, return_to="/", browser_secret=link_secret
+            )
         except QBotError as exc:
             return error_page(exc.user_message, status=503)
         except Exception:
@@ -245,6 +238,10 @@ class WebConsole:
             return error_page(notice.text, status=500)
         response = web.Response(status=302, headers={**SECURITY_HEADERS, "Location": notice.url})
         self.sessions.set(response, sid)
+        response.set_cookie(
+            LINK_COOKIE, link_secret, path="/auth/start", max_age=self.settings.link_ttl_seconds,
+            httponly=True, samesite="Lax", secure=self.settings.public_url.startswith("https://"),
+        )
         return response
 
     # -- the API -----------------------------------------------------------------------------------
@@ -329,5 +326,4 @@ class WebConsole:
 
     async def _email(self, identity: ChatIdentity) -> str | None:
         """The email this session is linked as, or None when it is not (yet, or any more) linked."""
-        account = await self.core.vault.load(identity)
-        return account.email if account is not None else None
+        return await self.core.linked_email(identity)

@@ -293,3 +293,20 @@ def test_a_redelivered_message_is_one_q_turn(bot: RunningBot) -> None:
     assert (again.conversation_id, again.message_id) == (first.conversation_id, first.message_id)
     follow_up = bot.ask(ALICE, "When does it launch?", message_id="slack-event-2")
     assert isinstance(follow_up, Answer) and follow_up.conversation_id == first.conversation_id
+
+
+def test_a_login_forwarded_to_another_browser_is_refused(bot: RunningBot) -> None:
+    """Mallory opens her own qlink, then sends the IdP sign-in page to alice: alice's login must not land."""
+    from tests.signin import sign_in_at_idp
+
+    mallory = ChatIdentity("test", "T1", "U-MALLORY")
+    notice = bot.ask(mallory, "qlink")
+    assert isinstance(notice, Notice) and notice.url
+    with httpx.Client(follow_redirects=False) as mallorys_browser:
+        idp_url = mallorys_browser.get(notice.url).headers["location"]
+    with httpx.Client(follow_redirects=False) as alices_browser:
+        redirect = sign_in_at_idp(alices_browser, idp_url, "alice")
+        page = alices_browser.get(redirect.headers["location"])
+    assert page.status_code == 400 and "same browser" in page.text
+    assert bot.run(bot.core.vault.load(mallory)) is None
+    assert bot.sandbox.idp.live_refresh_tokens("alice") == []  # the code was never exchanged

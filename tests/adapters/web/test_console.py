@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import pytest
 from aiohttp import web
 
-from adapters.web.console import MAX_TEXT, web_console
+from adapters.web.console import MAX_TEXT, WebConsole
 from adapters.web.session import Sessions
 from bot.conversations import ConversationRef
 from bot.model import ChatIdentity
@@ -146,7 +145,7 @@ def test_a_tampered_or_foreign_cookie_is_no_session(web_bot: WebBot) -> None:
         assert web_bot.me(http)["signed_in"] is False, cookie
         assert _ask(web_bot, http, me, AURORA).status_code == 401
     # A cookie signed under another bot's secret does not open this bot's sessions either.
-    other = web_console(web_bot.graph.core, web_bot.graph.settings, session_secret=b"another bot's secret!!")
+    other = WebConsole(web_bot.graph.core, web_bot.graph.settings, session_secret=b"another bot's secret!!")
     http.cookies.clear()
     http.cookies.set("qbot_session", other.sessions.cookie_value(sid))
     assert web_bot.me(http)["signed_in"] is False
@@ -216,10 +215,6 @@ def test_commands_and_not_linked_sessions_get_notices(web_bot: WebBot) -> None:
     assert helped["type"] == "info" and "qnew" in helped["text"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs core support: a pending link bound to the browser that started it, checked at /auth/callback",
-)
 def test_a_sign_in_started_in_one_browser_cannot_be_finished_in_another(web_bot: WebBot) -> None:
     """Login CSRF: Mallory starts a sign-in, sends Alice the IdP URL; Alice's login must not land in
     Mallory's session (the web console has no chat profile email to compare, so only browser binding helps)."""
@@ -227,4 +222,13 @@ def test_a_sign_in_started_in_one_browser_cannot_be_finished_in_another(web_bot:
     start = mallory.get(mallory.get("/web/login").headers["location"])
     idp = sign_in_at_idp(alice, start.headers["location"], "alice")
     alice.get(idp.headers["location"])
+    assert web_bot.me(mallory)["linked"] is False
+
+
+def test_a_console_link_opens_only_in_the_browser_that_asked_for_it(web_bot: WebBot) -> None:
+    """Mallory stops at /web/login's redirect and sends alice the /auth/start link itself."""
+    mallory, alice = web_bot.browser(), web_bot.browser()
+    link = mallory.get("/web/login").headers["location"]
+    refused = alice.get(link)
+    assert refused.status_code == 400 and "another browser" in refused.text
     assert web_bot.me(mallory)["linked"] is False
