@@ -19,6 +19,7 @@ from bot.broker import CredentialBroker
 from bot.commands import HELP_TEXT, Command, parse_command
 from bot.config import Settings
 from bot.conversations import Conversations
+from bot.deliveries import Deliveries
 from bot.errors import (
     EmailMismatch,
     EmailTagMissing,
@@ -76,6 +77,7 @@ class Core:
         broker: CredentialBroker,
         q: QBusinessClient,
         metrics: Metrics,
+        deliveries: Deliveries,
     ) -> None:
         self.settings = settings
         self.vault = vault
@@ -86,12 +88,17 @@ class Core:
         self.broker = broker
         self.q = q
         self.metrics = metrics
+        self.deliveries = deliveries
         self._linked_listeners: dict[str, LinkedListener] = {}
         self._thread_locks: KeyedLocks[tuple[str, str, str]] = KeyedLocks()
 
     def on_linked(self, platform: str, listener: LinkedListener) -> None:
         """An adapter asks to be told when one of its users finishes linking (to confirm it in chat)."""
         self._linked_listeners[platform] = listener
+
+    async def first_delivery(self, platform: str, delivery_id: str) -> bool:
+        """True once per platform delivery id across all bot processes: retries and duplicates get False."""
+        return await self.deliveries.first(platform, delivery_id)
 
     # -- messages ---------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from bot.cipher import TokenCipher
 from bot.config import Settings
 from bot.conversations import Conversations
 from bot.core import Core
+from bot.deliveries import Deliveries
 from bot.health import health_routes
 from bot.links import LinkTokens, LoginStates
 from bot.metrics import Metrics
@@ -87,6 +88,7 @@ def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) 
         broker=broker,
         q=q,
         metrics=metrics,
+        deliveries=Deliveries(redis),
     )
     app = web.Application()
     app.add_routes(health_routes(redis, metrics))

@@ -1,0 +1,23 @@
+"""De-duplication of platform deliveries: Slack retries events, Teams may redeliver activities.
+
+`first(platform, delivery_id)` is true exactly once per id across every bot process sharing Redis (SET NX),
+for `ttl_seconds` — longer than any platform keeps retrying.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from redis.asyncio import Redis
+
+PREFIX = "qbot:seen:"
+
+
+class Deliveries:
+    def __init__(self, redis: Redis, ttl_seconds: int = 3600) -> None:
+        self._redis = redis
+        self._ttl = ttl_seconds
+
+    async def first(self, platform: str, delivery_id: str) -> bool:
+        digest = hashlib.sha256(f"{platform}\0{delivery_id}".encode()).hexdigest()[:32]
+        return bool(await self._redis.set(PREFIX + digest, b"1", nx=True, ex=self._ttl))
