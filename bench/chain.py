@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import multiprocessing
+import statistics
 import time
+import tracemalloc
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -200,13 +203,23 @@ async def main(users: int, questions: int, idle_users: int, warm_samples: int) -
         client = aioredis.Redis.from_url(redis_server.url)
         before_redis = (await client.info("memory"))["used_memory"]
         before_rss = rss_bytes()
+        gc.collect()
+        tracemalloc.start()
+        heap_before = tracemalloc.take_snapshot()
         await link_many(core, users + 1, idle_users)
+        gc.collect()
+        heap_after = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        retained = sum(stat.size_diff for stat in heap_after.compare_to(heap_before, "filename"))
         after_redis = (await client.info("memory"))["used_memory"]
         after_rss = rss_bytes()
+        vault_bytes = [await client.memory_usage(key) or 0 async for key in client.scan_iter("qbot:vault:*")]
         await client.aclose()
         redis_kb = (after_redis - before_redis) / idle_users / 1024
         rss_kb = (after_rss - before_rss) / idle_users / 1024
-        print(f"memory per linked idle user ({idle_users} linked): Redis {redis_kb:.2f} KB, bot RSS {rss_kb:.2f} KB")
+        print(f"memory per linked idle user ({idle_users} linked): Redis used_memory {redis_kb:.2f} KB "
+              f"(vault entry MEMORY USAGE mean {statistics.mean(vault_bytes) / 1024:.2f} KB); "
+              f"bot heap retained {retained / idle_users / 1024:.2f} KB (tracemalloc), RSS growth {rss_kb:.2f} KB")
         metrics = app[GRAPH].metrics.render().decode()
         errors = [line for line in metrics.splitlines() if line.startswith("qbot_chatsync_errors_total")]
         print("ChatSync errors:", errors or "none")
