@@ -144,16 +144,16 @@ class AnswerEngine:
         self._cache_size = cache_size
 
     def answer(self, question: str, readable: Sequence[Document], previous_question: str | None = None) -> Answer:
-        """An extractive answer; a follow-up that finds nothing (or says 'it') borrows the last question."""
+        """An extractive answer; a follow-up that says 'it' (or 'that', ...) borrows the last question's terms.
+
+        A question on a new topic is answered on its own: no match means no answer, never the old topic.
+        """
         query = terms(question)
         ranked = self._ranked(readable)
         refers_back = bool(BACK_REFERENCES & set(_WORD.findall(question.lower())))
         if previous_question and refers_back:
             query = query + terms(previous_question)
         documents = ranked.relevant(query)
-        if not documents and previous_question and not refers_back:
-            query = query + terms(previous_question)
-            documents = ranked.relevant(query)
         return compose(documents, query) if documents else Answer(NO_ANSWER)
 
     def _ranked(self, readable: Sequence[Document]) -> _RankedSet:

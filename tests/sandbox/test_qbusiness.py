@@ -115,7 +115,7 @@ def test_segments_point_into_the_answer(qb: QEndpoint) -> None:
             quoted = text[segment["beginOffset"] : segment["endOffset"]]
             assert quoted == segment["snippetExcerpt"]["text"]
             assert text[segment["endOffset"] :].startswith(f" [{source['citationNumber']}]")
-    assert "25 days" in text
+    assert "25 vacation days" in text
 
 
 @pytest.mark.parametrize(
@@ -515,3 +515,20 @@ def test_groups_round_trip(qb: QEndpoint) -> None:
     gone = _error(admin.get_group, applicationId=APP_ID, indexId=INDEX_ID, groupName="core-team")
     assert gone["Error"]["Code"] == "ResourceNotFoundException"
     assert ROADMAP_URL not in _urls(ask(qb.user("alice@example.com"), AURORA))
+
+
+def test_a_follow_up_on_a_new_topic_is_answered_on_its_own(qb: QEndpoint) -> None:
+    alice = qb.user("alice@example.com")
+    first = alice.chat_sync(applicationId=APP_ID, userMessage="What is Project Aurora?")
+    second = alice.chat_sync(
+        applicationId=APP_ID, userMessage="How many vacation days do I get?",
+        conversationId=first["conversationId"], parentMessageId=first["systemMessageId"],
+    )
+    titles = [source["title"] for source in second["sourceAttributions"]]
+    assert titles and not any("Aurora" in title for title in titles)
+    assert "25 vacation days" in second["systemMessage"]
+    third = alice.chat_sync(
+        applicationId=APP_ID, userMessage="Do they expire?",
+        conversationId=first["conversationId"], parentMessageId=second["systemMessageId"],
+    )
+    assert third["sourceAttributions"]  # "it" refers back to the conversation's last question
