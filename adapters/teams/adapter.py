@@ -1,0 +1,278 @@
+"""`POST /api/messages`: the Teams adapter on the bot's one aiohttp server, through the Microsoft 365 Agents SDK.
+
+Per request: the Bot Framework token is checked here (see `tokens`; 401 on any failure, and other routes are
+untouched), the activity is parsed (400 if it isn't one), then handed to the SDK's CloudAdapter with our
+`TeamsAgent`. Invokes (card clicks) run before the HTTP answer, which carries their result. Messages are
+de-duplicated on their activity id across processes and answered 202 at once; the turn (typing, ChatSync,
+the reply through the turn's connector client) runs on after, since Teams gives up on a request after 15 s.
+
+The SDK's default turn-error handler posts the exception text into the chat: ours logs it and tells the user
+only that something went wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from microsoft_agents.activity import Activity, ActivityTypes
+from microsoft_agents.authentication.msal import MsalConnectionManager
+from microsoft_agents.hosting.aiohttp import CloudAdapter
+from microsoft_agents.hosting.core import RestChannelServiceClientFactory, TurnContext
+from microsoft_agents.hosting.core.authorization import (
+    AccessTokenProviderBase,
+    AgentAuthConfiguration,
+    AnonymousTokenProvider,
+    AuthenticationConstants,
+    AuthTypes,
+    ClaimsIdentity,
+)
+from microsoft_agents.hosting.core.connector import ConnectorClientBase
+from pydantic import ValidationError
+
+from adapters.teams.activities import PLATFORM, tenant_of
+from adapters.teams.agent import LINKED, TeamsAgent, text_activity
+from adapters.teams.files import is_loopback_url
+from adapters.teams.private_chat import PrivateChats
+from adapters.teams.settings import TeamsSettings
+from adapters.teams.tokens import BotFrameworkTokens, TokenRejected
+from bot.config import Settings
+from bot.core import Core
+from bot.errors import QBotError
+from bot.model import ChatIdentity
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_SECONDS = 10.0
+MULTI_TENANT = "botframework.com"  # the MSAL authority of a (legacy) multi-tenant bot registration
+
+
+def teams_adapter(core: Core, settings: Settings) -> TeamsAdapter | None:
+    """The adapter factory for `qbot.app`: None (Teams off) unless credentials or anonymous mode are set."""
+    teams = TeamsSettings.from_settings(settings)
+    if not teams.enabled:
+        if teams.app_id:
+            log.error(
+                "QBOT_TEAMS_APP_ID is set but QBOT_TEAMS_APP_PASSWORD is not: Teams stays off. Set the password "
+                "(or QBOT_TEAMS_ALLOW_ANONYMOUS=true to test against a local connector)."
+            )
+        return None
+    if not teams.checks_tokens:
+        log.warning(
+            "!!! QBOT_TEAMS_ALLOW_ANONYMOUS=true without QBOT_TEAMS_APP_ID: /api/messages accepts UNAUTHENTICATED "
+            "activities, so anyone who reaches it can ask as any Teams user. Local testing only. !!!"
+        )
+    elif not teams.signs_replies:
+        log.warning(
+            "Teams replies go out WITHOUT credentials (QBOT_TEAMS_ALLOW_ANONYMOUS=true, no QBOT_TEAMS_APP_PASSWORD): "
+            "only a local Bot Framework stand-in accepts them. Incoming tokens are still checked."
+        )
+    return TeamsAdapter(core, teams)
+
+
+class _NoAppIdWarning(logging.Filter):
+    """Unsigned replies have no app identity by design: the SDK's per-turn warning about it is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "App ID is not provided" not in record.getMessage()
+
+
+_NO_APP_ID_WARNING = _NoAppIdWarning()  # one instance, so adding it again is a no-op
+
+
+class _Anonymous:
+    """The SDK's `Connections` for unsigned replies: every token is empty, so no Authorization header goes out."""
+
+    _provider = AnonymousTokenProvider()
+
+    def get_connection(self, connection_name: str) -> AccessTokenProviderBase:
+        return self._provider
+
+    def get_default_connection(self) -> AccessTokenProviderBase:
+        return self._provider
+
+    def get_token_provider(self, claims_identity: ClaimsIdentity, service_url: str) -> AccessTokenProviderBase:
+        return self._provider
+
+    def get_token_provider_from_activity(
+        self, claims_identity: ClaimsIdentity, activity: Activity
+    ) -> AccessTokenProviderBase:
+        return self._provider
+
+    def get_default_connection_configuration(self) -> AgentAuthConfiguration:
+        return AgentAuthConfiguration()
+
+
+def _invoke_json(body: Any) -> str:
+    """The SDK puts a bare Exception(code, message) into its invoke error bodies: send it as the error object."""
+
+    def error(value: Any) -> Any:
+        if isinstance(value, Exception):
+            code, message = ([*value.args, "", ""])[:2]
+            return {"code": str(code), "message": str(message)}
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+    return json.dumps(body, default=error)
+
+
+def _refusal(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+class TeamsAdapter:
+    platform = PLATFORM
+
+    def __init__(self, core: Core, teams: TeamsSettings) -> None:
+        self.core = core
+        self.teams = teams
+        self.tokens = BotFrameworkTokens(teams.app_id, teams.openid_metadata_url) if teams.checks_tokens else None
+        if teams.signs_replies:
+            connections: Any = MsalConnectionManager(
+                connections_configurations={
+                    "SERVICE_CONNECTION": AgentAuthConfiguration(
+                        auth_type=AuthTypes.client_secret,
+                        client_id=teams.app_id,
+                        tenant_id=teams.tenant_id or MULTI_TENANT,
+                        client_secret=teams.app_password,
+                    )
+                }
+            )
+        else:
+            connections = _Anonymous()
+            logging.getLogger("microsoft_agents.hosting.core.connector.client.user_token_client").addFilter(
+                _NO_APP_ID_WARNING
+            )
+        self._clients = RestChannelServiceClientFactory(connections)
+        self.cloud = CloudAdapter(channel_service_client_factory=self._clients)
+        self.cloud.on_turn_error = self._on_turn_error
+        self.agent = TeamsAgent(core, http=self._files_http)
+        self._turns: set[asyncio.Task[None]] = set()
+        self._http: aiohttp.ClientSession | None = None
+        core.on_linked(PLATFORM, self._confirm_link)
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/api/messages", self.messages)]
+
+    async def start(self) -> None:
+        """Nothing to start: Teams posts to us."""
+
+    async def stop(self) -> None:
+        """Let turns in flight finish (briefly), then release connections."""
+        if self._turns:
+            _done, pending = await asyncio.wait(set(self._turns), timeout=STOP_GRACE_SECONDS)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1)
+        if self.tokens is not None:
+            await self.tokens.close()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    def _files_http(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, sock_connect=10))
+        return self._http
+
+    # -- the route ----------------------------------------------------------------------------------
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        authorization = request.headers.get("Authorization")
+        if self.tokens is not None and not authorization:
+            return _refusal(401, "missing Bot Framework token")
+        try:
+            body = json.loads(await request.text())
+            activity = Activity.model_validate(body)
+        except (ValueError, TypeError, ValidationError):
+            return _refusal(400, "the body is not a Bot Framework activity")
+        if not activity.type or activity.conversation is None or not activity.conversation.id:
+            return _refusal(400, "the activity needs a type and a conversation id")
+        if not activity.service_url:
+            return _refusal(400, "the activity needs a serviceUrl")
+        if self.tokens is not None:
+            try:
+                claims = await self.tokens.verify(
+                    authorization, channel_id=str(activity.channel_id or ""), service_url=activity.service_url
+                )
+            except TokenRejected as exc:
+                log.info("refused a Teams request: %s", exc.reason)
+                return _refusal(401, "invalid Bot Framework token")
+            identity = ClaimsIdentity(claims, authentication_type="Bearer") if self.teams.signs_replies else None
+        else:
+            if not is_loopback_url(activity.service_url):  # unauthenticated: never reply to a remote address
+                return _refusal(403, "anonymous mode answers only loopback serviceUrls")
+            identity = None
+        tenant = tenant_of(activity)
+        if self.teams.tenant_id and tenant and tenant.lower() != self.teams.tenant_id.lower():
+            log.warning("refused an activity from tenant %s", tenant)
+            return _refusal(403, "this bot serves another tenant")
+        identity = identity or ClaimsIdentity({}, authentication_type="anonymous")
+
+        if activity.type == ActivityTypes.invoke:
+            try:
+                response = await self.cloud.process_activity(identity, activity, self.agent.on_turn)
+            except Exception:  # e.g. no connector client (credentials refused): Teams shows the click failed
+                log.exception("Teams invoke %s failed", activity.name)
+                return _refusal(500, "the action could not be handled")
+            if response is None:
+                return web.Response(status=200)
+            return web.json_response(response.body, status=response.status or 200, dumps=_invoke_json)
+        if activity.type == ActivityTypes.message:
+            if not activity.id:
+                return _refusal(400, "a message activity needs an id")
+            if not await self.core.first_delivery(PLATFORM, f"{activity.conversation.id}|{activity.id}"):
+                return web.Response(status=200)  # a redelivery: the first delivery is answering it
+        elif activity.type not in (ActivityTypes.conversation_update, ActivityTypes.installation_update):
+            return web.Response(status=200)  # reactions, edits, typing…: nothing to do
+        task = asyncio.create_task(self._turn(identity, activity))
+        self._turns.add(task)
+        task.add_done_callback(self._turns.discard)
+        return web.Response(status=202)
+
+    async def _turn(self, identity: ClaimsIdentity, activity: Activity) -> None:
+        try:
+            await self.cloud.process_activity(identity, activity, self.agent.on_turn)
+        except Exception:  # the connector client could not even be created: nothing left to tell the user with
+            log.exception("Teams turn for activity %s failed before it started", activity.id)
+
+    async def _on_turn_error(self, context: TurnContext, error: Exception) -> None:
+        activity = context.activity
+        log.error("Teams turn failed (%s %s)", activity.type, activity.id, exc_info=error)
+        if activity.type == ActivityTypes.message:
+            try:
+                await context.send_activity(text_activity(QBotError.user_message))
+            except Exception as exc:
+                log.warning("could not report the failure to the user: %s", type(exc).__name__)
+
+    # -- out of turn --------------------------------------------------------------------------------
+
+    async def _connector(self, service_url: str) -> ConnectorClientBase:
+        if self.teams.signs_replies:
+            identity = self.cloud.create_claims_identity(self.teams.app_id)
+        else:
+            identity = ClaimsIdentity({}, authentication_type="anonymous")
+        return await self._clients.create_connector_client(
+            None,
+            identity,
+            service_url,
+            AuthenticationConstants.AGENTS_SDK_SCOPE,
+            None,
+            not self.teams.signs_replies,
+        )
+
+    async def _confirm_link(self, identity: ChatIdentity, email: str) -> None:
+        """The core's on_linked: "Linked as …" in the personal chat the sign-in card was sent to."""
+        address = await self.agent.chats.recall(identity)
+        if address is None:
+            log.info("no personal chat known for %s: link not confirmed in Teams", identity.key)
+            return
+        connector = await self._connector(address.service_url)
+        try:
+            await PrivateChats.send(connector, address, text_activity(LINKED.format(email=email)))
+        finally:
+            await connector.close()

@@ -1,0 +1,62 @@
+"""The `QBOT_TEAMS_*` settings, and which of the three ways to run follows from them.
+
+- App id and password (and tenant id for a single-tenant bot): the real thing. Every activity must carry a
+  Bot Framework token for the app id; replies are authenticated with an Entra token (MSAL).
+- `QBOT_TEAMS_ALLOW_ANONYMOUS=true` with an app id but no password: tokens are still checked on the way in,
+  replies go out without credentials (only a local stand-in of the Bot Framework accepts them). Tests run so.
+- `QBOT_TEAMS_ALLOW_ANONYMOUS=true` without an app id: nothing is checked; local testing only.
+
+Anything else leaves Teams off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.config import Settings
+from bot.errors import ConfigError
+
+DEFAULT_OPENID_METADATA_URL = "https://login.botframework.com/v1/.well-known/openidconfiguration"
+
+
+def _flag(raw: str | None, name: str) -> bool:
+    value = (raw or "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name} must be true or false, not {raw!r}")
+
+
+@dataclass(frozen=True)
+class TeamsSettings:
+    app_id: str = ""
+    app_password: str = ""
+    tenant_id: str = ""
+    allow_anonymous: bool = False
+    openid_metadata_url: str = DEFAULT_OPENID_METADATA_URL
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TeamsSettings:
+        env = settings.extra
+        return cls(
+            app_id=(env.get("QBOT_TEAMS_APP_ID") or "").strip(),
+            app_password=env.get("QBOT_TEAMS_APP_PASSWORD") or "",
+            tenant_id=(env.get("QBOT_TEAMS_TENANT_ID") or "").strip(),
+            allow_anonymous=_flag(env.get("QBOT_TEAMS_ALLOW_ANONYMOUS"), "QBOT_TEAMS_ALLOW_ANONYMOUS"),
+            openid_metadata_url=(env.get("QBOT_TEAMS_OPENID_METADATA_URL") or DEFAULT_OPENID_METADATA_URL).strip(),
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.app_id and self.app_password) or self.allow_anonymous
+
+    @property
+    def checks_tokens(self) -> bool:
+        """Incoming activities must carry a valid Bot Framework token (always, once there is an app id)."""
+        return bool(self.app_id)
+
+    @property
+    def signs_replies(self) -> bool:
+        """Outgoing calls carry an Entra token for the app; otherwise they go out anonymously."""
+        return bool(self.app_id and self.app_password)

@@ -1,0 +1,218 @@
+"""A local stand-in for the Microsoft side of a Teams bot: the Bot Framework connector service (the
+activity's serviceUrl) and login.botframework.com's OpenID metadata and signing keys.
+
+It records every call the bot makes (replies, typing, new conversations, member lookups, card updates),
+serves files behind `downloadUrl`s, and signs activity tokens with its own RSA key the way Bot Framework
+does (RS256, iss https://api.botframework.com, aud = the app id, serviceurl claim).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+ISSUER = "https://api.botframework.com"
+CARD = "application/vnd.microsoft.card.adaptive"
+_KEYS: dict[str, rsa.RSAPrivateKey] = {}
+
+
+def rsa_key(name: str) -> rsa.RSAPrivateKey:
+    """One RSA key per name for the whole run (generating them is the slow part)."""
+    if name not in _KEYS:
+        _KEYS[name] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return _KEYS[name]
+
+
+@dataclass
+class Call:
+    method: str
+    kind: str  # reply | send | update | create | member | file
+    conversation_id: str = ""
+    activity_id: str = ""
+    body: Any = None
+    authorization: str | None = None
+    response_id: str = ""  # the id the connector gave a posted activity (what a later click's replyToId names)
+
+    @property
+    def type(self) -> str:
+        return str((self.body or {}).get("type", "")) if isinstance(self.body, dict) else ""
+
+    @property
+    def cards(self) -> list[dict[str, Any]]:
+        if not isinstance(self.body, dict):
+            return []
+        return [a["content"] for a in self.body.get("attachments") or [] if a.get("contentType") == CARD]
+
+    @property
+    def text(self) -> str:
+        return str(self.body.get("text") or "") if isinstance(self.body, dict) else ""
+
+
+@dataclass
+class Member:
+    id: str
+    aad: str
+    name: str
+    email: str | None
+
+
+@dataclass
+class FakeBotFramework:
+    url: str = ""
+    calls: list[Call] = field(default_factory=list)
+    members: dict[str, Member] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+    refuse_personal_chats: set[str] = field(default_factory=set)  # user ids Teams won't open a 1:1 with
+    fail_card_posts: int = 0  # the next N posts carrying a card get a 500
+    kid: str = "bf-key-1"
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Condition()
+        self._ids = itertools.count(1)
+
+    # -- signing --------------------------------------------------------------------------------
+
+    def token(self, app_id: str, *, key: str = "bot-framework", kid: str | None = None, **claims: Any) -> str:
+        now = int(time.time())
+        payload = {
+            "iss": ISSUER,
+            "aud": app_id,
+            "exp": now + 3600,
+            "nbf": now - 60,
+            "serviceurl": self.url + "/",
+            **claims,
+        }
+        payload = {k: v for k, v in payload.items() if v is not None}
+        return jwt.encode(payload, rsa_key(key), algorithm="RS256", headers={"kid": kid or self.kid})
+
+    # -- what tests look at ---------------------------------------------------------------------
+
+    def _record(self, call: Call) -> None:
+        with self._lock:
+            self.calls.append(call)
+            self._lock.notify_all()
+
+    def wait_for(self, predicate: Callable[[list[Call]], Any], timeout: float = 10.0) -> Any:
+        """Block (the test thread) until `predicate(calls)` is truthy; returns its value."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                value = predicate(list(self.calls))
+                if value:
+                    return value
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    seen = [(c.kind, c.conversation_id) for c in self.calls]
+                    raise AssertionError(f"timed out; calls so far: {seen}")
+                self._lock.wait(left)
+
+    def posted(self, conversation_id: str | None = None, *, kinds: tuple[str, ...] = ("reply", "send")) -> list[Call]:
+        """Messages (not typing) the bot posted, optionally into one conversation."""
+        return [
+            c
+            for c in self.calls
+            if c.kind in kinds and c.type == "message" and conversation_id in (None, c.conversation_id)
+        ]
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+
+    # -- the server -----------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.add_routes(
+            [
+                web.get("/v1/.well-known/openidconfiguration", self._metadata),
+                web.get("/v1/.well-known/keys", self._keys),
+                web.post("/v3/conversations", self._create),
+                web.post("/v3/conversations/{cid}/activities", self._send),
+                web.post("/v3/conversations/{cid}/activities/{aid}", self._reply),
+                web.put("/v3/conversations/{cid}/activities/{aid}", self._update),
+                web.get("/v3/conversations/{cid}/members/{uid}", self._member),
+                web.get("/files/{name}", self._file),
+            ]
+        )
+        return app
+
+    async def _metadata(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "issuer": ISSUER,
+                "authorization_endpoint": "https://invalid.botframework.com",
+                "jwks_uri": self.url + "/v1/.well-known/keys",
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            }
+        )
+
+    async def _keys(self, request: web.Request) -> web.Response:
+        jwk = RSAAlgorithm.to_jwk(rsa_key("bot-framework").public_key(), as_dict=True)
+        jwk.update({"kid": self.kid, "use": "sig", "endorsements": ["msteams"]})
+        return web.json_response({"keys": [jwk]})
+
+    def _new_id(self) -> str:
+        return f"bot-msg-{next(self._ids)}"
+
+    async def _create(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self._record(Call("POST", "create", body=body, authorization=request.headers.get("Authorization")))
+        user = ((body.get("members") or [{}])[0]).get("id", "")
+        if user in self.refuse_personal_chats:
+            return web.json_response({"error": {"code": "Forbidden", "message": "not installed"}}, status=403)
+        return web.json_response({"id": f"a:personal-{user}", "activityId": self._new_id()}, status=201)
+
+    async def _send(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        cid, new = request.match_info["cid"], self._new_id()
+        self._record(Call("POST", "send", cid, "", body, request.headers.get("Authorization"), new))
+        return web.json_response({"id": new}, status=201)
+
+    async def _reply(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        cid, aid, new = request.match_info["cid"], request.match_info["aid"], self._new_id()
+        call = Call("POST", "reply", cid, aid, body, request.headers.get("Authorization"), new)
+        if call.cards and self.fail_card_posts > 0:
+            self.fail_card_posts -= 1
+            return web.json_response({"error": {"code": "ServiceError", "message": "boom"}}, status=500)
+        self._record(call)
+        return web.json_response({"id": new}, status=201)
+
+    async def _update(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        cid, aid = request.match_info["cid"], request.match_info["aid"]
+        self._record(Call("PUT", "update", cid, aid, body, request.headers.get("Authorization")))
+        return web.json_response({"id": aid})
+
+    async def _member(self, request: web.Request) -> web.Response:
+        cid, uid = request.match_info["cid"], request.match_info["uid"]
+        self._record(Call("GET", "member", cid, uid))
+        member = self.members.get(uid)
+        if member is None:
+            return web.json_response({"error": {"code": "MemberNotFoundInConversation"}}, status=404)
+        body: dict[str, Any] = {"id": member.id, "name": member.name, "aadObjectId": member.aad}
+        if member.email:
+            body.update({"email": member.email, "userPrincipalName": member.email})
+        return web.json_response(body)
+
+    async def _file(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        self._record(Call("GET", "file", activity_id=name))
+        if name not in self.files:
+            raise web.HTTPNotFound()
+        return web.Response(body=self.files[name], content_type="application/octet-stream")
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:12]

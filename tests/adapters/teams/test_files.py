@@ -1,0 +1,76 @@
+"""Files sent in personal chat reach ChatSync as attachments, under the same limits as every adapter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.attachments import MAX_FILE_BYTES, MAX_FILES
+from tests.adapters.teams.conftest import ALICE, TeamsBot, questions_seen_by_q
+
+FILE_INFO = "application/vnd.microsoft.teams.file.download.info"
+
+
+def _file(teams: TeamsBot, name: str, data: bytes | None = None) -> dict[str, Any]:
+    if data is not None:
+        teams.bf.files[name] = data
+    return {
+        "contentType": FILE_INFO,
+        "name": name,
+        "contentUrl": f"https://contoso.sharepoint.com/personal/alice/Documents/{name}",
+        "content": {
+            "downloadUrl": f"{teams.bf.url}/files/{name}",
+            "uniqueId": name,
+            "fileType": name.rsplit(".", 1)[-1],
+        },
+    }
+
+
+def _notes(card: dict[str, Any]) -> str:
+    return "\n".join(b["text"] for b in card["body"] if b.get("isSubtle"))
+
+
+def test_a_file_in_personal_chat_reaches_chatsync_and_problems_are_noted(teams: TeamsBot) -> None:
+    teams.linked(ALICE)
+    note = b"Zephyr budget memo: the Zephyr project has a budget of 42 thousand euros for 2026."
+    attachments = [
+        _file(teams, "zephyr.txt", note),
+        _file(teams, "setup.exe", b"MZ..."),
+        _file(teams, "huge.txt", b"x" * (MAX_FILE_BYTES + 1)),
+        _file(teams, "missing.md"),  # the download link answers 404
+        {"contentType": "image/png", "name": "screenshot.png", "contentUrl": "https://smba.example/img"},
+    ]
+    answer = teams.answer(teams.message(ALICE, "What is the Zephyr budget?", attachments=attachments))
+    card = answer.cards[-1]
+    text = "\n".join(b["text"] for b in card["body"])
+    assert "42" in text  # answered from the attached file
+    notes = _notes(card)
+    assert "setup.exe" in notes and "aren't supported" in notes
+    assert "huge.txt" in notes and "MB limit" in notes
+    assert "missing.md" in notes and "HTTP 404" in notes
+    assert "screenshot.png" in notes and "images" in notes
+    (conversation,) = teams.sandbox.q.conversations.of("5a4db0a1-1b0e-4f43-9d5c-0e7f3b6a2c11", ALICE.email)
+    user_message = next(m for m in conversation.messages if m.type == "USER")
+    assert [a.get("name") for a in user_message.attachments] == ["zephyr.txt"]
+
+
+def test_file_only_message_is_summarized_and_limits_hold(teams: TeamsBot) -> None:
+    teams.linked(ALICE)
+    names = [f"note{n}.md" for n in range(MAX_FILES + 2)]
+    attachments = [_file(teams, name, f"# Note {name}\nThe Zephyr codename is {name}.".encode()) for name in names]
+    answer = teams.answer(teams.message(ALICE, "", attachments=attachments))
+    notes = _notes(answer.cards[-1])
+    for skipped in names[MAX_FILES:]:
+        assert skipped in notes and f"at most {MAX_FILES} files" in notes
+    assert questions_seen_by_q(teams.sandbox, ALICE.email) == [""]  # the files alone are the question
+    fetched = [c.activity_id for c in teams.bf.calls if c.kind == "file"]
+    assert sorted(fetched) == sorted(names[:MAX_FILES])  # files past the limit are never downloaded
+
+
+def test_files_in_channels_are_not_read(teams: TeamsBot) -> None:
+    teams.linked(ALICE)
+    attachment = {"contentType": "reference", "name": "plan.docx", "contentUrl": "https://contoso.sharepoint.com/x"}
+    answer = teams.answer(
+        teams.message(ALICE, "What is Project Aurora?", scope="channel", mention=True, attachments=[attachment])
+    )
+    assert "plan.docx" in _notes(answer.cards[-1]) and "private chat" in _notes(answer.cards[-1])
+    assert not [c for c in teams.bf.calls if c.kind == "file"]
