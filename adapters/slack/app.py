@@ -1,0 +1,269 @@
+"""The Slack adapter: slack-bolt's AsyncApp on the bot's one aiohttp server, or over Socket Mode.
+
+HTTP mode serves `POST /slack/events` (events, slash commands and interactivity on one URL) through Bolt's
+own aiohttp translation; Bolt verifies each request's v0 signature and timestamp first, so a missing, bad or
+stale signature is a 401 before anything else happens. Socket Mode (`QBOT_SLACK_APP_TOKEN`) feeds the same
+listeners from Slack's websocket and serves no route.
+
+Every listener acknowledges at once and leaves the work (ChatSync, downloads, Web API calls) to a task the
+adapter keeps a reference to, so Slack's 3-second deadline never depends on Q; at most `QBOT_Q_MAX_CONCURRENCY`
+tasks work at once, the rest wait their turn. `stop()` lets running tasks finish for a moment, then cancels
+the rest. The bot's identity (auth.test) is looked up once and shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.commands import SlashCommands
+from adapters.slack.events import PLATFORM, asked
+from adapters.slack.feedback import Feedback
+from adapters.slack.files import SlackFiles
+from adapters.slack.questions import Questions
+from adapters.slack.render import FEEDBACK_DOWN, FEEDBACK_UP, LINK_BUTTON, render_notice, text_message
+from adapters.slack.replies import SlackReplies
+from adapters.slack.settings import SlackSettings
+from bot.config import Settings
+from bot.core import Core
+from bot.errors import QBotError
+from bot.model import ChatIdentity, Notice, NoticeKind
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+API_TIMEOUT_SECONDS = 15
+DRAIN_SECONDS = 5.0
+FAILED = Notice(NoticeKind.ERROR, QBotError.user_message, private=True)
+
+# What the app manifest (manifests/slack/manifest.yaml) must grant and subscribe, and why; a test keeps them equal.
+BOT_SCOPES = {
+    "app_mentions:read": "app_mention events in channels and private channels",
+    "chat:write": "placeholders and answers (chat.postMessage, chat.update, chat.delete, chat.postEphemeral)",
+    "commands": "/qlink, /qunlink, /qstatus, /qnew",
+    "files:read": "downloading files shared with a question",
+    "im:history": "message.im events: questions in DMs",
+    "im:write": "conversations.open, to confirm a link in the user's DM",
+    "users:read": "users.info",
+    "users:read.email": "the profile email the sign-in must match",
+}
+BOT_EVENTS = ("app_mention", "message.im")
+SLASH_COMMANDS = ("/qlink", "/qunlink", "/qstatus", "/qnew")
+
+def slack_adapter(core: Core, settings: Settings) -> SlackAdapter | None:
+    """The adapter factory for `qbot.app`: None when no QBOT_SLACK_* credentials are set."""
+    slack = SlackSettings.from_env(settings.extra)
+    return SlackAdapter(core, settings, slack) if slack is not None else None
+
+
+def _web_client(slack: SlackSettings, token: str | None) -> AsyncWebClient:
+    return AsyncWebClient(
+        token=token,
+        base_url=slack.api_url,
+        timeout=API_TIMEOUT_SECONDS,
+        retry_handlers=[AsyncConnectionErrorRetryHandler(), AsyncRateLimitErrorRetryHandler(max_retry_count=2)],
+    )
+
+
+def _delivery(kind: str, body: dict[str, Any]) -> str | None:
+    trigger = body.get("trigger_id")
+    return f"{kind}:{trigger}" if trigger else None
+
+
+class SlackAdapter:
+    platform = PLATFORM
+
+    def __init__(self, core: Core, settings: Settings, slack: SlackSettings) -> None:
+        self.core = core
+        self.settings = settings
+        self.slack = slack
+        self.client = _web_client(slack, slack.bot_token)  # the adapter's own calls
+        self._bolt_client = _web_client(slack, None)  # Bolt's per-request clients get the token from authorize
+        self.replies = SlackReplies(self.client, api_url=slack.api_url)
+        self.files = SlackFiles(bot_token=slack.bot_token, api_url=slack.api_url)
+        self.commands = SlashCommands(core, self.client, self.replies)
+        self.questions = Questions(core, self.replies, self.files, self.commands, self._http_session)
+        self.feedback = Feedback(core, self.client, self.replies)
+        self._session: aiohttp.ClientSession | None = None
+        self._socket: AsyncSocketModeHandler | None = None
+        self._auth: dict[str, Any] | None = None
+        self._auth_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Work beyond this many requests waits its turn here, holding nothing: a burst larger than the bot can
+        # serve queues up instead of starving every request of Redis connections at once.
+        self._slots = asyncio.Semaphore(settings.q_max_concurrency)
+
+        async def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:
+            return await self._authorize(enterprise_id, team_id)  # Bolt passes arguments by their names
+
+        self.bolt = AsyncApp(
+            name="qbot",
+            logger=logging.getLogger("adapters.slack.bolt"),
+            client=self._bolt_client,
+            signing_secret=slack.signing_secret or "unused: Socket Mode verifies nothing by signature",
+            request_verification_enabled=not slack.socket_mode,
+            authorize=authorize,
+            process_before_response=True,  # listeners only ack and spawn: the response waits for nothing
+        )
+        self._register()
+        core.on_linked(PLATFORM, self._confirm_link)
+
+    # -- the Adapter protocol -------------------------------------------------------------------------------
+
+    def routes(self) -> list[web.RouteDef]:
+        return [] if self.slack.socket_mode else [web.post(EVENTS_PATH, self.events)]
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=API_TIMEOUT_SECONDS))
+        self.client.session = self._session
+        self._bolt_client.session = self._session
+        self.replies.session = self._session
+        try:
+            await self._bot_identity()
+        except Exception as exc:  # Slack may be briefly unreachable: authorize retries on the first event
+            log.error("Slack auth.test failed at start-up (%r); check QBOT_SLACK_BOT_TOKEN", exc)
+        if self.slack.socket_mode:
+            self._socket = AsyncSocketModeHandler(
+                self.bolt, self.slack.app_token, web_client=_web_client(self.slack, None)
+            )
+            await self._socket.connect_async()
+            log.info("Slack Socket Mode connected")
+
+    async def stop(self) -> None:
+        if self._socket is not None:
+            await self._socket.close_async()
+            self._socket = None
+        if self._tasks:
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=DRAIN_SECONDS)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- transport ------------------------------------------------------------------------------------------
+
+    async def events(self, request: web.Request) -> web.Response:
+        """POST /slack/events: Bolt verifies, routes to a listener (which acks at once) and answers Slack."""
+        response = await self.bolt.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(response)
+
+    def _register(self) -> None:
+        bolt = self.bolt
+        bolt.event("app_mention")(self._on_message)
+        bolt.event("message")(self._on_message)
+        bolt.command(re.compile(r"^/.+"))(self._on_command)
+        bolt.action(re.compile(f"^({FEEDBACK_UP}|{FEEDBACK_DOWN})$"))(self._on_feedback)
+        bolt.action(LINK_BUTTON)(self._on_link_button)
+        # Everything else (url buttons, events the manifest may add later) is acknowledged and ignored: an
+        # unanswered request would make Slack retry it, and show the user an error.
+        bolt.action(re.compile(".*"))(self._ack_only)
+        bolt.event(re.compile(".*"))(self._ack_only)
+
+    async def _authorize(self, enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:
+        auth = await self._bot_identity()
+        return AuthorizeResult(
+            enterprise_id=enterprise_id or auth.get("enterprise_id"),
+            team_id=team_id or auth.get("team_id"),
+            bot_token=self.slack.bot_token,
+            bot_id=auth.get("bot_id"),
+            bot_user_id=auth.get("user_id"),
+        )
+
+    async def _bot_identity(self) -> dict[str, Any]:
+        """auth.test, once per process (single flight): the bot's user id, bot id and workspace."""
+        if self._auth is None:
+            async with self._auth_lock:
+                if self._auth is None:
+                    response = await self.client.auth_test()
+                    self._auth = dict(response.data) if isinstance(response.data, dict) else {}
+        return self._auth
+
+    # -- listeners: acknowledge, then work in a kept task -------------------------------------------------
+
+    def _spawn(self, work: Coroutine[Any, Any, None], what: str, response_url: str | None = None) -> None:
+        task = asyncio.get_running_loop().create_task(self._guarded(work, what, response_url))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guarded(self, work: Coroutine[Any, Any, None], what: str, response_url: str | None) -> None:
+        """Run the work; an unexpected failure is logged and, where the user can be told privately, said."""
+        try:
+            async with self._slots:
+                await work
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("Slack %s failed", what)
+            if response_url:
+                try:
+                    await self.replies.respond(response_url, render_notice(FAILED))
+                except Exception:
+                    log.exception("could not tell a Slack user that their %s failed", what)
+
+    async def _ack_only(self, ack: Callable[[], Awaitable[Any]]) -> None:
+        await ack()
+
+    async def _on_message(self, ack: Callable[[], Awaitable[Any]], body: dict[str, Any], context: Any) -> None:
+        await ack()
+        question = asked(
+            body,
+            bot_user_id=context.get("bot_user_id"),
+            channel_reply_mode=self.settings.channel_reply_mode,
+        )
+        if question is not None:
+            self._spawn(self.questions.answer(question), "message")
+
+    async def _on_command(self, ack: Callable[[], Awaitable[Any]], body: dict[str, Any]) -> None:
+        await ack()
+        work = self._once(_delivery("command", body), self.commands.slash(body))
+        self._spawn(work, "command", body.get("response_url"))
+
+    async def _on_feedback(
+        self, ack: Callable[[], Awaitable[Any]], body: dict[str, Any], action: dict[str, Any]
+    ) -> None:
+        await ack()
+        work = self._once(_delivery("action", body), self.feedback.rate(body, action))
+        self._spawn(work, "feedback", body.get("response_url"))
+
+    async def _on_link_button(self, ack: Callable[[], Awaitable[Any]], body: dict[str, Any]) -> None:
+        await ack()
+        work = self._once(_delivery("action", body), self.commands.link_button(body))
+        self._spawn(work, "link button", body.get("response_url"))
+
+    async def _once(self, delivery_id: str | None, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` for the first delivery of a command or click only (Socket Mode may redeliver)."""
+        if not delivery_id or await self.core.first_delivery(PLATFORM, delivery_id):
+            await work
+        else:
+            work.close()
+
+    # -- the core's callbacks ---------------------------------------------------------------------------------
+
+    async def _confirm_link(self, identity: ChatIdentity, email: str) -> None:
+        """A user finished linking in the browser: confirm it in their DM with the bot."""
+        await self.replies.dm(
+            identity.user,
+            text_message(f"You're linked as {email}. Ask me anything here, or mention me in a channel."),
+        )
+
+    def _http_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("the Slack adapter has not started")
+        return self._session

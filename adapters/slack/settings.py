@@ -1,0 +1,54 @@
+"""The Slack adapter's `QBOT_SLACK_*` settings, read from `Settings.extra` (DESIGN.md names the contract).
+
+The adapter is on when its credentials are set: a bot token and a signing secret (HTTP mode, events at
+`POST /slack/events`), or a bot token and an app-level token (Socket Mode; no public URL needed). Half a
+configuration is an error at start-up, not a silently missing adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from bot.errors import ConfigError
+
+DEFAULT_API_URL = "https://slack.com/api/"
+
+
+@dataclass(frozen=True)
+class SlackSettings:
+    bot_token: str
+    signing_secret: str = ""
+    app_token: str = ""
+    api_url: str = DEFAULT_API_URL
+
+    @property
+    def socket_mode(self) -> bool:
+        return bool(self.app_token)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SlackSettings | None:
+        """None when Slack is not configured at all; ConfigError when it is configured by halves."""
+        bot_token = (env.get("QBOT_SLACK_BOT_TOKEN") or "").strip()
+        signing_secret = (env.get("QBOT_SLACK_SIGNING_SECRET") or "").strip()
+        app_token = (env.get("QBOT_SLACK_APP_TOKEN") or "").strip()
+        if not (bot_token or signing_secret or app_token):
+            return None
+        if not bot_token:
+            raise ConfigError("Slack needs QBOT_SLACK_BOT_TOKEN (the xoxb- bot token) as well")
+        if not (signing_secret or app_token):
+            raise ConfigError(
+                "Slack needs QBOT_SLACK_SIGNING_SECRET (HTTP mode) or QBOT_SLACK_APP_TOKEN (Socket Mode) as well"
+            )
+        if app_token and not app_token.startswith("xapp-"):
+            raise ConfigError("QBOT_SLACK_APP_TOKEN must be an app-level token (xapp-...) with connections:write")
+        api_url = (env.get("QBOT_SLACK_API_URL") or DEFAULT_API_URL).strip()
+        if urlsplit(api_url).scheme not in ("http", "https") or not urlsplit(api_url).netloc:
+            raise ConfigError(f"QBOT_SLACK_API_URL must be an http(s) URL, not {api_url!r}")
+        return cls(
+            bot_token=bot_token,
+            signing_secret=signing_secret,
+            app_token=app_token,
+            api_url=api_url.rstrip("/") + "/",
+        )

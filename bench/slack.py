@@ -1,0 +1,286 @@
+"""Benchmark the Slack adapter: signed events for many linked users into /slack/events of one bot process.
+
+Run by hand (`.venv/bin/python bench/slack.py`); it prints its figures and asserts nothing. Three processes: the
+sandbox stand-ins (a child), the bot with the Slack adapter (a child, so its figures are its own), and this
+one, which runs the fake Slack Web API and sends the events. Figures:
+  - answered messages per second with an instant back end (event posted -> answer's chat.update received), and
+    the bot process's CPU time per answered message;
+  - ack latency p50/p99 of /slack/events under a steady 110 questions/s against a Q taking 2 s (so ~200
+    conversations in flight), for the acks sent while at least 200 were in flight;
+  - the time for a burst of 300 questions against the 2 s back end, until the last answer lands in Slack.
+Targets on a 2-core machine: ack p99 <= 50 ms with 200 in flight; >= 300 answered/s; 300 slow questions < 4 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import resource
+import sys
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+from cryptography.fernet import Fernet
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for bench.chain and tests
+
+from bench.chain import SandboxChild, link_user, pct
+from bot.embedded_redis import EmbeddedRedis
+from sandbox.serving import Served, bind, url_of
+from tests.adapters.slack.fake_slack import (
+    BOT_TOKEN,
+    BOT_USER,
+    SIGNING_SECRET,
+    TEAM,
+    FakeSlack,
+    signed_headers,
+)
+
+# -- the bot, in a child process --------------------------------------------------------------------------------
+
+
+def _bot_process(conn: Connection, env: dict[str, str], port: int) -> None:
+    asyncio.run(_bot_main(conn, env, port))
+
+
+async def _bot_main(conn: Connection, env: dict[str, str], port: int) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="bot %(levelname)s %(name)s: %(message)s")
+    from adapters.slack.app import slack_adapter
+    from bot.config import Settings
+    from bot.model import ChatIdentity
+    from qbot.app import GRAPH, build_app
+
+    settings = Settings.from_env(env)
+    app = build_app(settings, [slack_adapter])
+    served = Served(app, bind("127.0.0.1", port))
+    await served.start()
+    core = app[GRAPH].core
+    conn.send(served.url)
+    loop = asyncio.get_running_loop()
+    while True:
+        command, arg = await loop.run_in_executor(None, conn.recv)
+        if command == "link":  # Slack users U001.. linked as the IdP's user001.., through the real sign-in
+            identities = [ChatIdentity("slack", TEAM, f"U{n:03d}") for n in range(1, arg + 1)]
+            async with httpx.AsyncClient(follow_redirects=False, timeout=30) as http:
+                for start in range(0, len(identities), 8):
+                    await asyncio.gather(*(
+                        link_user(core, http, identity, f"user{n:03d}")
+                        for n, identity in enumerate(identities[start:start + 8], start + 1)
+                    ))
+            conn.send([i.user for i in identities])
+        elif command == "cpu":
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            conn.send(usage.ru_utime + usage.ru_stime)
+        elif command == "profile" and arg:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+            conn.send(None)
+        elif command == "profile":
+            import pstats
+
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+            conn.send(None)
+        elif command == "stop":
+            await served.stop()
+            conn.send(None)
+            return
+
+
+class BotChild:
+    """The bot process; its pipe is waited on off the event loop, which serves the fake Slack meanwhile."""
+
+    def __init__(self, env: dict[str, str], port: int) -> None:
+        self.conn, child = multiprocessing.Pipe()
+        self.process = multiprocessing.get_context("spawn").Process(
+            target=_bot_process, args=(child, env, port), daemon=True
+        )
+        self.process.start()
+        self.url = ""
+
+    async def started(self) -> None:
+        self.url = await asyncio.to_thread(self.conn.recv)
+
+    async def call(self, command: str, arg: Any = None) -> Any:
+        self.conn.send((command, arg))
+        return await asyncio.to_thread(self.conn.recv)
+
+
+# -- the load ---------------------------------------------------------------------------------------------------
+
+
+class Load:
+    def __init__(self, bot_url: str, fake: FakeSlack) -> None:
+        self.url = bot_url + "/slack/events"
+        self.fake = fake
+        self._n = 0
+
+    def _event(self, user: str) -> tuple[str, str]:
+        self._n += 1
+        ts = f"1700000000.{self._n:06d}"
+        body = json.dumps({
+            "team_id": TEAM, "type": "event_callback", "event_id": f"EvB{self._n:07d}", "api_app_id": "A0",
+            "event_time": int(time.time()),
+            "event": {"type": "app_mention", "user": user, "text": f"<@{BOT_USER}> How many vacation days do I get?",
+                      "ts": ts, "channel": f"C{user}", "event_ts": ts},
+        })
+        return ts, body
+
+    def answered(self) -> int:
+        return len(self.fake.calls_to("chat.update"))
+
+    async def burst(self, session: aiohttp.ClientSession, users: list[str], count: int,
+                    concurrency: int) -> tuple[list[float], list[int], float]:
+        """Post `count` events round-robin over users; returns ack latencies (ms), in-flight at each send, start."""
+        latencies: list[float] = []
+        in_flight: list[int] = []
+        queue = [self._event(users[k % len(users)]) for k in range(count)]
+        before = self.answered()
+        sent = 0
+        started = time.perf_counter()
+
+        async def worker() -> None:
+            nonlocal sent
+            while queue:
+                _ts, body = queue.pop(0)
+                in_flight.append(sent - (self.answered() - before))
+                sent += 1
+                headers = signed_headers(body, "application/json")
+                t0 = time.perf_counter()
+                async with session.post(self.url, data=body, headers=headers) as response:
+                    await response.read()
+                    assert response.status == 200, response.status
+                latencies.append((time.perf_counter() - t0) * 1000)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return latencies, in_flight, started
+
+    async def paced(self, session: aiohttp.ClientSession, users: list[str], rate: float,
+                    seconds: float) -> tuple[list[float], list[int]]:
+        """Events at a steady `rate` per second for `seconds`: ack latencies (ms) and in-flight at each send."""
+        latencies: list[float] = []
+        in_flight: list[int] = []
+        before = self.answered()
+        count = int(rate * seconds)
+        started = time.perf_counter()
+
+        async def one(k: int) -> None:
+            _ts, body = self._event(users[k % len(users)])
+            in_flight.append(k - (self.answered() - before))
+            t0 = time.perf_counter()
+            async with session.post(self.url, data=body, headers=signed_headers(body, "application/json")) as r:
+                await r.read()
+                assert r.status == 200, r.status
+            latencies.append((time.perf_counter() - t0) * 1000)
+
+        posts = []
+        for k in range(count):
+            await asyncio.sleep(max(0.0, started + k / rate - time.perf_counter()))
+            posts.append(asyncio.create_task(one(k)))
+        await asyncio.gather(*posts)
+        return latencies, in_flight
+
+    async def until_answered(self, target: int, patience: float = 60) -> float:
+        deadline = time.perf_counter() + patience
+        while self.answered() < target:
+            if time.perf_counter() > deadline:
+                methods = sorted({c.method for c in self.fake.calls})
+                raise TimeoutError(f"{self.answered()}/{target} answered; Slack saw {methods}")
+            await asyncio.sleep(0.005)
+        return time.perf_counter()
+
+
+async def main(users: int, fast_questions: int, slow_questions: int, rate: float, profile: bool = False) -> None:
+    redis_server = EmbeddedRedis().start()
+    probe = bind("127.0.0.1", 0)
+    port = probe.getsockname()[1]
+    bot_url = url_of(probe)
+    probe.close()
+    sandbox = SandboxChild(bot_url, users)
+    fake = FakeSlack()
+    fake_served = Served(fake.app(), bind("127.0.0.1", 0))
+    await fake_served.start()
+    fake.url = fake_served.url
+    env = {
+        **sandbox.env, "QBOT_REDIS_URL": redis_server.url, "QBOT_TOKEN_KEYS": Fernet.generate_key().decode(),
+        "QBOT_PUBLIC_URL": bot_url, "QBOT_SLACK_BOT_TOKEN": BOT_TOKEN, "QBOT_SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "QBOT_SLACK_API_URL": fake.api_url(),
+    }
+    bot = BotChild(env, port)
+    await bot.started()
+    load = Load(bot.url, fake)
+    connector = aiohttp.TCPConnector(limit=256)
+    try:
+        async with aiohttp.ClientSession(connector=connector) as session:
+            print(f"qbot Slack bench — {users} linked users, one bot process")
+            linked: list[str] = await bot.call("link", users)
+
+            # warm up: every user's credentials minted once
+            await load.burst(session, linked, len(linked), 32)
+            await load.until_answered(len(linked))
+
+            # 1. instant back end: answered messages per second
+            sandbox.call("delay", 0.0)
+            target = load.answered() + fast_questions
+            if profile:
+                await bot.call("profile", True)
+            cpu_before = await bot.call("cpu")
+            acks, _, started = await load.burst(session, linked, fast_questions, 64)
+            done = await load.until_answered(target)
+            cpu = (await bot.call("cpu") - cpu_before) / fast_questions * 1000
+            if profile:
+                await bot.call("profile", False)
+            print(f"instant Q: {fast_questions} answered in {done - started:.2f} s = "
+                  f"{fast_questions / (done - started):.0f} answered/s (ack p50 {pct(acks, 0.5):.1f} ms, "
+                  f"p99 {pct(acks, 0.99):.1f} ms); the bot process spent {cpu:.2f} ms CPU per answered message "
+                  f"(= {1000 / cpu:.0f}/s per core), the rest of the machine ran the Q stand-in and this load")
+
+            # 2. a 2 s back end and a steady stream of questions: ack latency with ~200 conversations in flight
+            sandbox.call("delay", 2.0)
+            target = load.answered() + int(rate * 4)
+            acks, in_flight = await load.paced(session, linked, rate, 4)
+            await load.until_answered(target)
+            loaded = [a for a, n in zip(acks, in_flight, strict=True) if n >= 200]
+            print(f"2 s Q, {rate:.0f} questions/s for 4 s: ack p50 {pct(acks, 0.5):.1f} ms, "
+                  f"p99 {pct(acks, 0.99):.1f} ms"
+                  + (f"; with >= 200 in flight ({len(loaded)} acks): p50 {pct(loaded, 0.5):.1f} ms, "
+                     f"p99 {pct(loaded, 0.99):.1f} ms" if loaded else "; never 200 in flight"))
+
+            # 3. a burst of questions against the 2 s back end, until the last answer is in Slack
+            sandbox.call("stats")
+            target = load.answered() + slow_questions
+            acks, _, started = await load.burst(session, linked, slow_questions, 16)
+            done = await load.until_answered(target)
+            print(f"2 s Q: {slow_questions} questions answered in {done - started:.2f} s (ack p50 "
+                  f"{pct(acks, 0.5):.1f} ms, p99 {pct(acks, 0.99):.1f} ms); max ChatSync in flight "
+                  f"{sandbox.call('stats')['max_in_flight']}")
+            sandbox.call("delay", 0.0)
+    finally:
+        await bot.call("stop")
+        sandbox.call("stop")
+        await fake_served.stop()
+        redis_server.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # Up to 128 users keep every boto3 client cached (QBusinessClient's LRU); more users than that rotating
+    # round-robin recreate a client per message, which is the core's cost, not the adapter's.
+    parser.add_argument("--users", type=int, default=120)
+    parser.add_argument("--fast-questions", type=int, default=1000)
+    parser.add_argument("--slow-questions", type=int, default=300)
+    parser.add_argument("--rate", type=float, default=110.0, help="questions per second in the ack phase")
+    parser.add_argument("--profile", action="store_true", help="print the bot's cProfile of the instant phase")
+    args = parser.parse_args()
+    asyncio.run(main(args.users, args.fast_questions, args.slow_questions, args.rate, args.profile))

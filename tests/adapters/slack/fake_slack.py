@@ -1,0 +1,299 @@
+"""A small fake of Slack on loopback: the Web API methods qbot calls, file downloads, response_urls and a
+Socket Mode websocket. It records every call and answers like Slack, including its refusals: a wrong token
+is `invalid_auth`, and messages over Block Kit's limits are refused (`invalid_blocks`,
+`msg_blocks_too_long`). It is stricter than Slack in one way: a message without a plain `text` fallback is
+refused (`no_text`), since qbot promises one on every message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+BOT_TOKEN = "xoxb-test-bot-token"
+APP_TOKEN = "xapp-1-test-app-token"
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+TEAM = "T0TEST"
+BOT_USER = "UQBOT"
+BOT_ID = "BQBOT"
+
+USERS = {
+    "U_ALICE": "alice@example.com",
+    "U_BOB": "bob@example.com",
+    "U_CAROL": "carol@example.com",
+}
+
+
+@dataclass
+class Call:
+    method: str  # a Web API method, "response" (a response_url) or "file" (a download)
+    args: dict[str, Any]
+    token: str | None
+    at: float = field(default_factory=time.monotonic)
+
+
+def signature(secret: str, timestamp: str, body: str) -> str:
+    base = f"v0:{timestamp}:{body}".encode()
+    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+def signed_headers(body: str, content_type: str, *, secret: str = SIGNING_SECRET,
+                   timestamp: int | None = None) -> dict[str, str]:
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    return {
+        "Content-Type": content_type,
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": signature(secret, ts, body),
+    }
+
+
+def _block_text_size(block: dict[str, Any]) -> int:
+    if block.get("type") == "section":
+        return len(block.get("text", {}).get("text", ""))
+    if block.get("type") == "context":
+        return sum(len(e.get("text", "")) for e in block.get("elements", []))
+    return 0
+
+
+def block_problem(blocks: Any) -> str | None:
+    """Slack's Block Kit limits, as Slack enforces them on chat.postMessage/update/postEphemeral."""
+    if blocks is None:
+        return None
+    if isinstance(blocks, str):
+        blocks = json.loads(blocks)
+    if not isinstance(blocks, list) or len(blocks) > 50:
+        return "invalid_blocks"
+    for block in blocks:
+        kind = block.get("type")
+        if kind == "section":
+            text = block.get("text", {})
+            if text.get("type") not in ("mrkdwn", "plain_text") or not 1 <= len(text.get("text", "")) <= 3000:
+                return "invalid_blocks"
+        elif kind == "context":
+            elements = block.get("elements", [])
+            if not 1 <= len(elements) <= 10 or any(len(e.get("text", "")) > 3000 for e in elements):
+                return "invalid_blocks"
+        elif kind == "actions":
+            elements = block.get("elements", [])
+            if not 1 <= len(elements) <= 25:
+                return "invalid_blocks"
+            for element in elements:
+                if len(element.get("text", {}).get("text", "")) > 75 or len(element.get("value", "")) > 2000:
+                    return "invalid_blocks"
+        else:
+            return "invalid_blocks"
+    if sum(_block_text_size(b) for b in blocks) > 13_000:
+        return "msg_blocks_too_long"
+    return None
+
+
+class FakeSlack:
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.emails: dict[str, str | None] = dict(USERS)
+        self.user_errors: dict[str, str] = {}  # users.info answers this error for these users
+        self.files: dict[str, bytes] = {}
+        self.fail: dict[str, str] = {}  # method -> error it answers until removed
+        self.messages: dict[tuple[str, str], dict[str, Any]] = {}
+        self.socket_acks: list[dict[str, Any]] = []
+        self._sockets: list[web.WebSocketResponse] = []
+        self._ts = itertools.count(1)
+        self._lock = threading.Lock()
+        self.url = ""  # set once served
+
+    # -- what tests look at ----------------------------------------------------------------------------------
+
+    def api_url(self) -> str:
+        return self.url + "/api/"
+
+    def calls_to(self, *methods: str) -> list[Call]:
+        with self._lock:
+            return [c for c in self.calls if c.method in methods]
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.01)
+        raise AssertionError(f"timed out; calls so far: {[(c.method, c.args) for c in self.calls]}")
+
+    def wait_calls(self, method: str, count: int = 1, timeout: float = 10.0) -> list[Call]:
+        def arrived() -> list[Call] | None:
+            calls = self.calls_to(method)
+            return calls if len(calls) >= count else None
+
+        return list(self.wait_for(arrived, timeout))
+
+    def file_url(self, file_id: str, name: str) -> str:
+        return f"{self.url}/files-pri/{TEAM}-{file_id}/download/{urllib.parse.quote(name)}"
+
+    def add_file(self, file_id: str, name: str, data: bytes, mimetype: str = "text/plain") -> dict[str, Any]:
+        self.files[file_id] = data
+        return {
+            "id": file_id, "name": name, "title": name, "mimetype": mimetype, "filetype": name.rsplit(".", 1)[-1],
+            "size": len(data), "mode": "hosted",
+            "url_private": self.file_url(file_id, name), "url_private_download": self.file_url(file_id, name),
+        }
+
+    # -- the server -------------------------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_post("/response/{hook}", self._response)
+        app.router.add_get("/files-pri/{file}/download/{name}", self._file)
+        app.router.add_get("/socket", self._socket)
+        return app
+
+    def _record(self, method: str, args: dict[str, Any], token: str | None) -> None:
+        with self._lock:
+            self.calls.append(Call(method, args, token))
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args: dict[str, Any] = dict(request.query)
+        if request.can_read_body:
+            if request.content_type == "application/json":
+                args.update(await request.json())
+            else:
+                args.update(dict(await request.post()))
+        auth = request.headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else args.get("token")
+        self._record(method, args, token)
+        expected = APP_TOKEN if method == "apps.connections.open" else BOT_TOKEN
+        if token != expected:
+            return web.json_response({"ok": False, "error": "invalid_auth" if token else "not_authed"})
+        if method in self.fail:
+            return web.json_response({"ok": False, "error": self.fail[method]})
+        handler = getattr(self, "_" + method.replace(".", "_"), None)
+        if handler is None:
+            return web.json_response({"ok": False, "error": "unknown_method"})
+        result: dict[str, Any] = handler(args, request)
+        return web.json_response(result)
+
+    def _next_ts(self) -> str:
+        return f"1800000000.{next(self._ts):06d}"
+
+    def _auth_test(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        return {"ok": True, "url": "https://test.slack.com/", "team": "Test", "user": "qbot", "team_id": TEAM,
+                "user_id": BOT_USER, "bot_id": BOT_ID, "is_enterprise_install": False}
+
+    def _message_problem(self, args: dict[str, Any]) -> str | None:
+        if not args.get("channel"):
+            return "channel_not_found"
+        if not str(args.get("text") or "").strip():
+            return "no_text"
+        return block_problem(args.get("blocks"))
+
+    def _chat_postMessage(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        problem = self._message_problem(args)
+        if problem:
+            return {"ok": False, "error": problem}
+        ts = self._next_ts()
+        message = {"type": "message", "ts": ts, "text": args["text"], "blocks": args.get("blocks"),
+                   "thread_ts": args.get("thread_ts"), "bot_id": BOT_ID, "user": BOT_USER}
+        self.messages[(args["channel"], ts)] = message
+        return {"ok": True, "channel": args["channel"], "ts": ts, "message": message}
+
+    def _chat_update(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        problem = self._message_problem(args)
+        if problem:
+            return {"ok": False, "error": problem}
+        key = (args["channel"], str(args.get("ts")))
+        if key not in self.messages:
+            return {"ok": False, "error": "message_not_found"}
+        self.messages[key].update(text=args["text"], blocks=args.get("blocks"))
+        return {"ok": True, "channel": args["channel"], "ts": args["ts"], "text": args["text"]}
+
+    def _chat_delete(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        key = (str(args.get("channel")), str(args.get("ts")))
+        if self.messages.pop(key, None) is None:
+            return {"ok": False, "error": "message_not_found"}
+        return {"ok": True, "channel": key[0], "ts": key[1]}
+
+    def _chat_postEphemeral(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        problem = self._message_problem(args)
+        if problem:
+            return {"ok": False, "error": problem}
+        if not args.get("user"):
+            return {"ok": False, "error": "user_not_found"}
+        return {"ok": True, "message_ts": self._next_ts()}
+
+    def _users_info(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        user = str(args.get("user"))
+        if user in self.user_errors:
+            return {"ok": False, "error": self.user_errors[user]}
+        if user not in self.emails:
+            return {"ok": False, "error": "user_not_found"}
+        profile: dict[str, Any] = {"real_name": user, "display_name": user}
+        if self.emails[user]:
+            profile["email"] = self.emails[user]
+        return {"ok": True, "user": {"id": user, "team_id": TEAM, "name": user.lower(), "profile": profile}}
+
+    def _conversations_open(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        users = str(args.get("users") or "")
+        if not users or "," in users:
+            return {"ok": False, "error": "user_not_found"}
+        return {"ok": True, "channel": {"id": "D" + users}}
+
+    def _apps_connections_open(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        return {"ok": True, "url": self.url.replace("http://", "ws://") + "/socket"}
+
+    async def _response(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self._record("response", {"hook": request.match_info["hook"], **body}, None)
+        problem = None if not body.get("blocks") else block_problem(body["blocks"])
+        if problem:
+            return web.Response(status=400, text=problem)
+        return web.Response(text="ok")
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        file_id = request.match_info["file"].removeprefix(f"{TEAM}-")
+        auth = request.headers.get("Authorization", "")
+        self._record("file", {"id": file_id}, auth.removeprefix("Bearer ") or None)
+        if auth != f"Bearer {BOT_TOKEN}":
+            # Slack answers an unauthorized download with its sign-in page.
+            return web.Response(text="<html>sign in</html>", content_type="text/html")
+        if file_id not in self.files:
+            return web.Response(status=404)
+        return web.Response(body=self.files[file_id], content_type="application/octet-stream")
+
+    # -- Socket Mode --------------------------------------------------------------------------------------------
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self._sockets.append(ws)
+        await ws.send_json({"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A0TEST"}})
+        async for message in ws:
+            if message.type == web.WSMsgType.TEXT:
+                with self._lock:
+                    self.socket_acks.append(json.loads(message.data))
+        return ws
+
+    @property
+    def socket_connected(self) -> bool:
+        return any(not ws.closed for ws in self._sockets)
+
+    async def send_envelope(self, envelope: dict[str, Any]) -> None:
+        for ws in self._sockets:
+            if not ws.closed:
+                await ws.send_json(envelope)
+                return
+        raise AssertionError("no Socket Mode connection")
+
+    async def close_sockets(self) -> None:
+        await asyncio.gather(*(ws.close() for ws in self._sockets if not ws.closed))
