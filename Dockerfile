@@ -1,0 +1,29 @@
+# qbot: `qbot serve`, the bot, configured from QBOT_* environment variables (README: For administrators).
+# Build: docker build -t qbot .        Run with Redis: docker compose up -d (compose.yaml)
+
+FROM python:3.11-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY bot ./bot
+COPY adapters ./adapters
+COPY qbot ./qbot
+COPY sandbox ./sandbox
+RUN python -m venv /opt/qbot && /opt/qbot/bin/pip install --no-cache-dir .
+
+FROM python:3.11-slim-bookworm
+ENV PATH=/opt/qbot/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    QBOT_HOST=0.0.0.0 \
+    QBOT_PORT=3978
+RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin qbot
+COPY --from=build /opt/qbot /opt/qbot
+USER 10001:10001
+WORKDIR /tmp
+EXPOSE 3978
+# /healthz answers while the process is alive (/readyz also needs Redis: use it for load-balancer readiness).
+HEALTHCHECK --interval=30s --timeout=3s --start-period=15s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('QBOT_PORT', '3978') + '/healthz', timeout=2)"]
+ENTRYPOINT ["qbot"]
+CMD ["serve"]

@@ -1,0 +1,169 @@
+"""The administrator's commands: `qbot admin provision`, `qbot admin groups sync FILE` and `qbot doctor`.
+
+Defaults come from the same `QBOT_*` environment the bot reads, so an administrator with the bot's
+environment loaded types little. AWS credentials: the default boto3 chain, or `--profile`/`QBOT_AWS_PROFILE`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import NoCredentialsError
+
+from bot.admin.aws import AWS_ERRORS, AdminAws, describe
+
+Env = Mapping[str, str]
+
+
+def add_commands(commands: Any) -> None:
+    """Add `admin` and `doctor` to the `qbot` sub-command parser."""
+    admin = commands.add_parser("admin", help="provisioning and group sync against AWS")
+    admin_commands = admin.add_subparsers(dest="admin_command", required=True)
+
+    provision = admin_commands.add_parser(
+        "provision",
+        help="create or update the IAM OIDC provider, the role and the Q Business application (idempotent)",
+        description="Create what is missing and update what differs; a second run changes nothing.",
+    )
+    provision.add_argument("--issuer", help="the IdP's issuer URL [QBOT_OIDC_ISSUER]")
+    provision.add_argument("--client-id", action="append", dest="client_ids",
+                           help="the IdP app's client id; repeatable [QBOT_OIDC_CLIENT_ID]")
+    provision.add_argument("--name", default="qbot", help="application display name; index and retriever follow it")
+    provision.add_argument("--role-name", default="qbot-user", help="the IAM role users' credentials come from")
+    provision.add_argument("--application-id", help="adopt this existing application instead of finding one by name")
+    provision.add_argument("--index-type", default="ENTERPRISE", choices=("ENTERPRISE", "STARTER"))
+    provision.add_argument("--subscription-type", default="Q_BUSINESS", choices=("Q_BUSINESS", "Q_LITE"),
+                           help="what auto-subscription gives a new user")
+    _add_aws_arguments(provision)
+    provision.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    provision.add_argument("--timeout", type=float, default=1800.0, metavar="SECONDS",
+                           help="longest wait for one resource to become ACTIVE")
+    provision.add_argument("--poll-seconds", type=float, default=10.0, help=argparse.SUPPRESS)
+    provision.set_defaults(run=run_provision)
+
+    groups = admin_commands.add_parser("groups", help="Q Business groups (what document ACLs name)")
+    group_commands = groups.add_subparsers(dest="groups_command", required=True)
+    sync = group_commands.add_parser(
+        "sync",
+        help="write the groups a CSV or JSON file describes with PutGroup (only those that changed)",
+        description="FILE: JSON {group: [emails]} or CSV rows group,email.",
+    )
+    sync.add_argument("file", type=Path, metavar="FILE")
+    sync.add_argument("--application-id", help="[QBOT_Q_APP_ID]")
+    sync.add_argument("--index-id", help="[QBOT_Q_INDEX_ID, or the application's only index]")
+    sync.add_argument("--state", type=Path, default=Path("qbot-groups.state.json"),
+                      help="where the record of what was written is kept [%(default)s]")
+    sync.add_argument("--prune", action="store_true", help="delete groups qbot wrote earlier that the file omits")
+    sync.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
+    _add_aws_arguments(sync)
+    sync.set_defaults(run=run_group_sync)
+
+    doctor = commands.add_parser("doctor", help="check the configuration end to end; exit status 1 on a failure")
+    doctor.set_defaults(run=run_doctor)
+
+
+def _add_aws_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--region", help="[QBOT_AWS_REGION, us-east-1]")
+    parser.add_argument("--profile", help="AWS profile with administrator credentials [QBOT_AWS_PROFILE]")
+
+
+def run(args: argparse.Namespace, env: Env) -> int:
+    handler: Callable[[argparse.Namespace, Env], int] = args.run
+    return handler(args, env)
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _progress(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _fail(command: str, message: str) -> int:
+    print(f"qbot {command}: {message}", file=sys.stderr)
+    return 1
+
+
+def run_provision(args: argparse.Namespace, env: Env) -> int:
+    from bot.admin.provision import Provisioner, ProvisionError, Target
+
+    issuer = (args.issuer or env.get("QBOT_OIDC_ISSUER") or "").rstrip("/")
+    client_ids = tuple(args.client_ids or ([env["QBOT_OIDC_CLIENT_ID"]] if env.get("QBOT_OIDC_CLIENT_ID") else []))
+    if not issuer or not client_ids:
+        return _fail("admin provision", "name the IdP: --issuer URL and --client-id ID (or QBOT_OIDC_ISSUER and "
+                     "QBOT_OIDC_CLIENT_ID)")
+    aws = AdminAws.from_env(env, region=args.region, profile=args.profile)
+    target = Target(
+        issuer=issuer,
+        client_ids=client_ids,
+        name=args.name,
+        role_name=args.role_name,
+        application_id=args.application_id,
+        index_type=args.index_type,
+        subscription_type=args.subscription_type,
+    )
+    try:
+        session = aws.session()
+        Provisioner(
+            target,
+            iam=aws.iam(session),
+            qbusiness=aws.qbusiness(session),
+            sts=aws.sts(session),
+            region=aws.region,
+            dry_run=args.dry_run,
+            out=_say,
+            progress=_progress,
+            timeout_seconds=args.timeout,
+            poll_seconds=args.poll_seconds,
+        ).run()
+    except NoCredentialsError:
+        return _fail("admin provision", "no AWS credentials: configure them (aws configure, AWS_PROFILE, --profile)")
+    except (ProvisionError, ValueError) as err:
+        return _fail("admin provision", str(err))
+    except AWS_ERRORS as err:
+        operation = getattr(err, "operation_name", "") or "an AWS call"
+        return _fail("admin provision", f"{operation} failed: {describe(err)}. Nothing after it was changed; "
+                     "fix the cause and run the command again.")
+    return 0
+
+
+def run_group_sync(args: argparse.Namespace, env: Env) -> int:
+    from bot.admin.group_file import GroupFileError, GroupRecord, read_groups, sync_groups
+    from bot.groups import IndexGroups, find_index
+
+    application_id = args.application_id or env.get("QBOT_Q_APP_ID") or ""
+    if not application_id:
+        return _fail("admin groups sync", "name the application: --application-id or QBOT_Q_APP_ID")
+    aws = AdminAws.from_env(env, region=args.region, profile=args.profile)
+    try:
+        desired = read_groups(args.file)
+        client = aws.qbusiness()
+        index_id = args.index_id or env.get("QBOT_Q_INDEX_ID") or find_index(client, application_id)
+        sync_groups(
+            IndexGroups(client, application_id, index_id),
+            GroupRecord(args.state, application_id, index_id),
+            desired,
+            dry_run=args.dry_run,
+            prune=args.prune,
+            out=_say,
+        )
+    except NoCredentialsError:
+        return _fail("admin groups sync", "no AWS credentials: configure them (aws configure, AWS_PROFILE, --profile)")
+    except (GroupFileError, ValueError) as err:
+        return _fail("admin groups sync", str(err))
+    except AWS_ERRORS as err:
+        operation = getattr(err, "operation_name", "") or "an AWS call"
+        return _fail("admin groups sync", f"{operation} failed: {describe(err)}. The groups written before it are "
+                     f"recorded in {args.state}; run the command again to finish.")
+    return 0
+
+
+def run_doctor(args: argparse.Namespace, env: Env) -> int:
+    from bot.admin.doctor import run_doctor as doctor
+
+    return doctor(env, _say)

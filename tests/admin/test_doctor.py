@@ -1,0 +1,214 @@
+"""`qbot doctor` against the sandbox (IdP, Q Business), real Redis, moto IAM and local Slack/Microsoft login
+stand-ins: a correct configuration passes every check; each broken setting fails its own check, with its fix."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from cryptography.fernet import Fernet
+
+from bot.admin.policies import trust_policy
+from bot.cipher import TokenCipher
+from qbot.cli import main
+from sandbox.serving import Served, bind
+from sandbox.world import INDEX_ID, ROLE_ARN, Sandbox
+from tests.conftest import LoopThread
+
+SLACK_TOKEN = "xoxb-good-token"
+TEAMS_APP_ID = "00000000-0000-0000-0000-00000000b07"
+TEAMS_PASSWORD = "teams-secret"
+# The sandbox application trusts this provider (IAM names providers without the issuer's port).
+SANDBOX_PROVIDER = "arn:aws:iam::123456789012:oidc-provider/127.0.0.1"
+
+
+def chat_platforms() -> web.Application:
+    """Slack's auth.test and the Microsoft login token endpoint, as far as the doctor uses them."""
+
+    async def auth_test(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {SLACK_TOKEN}":
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        return web.json_response({"ok": True, "user": "qbot", "team": "Example Corp", "user_id": "U0BOT"})
+
+    async def token(request: web.Request) -> web.Response:
+        form = await request.post()
+        if request.match_info["tenant"] != "botframework.com" or form.get("scope") != "https://api.botframework.com/.default":
+            return web.json_response({"error": "invalid_request", "error_description": "AADSTS90002"}, status=400)
+        if form.get("client_id") != TEAMS_APP_ID or form.get("client_secret") != TEAMS_PASSWORD:
+            return web.json_response(
+                {"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."},
+                status=401,
+            )
+        return web.json_response({"token_type": "Bearer", "expires_in": 3599, "access_token": "eyJ.fake.token"})
+
+    app = web.Application()
+    app.router.add_post("/slack/api/auth.test", auth_test)
+    app.router.add_post("/login/{tenant}/oauth2/v2.0/token", token)
+    return app
+
+
+@pytest.fixture
+def platforms(servers: LoopThread) -> Iterator[str]:
+    served = Served(chat_platforms(), bind("127.0.0.1", 0))
+    servers.run(served.start())
+    yield served.url
+    servers.run(served.stop())
+
+
+@pytest.fixture
+def good_env(
+    sandbox: Sandbox, admin_env: dict[str, str], redis_url: str, platforms: str, iam: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, str]:
+    """A complete, correct configuration; the role exists in (moto's) IAM as provisioning makes it."""
+    iam.create_open_id_connect_provider(Url="https://127.0.0.1", ClientIDList=["qbot"])
+    iam.create_role(
+        RoleName=ROLE_ARN.rsplit("/", 1)[1],
+        AssumeRolePolicyDocument=json.dumps(trust_policy(SANDBOX_PROVIDER, ["qbot"])),
+    )
+    env = {
+        **sandbox.env(),
+        "QBOT_REDIS_URL": redis_url,
+        "QBOT_TOKEN_KEYS": Fernet.generate_key().decode(),
+        "QBOT_GROUP_SYNC": "true",
+        "QBOT_Q_INDEX_ID": INDEX_ID,
+        "QBOT_SLACK_BOT_TOKEN": SLACK_TOKEN,
+        "QBOT_SLACK_SIGNING_SECRET": "slack-signing-secret",
+        "QBOT_SLACK_API_URL": platforms + "/slack/api/",
+        "QBOT_TEAMS_APP_ID": TEAMS_APP_ID,
+        "QBOT_TEAMS_APP_PASSWORD": TEAMS_PASSWORD,
+        "QBOT_TEAMS_LOGIN_URL": platforms + "/login",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+def doctor(capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, tuple[str, str]]]:
+    """Exit status, and per check: (status, the rest of its lines)."""
+    code = main(["doctor"])
+    out = capsys.readouterr().out
+    checks: dict[str, tuple[str, str]] = {}
+    for match in re.finditer(r"^\[(.{4})\] ([^:]+): (.*)$", out, re.MULTILINE):
+        checks[match.group(2)] = (match.group(1).strip(), match.group(3))
+    return code, checks
+
+
+def test_a_correct_configuration_passes_every_check(
+    good_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, checks = doctor(capsys)
+
+    assert code == 0, checks
+    assert list(checks) == [
+        "configuration", "Redis", "token keys", "IdP discovery", "IdP client", "IdP redirect URI", "IAM role",
+        "Q Business application", "group sync", "Slack", "Teams",
+    ]
+    statuses = {name: status for name, (status, _) in checks.items()}
+    assert all(status == "ok" for name, status in statuses.items() if name != "Redis"), checks
+    assert statuses["Redis"] in ("ok", "warn")  # the test Redis persists nothing, and the doctor says so
+    assert "qbot in Example Corp" in checks["Slack"][1]
+    assert "accepts client id 'qbot'" in checks["IdP client"][1]
+
+
+def test_unconfigured_platforms_are_skipped_not_failed(
+    good_env: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("QBOT_SLACK_BOT_TOKEN", "QBOT_TEAMS_APP_ID", "QBOT_GROUP_SYNC"):
+        monkeypatch.delenv(name)
+    code, checks = doctor(capsys)
+    assert code == 0
+    assert {checks[n][0] for n in ("Slack", "Teams", "group sync")} == {"skip"}
+
+
+BROKEN = [
+    ("QBOT_REDIS_URL", "redis://127.0.0.1:1/0", "Redis", "does not answer", "check QBOT_REDIS_URL"),
+    ("QBOT_TOKEN_KEYS", "not-a-key", "token keys", "is not 32 bytes", "qbot keygen"),
+    ("QBOT_OIDC_ISSUER", "http://127.0.0.1:1", "IdP discovery", "cannot be reached", "check QBOT_OIDC_ISSUER"),
+    ("QBOT_OIDC_CLIENT_SECRET", "wrong", "IdP client", "refuses client id 'qbot'", "QBOT_OIDC_CLIENT_SECRET"),
+    ("QBOT_PUBLIC_URL", "http://127.0.0.1:9", "IdP redirect URI", "refuses the redirect URI",
+     "register http://127.0.0.1:9/auth/callback"),
+    ("QBOT_ROLE_ARN", "arn:aws:iam::123456789012:role/nobody", "IAM role", "does not exist", "qbot admin provision"),
+    ("QBOT_Q_APP_ID", "00000000-0000-4000-8000-000000000000", "Q Business application", "no application",
+     "set QBOT_Q_APP_ID"),
+    ("QBOT_Q_INDEX_ID", "00000000-0000-4000-8000-000000000000", "group sync", "ListGroups", "group-sync-policy.json"),
+    ("QBOT_SLACK_BOT_TOKEN", "xoxb-revoked", "Slack", "invalid_auth", "Bot User OAuth Token"),
+    ("QBOT_TEAMS_APP_PASSWORD", "expired", "Teams", "invalid_client", "make a new client secret"),
+    ("QBOT_TEAMS_TENANT_ID", "contoso.example", "Teams", "invalid_request", "QBOT_TEAMS_TENANT_ID"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value", "check", "problem", "fix"), BROKEN, ids=[b[0] for b in BROKEN])
+def test_each_broken_setting_fails_its_own_check_with_the_fix(
+    good_env: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    variable: str, value: str, check: str, problem: str, fix: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    code, checks = doctor(capsys)
+
+    assert code == 1
+    status, text = checks[check]
+    assert status == "FAIL", checks
+    assert problem in text and " -> fix: " in text and fix in text.split(" -> fix: ", 1)[1], text
+    failed = {name for name, (s, _) in checks.items() if s == "FAIL"} - {"configuration"}
+    assert failed == {check}, checks  # one broken setting, one failed check (and its dependants skip)
+
+
+def test_a_trust_policy_without_the_email_tag_condition_fails(
+    good_env: dict[str, str], iam: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = trust_policy(SANDBOX_PROVIDER, ["qbot"])
+    policy["Statement"] = policy["Statement"][:1]
+    iam.update_assume_role_policy(RoleName=ROLE_ARN.rsplit("/", 1)[1], PolicyDocument=json.dumps(policy))
+
+    code, checks = doctor(capsys)
+
+    assert code == 1
+    status, text = checks["IAM role"]
+    assert status == "FAIL" and "sts:TagSession with aws:RequestTag/Email" in text and "trust-policy.json" in text
+
+
+def test_a_trust_policy_for_another_client_fails(
+    good_env: dict[str, str], iam: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    iam.update_assume_role_policy(
+        RoleName=ROLE_ARN.rsplit("/", 1)[1], PolicyDocument=json.dumps(trust_policy(SANDBOX_PROVIDER, ["other"]))
+    )
+    code, checks = doctor(capsys)
+    assert code == 1 and "for audience(s) ['other'] in, not 'qbot'" in checks["IAM role"][1]
+
+
+def test_stored_links_the_keys_cannot_open_fail_the_key_check(
+    good_env: dict[str, str], redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import redis
+
+    key = "qbot:vault:test:T1:U-OLD"
+    sealed = TokenCipher([Fernet.generate_key().decode()]).seal(key, {"r": "x"})  # under a key since dropped
+    with redis.Redis.from_url(redis_url) as client:
+        client.set(key, sealed)
+
+    code, checks = doctor(capsys)
+
+    assert code == 1
+    status, text = checks["token keys"]
+    assert status == "FAIL" and "1 of 1 stored links" in text and "put the key they were sealed with back" in text
+
+
+def test_aws_checks_are_skipped_when_these_credentials_cannot_read(
+    good_env: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.delenv("QBOT_GROUP_SYNC")
+
+    code, checks = doctor(capsys)
+
+    assert code == 0, checks
+    assert checks["IAM role"][0] == "skip" and checks["Q Business application"][0] == "skip"
+    assert "no AWS credentials" in checks["IAM role"][1]

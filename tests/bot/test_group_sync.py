@@ -1,0 +1,183 @@
+"""Automatic group sync on real Redis, writing to the sandbox's Q Business with PutGroup over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import boto3
+import pytest
+from redis.asyncio import Redis
+
+from bot.config import Settings
+from bot.errors import ConfigError
+from bot.group_sync import DIRTY, GroupSync, GroupSyncSettings, build_group_sync
+from bot.groups import IndexGroups
+from sandbox.credentials import ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY
+from sandbox.world import APP_ID, INDEX_ID, Sandbox
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+def index_groups(sandbox: Sandbox, index_id: str = INDEX_ID) -> IndexGroups:
+    client = boto3.client(
+        "qbusiness",
+        endpoint_url=sandbox.q_url,
+        region_name="us-east-1",
+        aws_access_key_id=ADMIN_ACCESS_KEY_ID,
+        aws_secret_access_key=ADMIN_SECRET_ACCESS_KEY,
+    )
+    return IndexGroups(client, APP_ID, index_id)
+
+
+def members_at_q(sandbox: Sandbox, group: str) -> list[str] | None:
+    found = sandbox.q.control.index(APP_ID, INDEX_ID).groups.get(("", group))
+    return sorted(found.member_users) if found else None
+
+
+def make_sync(redis: Redis, sandbox: Sandbox, **options: object) -> GroupSync:
+    return GroupSync(redis, index_groups(sandbox), debounce_seconds=0.05, sweep_seconds=0.2, **options)  # type: ignore[arg-type]
+
+
+async def eventually(condition: Callable[[], bool]) -> None:
+    deadline = asyncio.get_running_loop().time() + 5.0
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_observing_marks_only_changed_groups_and_drain_writes_them(redis: Redis, sandbox: Sandbox) -> None:
+    sync = make_sync(redis, sandbox)
+    await sync.observe("Alice@Example.com", ["core-team", "engineering"])
+    await sync.observe("bob@example.com", ["core-team", "core-team"])
+    assert set(await sync.memberships.dirty()) == {"core-team", "engineering"}
+
+    result = await sync.drain()
+
+    assert (result.written, result.failed) == (2, 0)
+    assert members_at_q(sandbox, "core-team") == ["alice@example.com", "bob@example.com"]
+    assert members_at_q(sandbox, "engineering") == ["alice@example.com"]
+    assert await sync.memberships.dirty() == {}
+
+    await sync.observe("bob@example.com", ["core-team"])  # the same groups again: nothing to write
+    assert await sync.memberships.dirty() == {}
+    await sync.observe("bob@example.com", ["sales"])  # bob left core-team
+    assert set(await sync.memberships.dirty()) == {"core-team", "sales"}
+    await sync.drain()
+    assert members_at_q(sandbox, "core-team") == ["alice@example.com"]
+    assert members_at_q(sandbox, "sales") == ["bob@example.com"]
+
+
+async def test_a_token_without_groups_changes_nothing(redis: Redis, sandbox: Sandbox) -> None:
+    sync = make_sync(redis, sandbox)
+    await sync.observe("alice@example.com", ["core-team"])
+    await sync.drain()
+    await sync.observe("alice@example.com", [])  # an IdP that left the claim out of a refreshed token
+    assert await sync.memberships.dirty() == {}
+    assert await sync.memberships.groups_of("alice@example.com") == {"core-team"}
+
+
+async def test_only_groups_matching_the_patterns_are_managed(redis: Redis, sandbox: Sandbox) -> None:
+    sync = make_sync(redis, sandbox, patterns=("core-*", "eng*"))
+    await sync.observe("alice@example.com", ["core-team", "engineering", "Everyone", "sales"])
+    assert set(await sync.memberships.dirty()) == {"core-team", "engineering"}
+
+
+async def test_a_crash_before_putgroup_is_caught_up_when_the_next_process_starts(
+    redis: Redis, sandbox: Sandbox
+) -> None:
+    crashed = make_sync(redis, sandbox)
+    await crashed.observe("alice@example.com", ["core-team"])
+    await crashed.observe("bob@example.com", ["core-team"])
+    # ... the process dies here, before its drainer ran: Redis holds the change, Q Business does not.
+    assert sandbox.q.stats.put_group_calls == 0
+
+    restarted = make_sync(redis, sandbox)
+    await restarted.start()
+    try:
+        await eventually(lambda: members_at_q(sandbox, "core-team") == ["alice@example.com", "bob@example.com"])
+    finally:
+        await restarted.stop()
+    assert sandbox.q.stats.put_group_calls == 1
+    assert await restarted.memberships.dirty() == {}
+
+
+async def test_a_crash_after_putgroup_writes_the_group_again_rather_than_forget_it(
+    redis: Redis, sandbox: Sandbox
+) -> None:
+    sync = make_sync(redis, sandbox)
+    await sync.observe("alice@example.com", ["core-team"])
+    generation, members = await sync.memberships.snapshot("core-team")
+    await asyncio.to_thread(index_groups(sandbox).put, "core-team", members)
+    # ... the process dies before clearing the dirty mark: the next drain writes the group once more.
+    assert generation is not None and set(await sync.memberships.dirty()) == {"core-team"}
+
+    assert (await make_sync(redis, sandbox).drain()).written == 1
+    assert sandbox.q.stats.put_group_calls == 2 and await sync.memberships.dirty() == {}
+
+
+async def test_a_change_during_putgroup_stays_dirty_and_is_written_next(redis: Redis, sandbox: Sandbox) -> None:
+    sync = make_sync(redis, sandbox)
+    await sync.observe("alice@example.com", ["core-team"])
+    generation, members = await sync.memberships.snapshot("core-team")
+    await asyncio.to_thread(index_groups(sandbox).put, "core-team", members)
+    await sync.observe("bob@example.com", ["core-team"])  # arrives while the write above was in flight
+    assert generation is not None
+    assert not await sync.memberships.mark_written("core-team", generation)  # a newer generation is pending
+
+    await sync.drain()
+    assert members_at_q(sandbox, "core-team") == ["alice@example.com", "bob@example.com"]
+    assert await sync.memberships.dirty() == {}
+
+
+async def test_failed_putgroup_keeps_the_group_dirty(redis: Redis, sandbox: Sandbox) -> None:
+    broken = GroupSync(redis, index_groups(sandbox, index_id="0" * 36))
+    await broken.observe("alice@example.com", ["core-team"])
+    result = await broken.drain()
+    assert (result.written, result.failed, result.retry_soon) == (0, 1, True)
+    assert set(await broken.memberships.dirty()) == {"core-team"}
+
+    assert (await make_sync(redis, sandbox).drain()).written == 1  # fixed configuration: caught up
+
+
+async def test_one_drainer_at_a_time_across_replicas(redis: Redis, sandbox: Sandbox) -> None:
+    first, second = make_sync(redis, sandbox), make_sync(redis, sandbox)
+    await first.observe("alice@example.com", ["core-team"])
+    await redis.set("qbot:{groups}:drain-lock", "held by another replica", px=5000)
+    assert (await second.drain()).busy
+    await redis.delete("qbot:{groups}:drain-lock")
+    assert (await second.drain()).written == 1
+
+
+async def test_a_burst_of_sign_ins_is_one_putgroup_per_group(redis: Redis, sandbox: Sandbox) -> None:
+    sync = make_sync(redis, sandbox)
+    await sync.start()
+    try:
+        for n in range(20):
+            await sync.observe(f"user{n:02d}@example.com", ["core-team"])
+        await eventually(lambda: len(members_at_q(sandbox, "core-team") or []) == 20)
+        assert await redis.hlen(DIRTY) == 0
+    finally:
+        await sync.stop()
+    assert sandbox.q.stats.put_group_calls <= 2  # debounced (a sweep may race the burst once)
+
+
+def test_settings_and_the_composition_hook(redis_url: str) -> None:
+    assert GroupSyncSettings.from_env({}).enabled is False
+    with pytest.raises(ConfigError, match="QBOT_Q_INDEX_ID"):
+        GroupSyncSettings.from_env({"QBOT_GROUP_SYNC": "true"})
+    settings = GroupSyncSettings.from_env(
+        {"QBOT_GROUP_SYNC": "yes", "QBOT_Q_INDEX_ID": INDEX_ID, "QBOT_GROUP_SYNC_GROUPS": "core-*, eng*",
+         "QBOT_GROUP_SYNC_DEBOUNCE_SECONDS": "0.5"}
+    )
+    assert settings.patterns == ("core-*", "eng*") and settings.debounce_seconds == 0.5
+    with pytest.raises(ConfigError, match="QBOT_GROUP_SYNC_DEBOUNCE_SECONDS"):
+        GroupSyncSettings.from_env({"QBOT_GROUP_SYNC_DEBOUNCE_SECONDS": "soon"})
+    off = Settings.from_env({})
+    assert build_group_sync(off.extra, Redis.from_url(redis_url), application_id=APP_ID, region="us-east-1",
+                            executor=None) is None
