@@ -33,6 +33,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from redis.asyncio import Redis
 
 from bot.errors import EmailTagMissing, IdTokenInvalid, LinkExpired, NotLinked, QUnavailable
+from bot.group_sync import GroupObserver
 from bot.metrics import Metrics
 from bot.model import ChatIdentity
 from bot.oidc import OidcClient
@@ -95,6 +96,7 @@ class CredentialBroker:
         duration_seconds: int = 3600,
         flight_timeout_seconds: float = 30.0,
         lock_wait_seconds: float | None = None,
+        group_observer: GroupObserver | None = None,
     ) -> None:
         self._vault = vault
         self._oidc = oidc
@@ -103,6 +105,7 @@ class CredentialBroker:
         self._metrics = metrics
         self._executor = executor
         self._margin = refresh_margin_seconds
+        self._group_observer = group_observer  # told the groups of every refreshed id_token
         self._duration = duration_seconds
         self._flight_timeout = flight_timeout_seconds
         # The lock outlives the longest flight (which `flight_timeout_seconds` bounds), so two holders never
@@ -231,6 +234,8 @@ class CredentialBroker:
             raise IdTokenInvalid(detail="sub/iss: the refreshed id_token names another user than the link")
         if claims.email_tag is None:
             raise EmailTagMissing(detail=f"refreshed id_token of {identity.key} has no Email principal tag")
+        if self._group_observer is not None:
+            await self._group_observer.observe(claims.email_tag, claims.groups)
 
         creds = await self._assume_role(identity, tokens.id_token, claims.email or claims.email_tag)
         await self._vault.store_credentials(identity, creds)

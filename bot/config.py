@@ -76,6 +76,7 @@ class Settings:
     conversation_ttl_seconds: int = 7 * 24 * 3600
     q_max_concurrency: int = 320
     redis_max_connections: int = 64
+    q_client_cache: int = 256
     session_secret: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)  # the adapters' own QBOT_* variables
 
@@ -120,6 +121,7 @@ class Settings:
             conversation_ttl_seconds=_int(env, "QBOT_CONVERSATION_TTL_SECONDS", 7 * 24 * 3600),
             q_max_concurrency=_int(env, "QBOT_Q_MAX_CONCURRENCY", 320),
             redis_max_connections=_int(env, "QBOT_REDIS_MAX_CONNECTIONS", 64),
+            q_client_cache=_int(env, "QBOT_Q_CLIENT_CACHE", 256),
             session_secret=env.get("QBOT_SESSION_SECRET", ""),
             extra={k: v for k, v in env.items() if k.startswith("QBOT_")},
         )

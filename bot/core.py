@@ -14,7 +14,9 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
+from bot.adapter_memory import AdapterMemory
 from bot.broker import CredentialBroker
 from bot.commands import HELP_TEXT, Command, parse_command
 from bot.config import Settings
@@ -32,6 +34,7 @@ from bot.errors import (
     QBotError,
     QUnavailable,
 )
+from bot.group_sync import GroupObserver
 from bot.keyed_locks import KeyedLocks
 from bot.links import LinkTokens, LoginStates, PendingLink, browser_binding
 from bot.metrics import Metrics
@@ -78,6 +81,8 @@ class Core:
         q: QBusinessClient,
         metrics: Metrics,
         deliveries: Deliveries,
+        adapter_memory: AdapterMemory,
+        group_observer: GroupObserver | None = None,
     ) -> None:
         self.settings = settings
         self.vault = vault
@@ -89,6 +94,8 @@ class Core:
         self.q = q
         self.metrics = metrics
         self.deliveries = deliveries
+        self.adapter_memory = adapter_memory
+        self.group_observer = group_observer  # automatic group sync (QBOT_GROUP_SYNC), when on
         self._linked_listeners: dict[str, LinkedListener] = {}
         self._thread_locks: KeyedLocks[tuple[str, str, str]] = KeyedLocks()
 
@@ -100,10 +107,19 @@ class Core:
         """True once per platform delivery id across all bot processes: retries and duplicates get False."""
         return await self.deliveries.first(platform, delivery_id)
 
+    async def remember(self, platform: str, key: str, value: Mapping[str, Any], ttl_seconds: int) -> None:
+        """Keep a small JSON record for an adapter (sealed at rest, expiring): adapters never touch Redis."""
+        await self.adapter_memory.put(platform, key, value, ttl_seconds)
+
+    async def recall(self, platform: str, key: str) -> dict[str, Any] | None:
+        """A record `remember` kept, or None once it expired."""
+        return await self.adapter_memory.get(platform, key)
+
     # -- messages ---------------------------------------------------------------------------------
 
     async def handle(self, message: IncomingMessage) -> Reply:
-        command = parse_command(message.text)
+        # Files sent without a word are a question about them, not a request for help.
+        command = parse_command(message.text) if message.text.strip() or not message.files else None
         platform = message.identity.platform
         try:
             if command is None:
@@ -342,6 +358,8 @@ class Core:
             ),
         )
         self.metrics.links.labels("linked").inc()
+        if self.group_observer is not None:
+            await self.group_observer.observe(claims.email_tag or claims.email or "", claims.groups)
         log.info("linked %s as %s (refresh token %s)", identity.key, claims.email, _fingerprint(tokens.refresh_token))
         listener = self._linked_listeners.get(identity.platform)
         if listener is not None:

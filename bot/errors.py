@@ -53,6 +53,13 @@ class EmailMismatch(QBotError):
     )
 
 
+class ProfileEmailUnknown(QBotError):
+    user_message = (
+        "I couldn't read the email address of your chat profile, which I need to make sure the sign-in is "
+        "really yours. Try qlink again in a minute; if it keeps failing, ask your administrator."
+    )
+
+
 class NotYourConversation(QBotError):
     user_message = "Only the person who asked can rate this answer."
 

@@ -14,6 +14,7 @@ import httpx
 from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from bot.adapter_memory import AdapterMemory
 from bot.auth_routes import auth_routes
 from bot.broker import CredentialBroker
 from bot.cipher import TokenCipher
@@ -21,6 +22,7 @@ from bot.config import Settings
 from bot.conversations import Conversations
 from bot.core import Core
 from bot.deliveries import Deliveries
+from bot.group_sync import build_group_sync
 from bot.health import health_routes
 from bot.links import LinkTokens, LoginStates
 from bot.metrics import Metrics
@@ -49,9 +51,11 @@ GRAPH = web.AppKey("graph", BotGraph)
 
 
 def default_adapters() -> list[AdapterFactory]:
+    from adapters.slack.app import slack_adapter
+    from adapters.teams.adapter import teams_adapter
     from adapters.web.console import web_console
 
-    return [web_console]
+    return [web_console, teams_adapter, slack_adapter]
 
 
 def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) -> web.Application:
@@ -66,6 +70,9 @@ def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) 
     executor = ThreadPoolExecutor(max_workers=settings.q_max_concurrency + 8, thread_name_prefix="aws")
     http = httpx.AsyncClient(timeout=httpx.Timeout(15.0))
     vault = Vault(redis, cipher)
+    group_sync = build_group_sync(  # None unless QBOT_GROUP_SYNC=true
+        settings.extra, redis, application_id=settings.q_app_id, region=settings.aws_region, executor=executor
+    )
     oidc = OidcClient(
         settings.oidc_issuer, settings.oidc_client_id, settings.oidc_client_secret,
         list(settings.oidc_scopes), settings.redirect_uri, http=http,
@@ -73,10 +80,12 @@ def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) 
     broker = CredentialBroker(
         vault, oidc, redis, role_arn=settings.role_arn, region=settings.aws_region,
         sts_endpoint_url=settings.sts_endpoint_url, metrics=metrics, executor=executor,
+        group_observer=group_sync,
     )
     q = QBusinessClient(
         app_id=settings.q_app_id, region=settings.aws_region, endpoint_url=settings.q_endpoint_url,
         executor=executor, max_concurrency=settings.q_max_concurrency, metrics=metrics,
+        client_cache_size=settings.q_client_cache,
     )
     core = Core(
         settings,
@@ -89,6 +98,8 @@ def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) 
         q=q,
         metrics=metrics,
         deliveries=Deliveries(redis),
+        adapter_memory=AdapterMemory(redis, cipher),
+        group_observer=group_sync,
     )
     app = web.Application()
     app.add_routes(health_routes(redis, metrics))
@@ -104,7 +115,11 @@ def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         for adapter in built:
             await adapter.start()
+        if group_sync is not None:
+            await group_sync.start()
         yield
+        if group_sync is not None:
+            await group_sync.stop()
         for adapter in reversed(built):
             await adapter.stop()
         await oidc.aclose()

@@ -17,6 +17,7 @@ from aiohttp import web
 from cryptography.fernet import Fernet
 
 from bot.embedded_redis import EmbeddedRedis
+from qbot import admin, teams
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -41,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--no-bot", action="store_true", help="run only the stand-ins and Redis")
     sandbox.add_argument("--env-file", default="sandbox.env", help="where to write the QBOT_* lines")
     commands.add_parser("keygen", help="print a new QBOT_TOKEN_KEYS key (32 random bytes, URL-safe base64)")
+    admin.add_commands(commands)  # admin provision, admin groups sync, doctor
+    teams.add_commands(commands)  # teams package
     return parser
 
 
@@ -59,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "serve":
         return serve(dict(os.environ))
+    if args.command in ("admin", "doctor"):
+        return admin.run(args, dict(os.environ))
+    if args.command == "teams":
+        return teams.run(args, dict(os.environ))
     return 2
 
 
@@ -72,8 +79,12 @@ def serve(env: dict[str, str]) -> int:
     except ConfigError as exc:
         print(f"qbot serve: {exc}", file=sys.stderr)
         return 2
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(settings))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve(settings))
+    except ConfigError as exc:  # found while building the app (an adapter's or group sync's settings)
+        print(f"qbot serve: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -87,7 +98,12 @@ async def _serve(settings: Settings) -> None:
             "QBOT_REDIS_URL is unset: using an embedded, non-persistent Redis at %s", redis.url
         )
         settings = dataclasses.replace(settings, redis_url=redis.url)
-    runner = web.AppRunner(build_app(settings), access_log=None)
+    try:
+        runner = web.AppRunner(build_app(settings), access_log=None)
+    except BaseException:
+        if redis is not None:
+            redis.stop()
+        raise
     try:
         await runner.setup()
         await web.TCPSite(runner, settings.host, settings.port).start()
