@@ -31,13 +31,14 @@ from bot.config import Settings
 from bot.embedded_redis import EmbeddedRedis
 from bot.model import Answer, ChatIdentity, IncomingMessage
 from qbot.app import GRAPH, build_app
+from qbot.cli import run_async
 from sandbox.serving import Served, bind, url_of
 
 # -- the stand-ins, in a child process ------------------------------------------------------------------
 
 
 def _sandbox_process(conn: Connection, bot_url: str, users: int) -> None:
-    asyncio.run(_sandbox_main(conn, bot_url, users))
+    run_async(_sandbox_main(conn, bot_url, users))
 
 
 async def _sandbox_main(conn: Connection, bot_url: str, users: int) -> None:
@@ -236,4 +237,4 @@ if __name__ == "__main__":
     parser.add_argument("--idle-users", type=int, default=300)
     parser.add_argument("--warm-samples", type=int, default=500)
     args = parser.parse_args()
-    asyncio.run(main(args.users, args.questions, args.idle_users, args.warm_samples))
+    run_async(main(args.users, args.questions, args.idle_users, args.warm_samples))

@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, 
 
 from bench.chain import SandboxChild, link_user, pct
 from bot.embedded_redis import EmbeddedRedis
+from qbot.cli import run_async
 from sandbox.serving import Served, bind, url_of
 from tests.adapters.slack.fake_slack import (
     BOT_TOKEN,
@@ -46,7 +47,7 @@ from tests.adapters.slack.fake_slack import (
 
 
 def _bot_process(conn: Connection, env: dict[str, str], port: int) -> None:
-    asyncio.run(_bot_main(conn, env, port))
+    run_async(_bot_main(conn, env, port))
 
 
 async def _bot_main(conn: Connection, env: dict[str, str], port: int) -> None:
@@ -283,4 +284,4 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=110.0, help="questions per second in the ack phase")
     parser.add_argument("--profile", action="store_true", help="print the bot's cProfile of the instant phase")
     args = parser.parse_args()
-    asyncio.run(main(args.users, args.fast_questions, args.slow_questions, args.rate, args.profile))
+    run_async(main(args.users, args.fast_questions, args.slow_questions, args.rate, args.profile))

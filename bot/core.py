@@ -103,9 +103,13 @@ class Core:
         """An adapter asks to be told when one of its users finishes linking (to confirm it in chat)."""
         self._linked_listeners[platform] = listener
 
-    async def first_delivery(self, platform: str, delivery_id: str) -> bool:
-        """True once per platform delivery id across all bot processes: retries and duplicates get False."""
-        return await self.deliveries.first(platform, delivery_id)
+    async def first_delivery(self, platform: str, delivery_id: str, *also_known_as: str) -> bool:
+        """True once per platform delivery across all bot processes: retries and duplicates get False.
+
+        `also_known_as` names the same delivery differently (Slack: the event id and the message's ts), so a
+        message redelivered under a new event id is still recognised.
+        """
+        return await self.deliveries.first(platform, delivery_id, *also_known_as)
 
     async def remember(self, platform: str, key: str, value: Mapping[str, Any], ttl_seconds: int) -> None:
         """Keep a small JSON record for an adapter (sealed at rest, expiring): adapters never touch Redis."""
@@ -238,6 +242,10 @@ class Core:
         return Notice(
             NoticeKind.INFO, f"Unlinked {account.email}. Your sign-in and conversations are forgotten.", private=True
         )
+
+    async def is_linked(self, identity: ChatIdentity) -> bool:
+        """Cheap (no decryption): whether a link is stored. `linked_email` tells whether it still opens."""
+        return await self.vault.exists(identity)
 
     async def linked_email(self, identity: ChatIdentity) -> str | None:
         """The email an identity is linked as, or None: what an adapter may know of the vault."""

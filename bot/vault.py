@@ -104,6 +104,9 @@ class Vault:
             pipe.delete(self.credentials_key(identity))
             await pipe.execute()
 
+    async def exists(self, identity: ChatIdentity) -> bool:
+        return bool(await self._redis.exists(self.account_key(identity)))
+
     async def load(self, identity: ChatIdentity) -> LinkedAccount | None:
         """The linked account, or None when not linked or when the entry no configured key opens."""
         key = self.account_key(identity)

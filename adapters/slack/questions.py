@@ -41,9 +41,9 @@ class Questions:
         self._session = session
 
     async def first_time(self, asked: Asked) -> bool:
-        if not await self.core.first_delivery(PLATFORM, f"event:{asked.event_id}"):
-            return False
-        return await self.core.first_delivery(PLATFORM, f"message:{asked.place.channel}:{asked.message_ts}")
+        return await self.core.first_delivery(
+            PLATFORM, f"event:{asked.event_id}", f"message:{asked.place.channel}:{asked.message_ts}"
+        )
 
     async def answer(self, asked: Asked) -> None:
         placeholders: list[str] = []
@@ -79,7 +79,7 @@ class Questions:
             return
         fetched = NOTHING
         # Only a linked user sees progress (and has files fetched): an unlinked one gets a private prompt.
-        if await self.core.linked_email(asked.identity) is not None:
+        if await self.core.is_linked(asked.identity):
             placeholder = await self.replies.placeholder(place)
             if placeholder is not None:
                 placeholders.append(placeholder)

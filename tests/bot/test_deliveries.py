@@ -24,3 +24,12 @@ async def test_a_delivery_is_new_again_after_its_ttl(redis_url: str) -> None:
     await asyncio.sleep(1.1)
     assert await deliveries.first("slack", "E1")
     await client.aclose()
+
+
+async def test_a_delivery_seen_under_another_name_is_not_first(redis_url: str) -> None:
+    client = Redis.from_url(redis_url)
+    deliveries = Deliveries(client)
+    assert await deliveries.first("slack", "event:E1", "message:C1:111.1")
+    assert not await deliveries.first("slack", "event:E2", "message:C1:111.1")  # same message, new event id
+    assert not await deliveries.first("slack", "event:E1", "message:C1:222.2")
+    await client.aclose()
