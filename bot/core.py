@@ -35,12 +35,12 @@ from bot.errors import (
     QUnavailable,
 )
 from bot.group_sync import GroupObserver
-from bot.keyed_locks import KeyedLocks
 from bot.links import LinkTokens, LoginStates, PendingLink, browser_binding
 from bot.metrics import Metrics
 from bot.model import Answer, ChatIdentity, IncomingMessage, Notice, NoticeKind, Reply, Usefulness
 from bot.oidc import OidcClient
 from bot.qbusiness import ConversationGone, CredentialsRejected, QBusinessClient
+from bot.turn_lock import TurnLock
 from bot.vault import LinkedAccount, Vault
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ class Core:
         q: QBusinessClient,
         metrics: Metrics,
         deliveries: Deliveries,
+        turns: TurnLock,
         adapter_memory: AdapterMemory,
         group_observer: GroupObserver | None = None,
     ) -> None:
@@ -94,10 +95,10 @@ class Core:
         self.q = q
         self.metrics = metrics
         self.deliveries = deliveries
+        self.turns = turns
         self.adapter_memory = adapter_memory
         self.group_observer = group_observer  # automatic group sync (QBOT_GROUP_SYNC), when on
         self._linked_listeners: dict[str, LinkedListener] = {}
-        self._thread_locks: KeyedLocks[tuple[str, str, str]] = KeyedLocks()
 
     def on_linked(self, platform: str, listener: LinkedListener) -> None:
         """An adapter asks to be told when one of its users finishes linking (to confirm it in chat)."""
@@ -149,8 +150,8 @@ class Core:
 
     async def _answer(self, message: IncomingMessage) -> Answer:
         started = time.perf_counter()
-        # One turn at a time per (user, thread): each turn's parentMessageId is the previous turn's answer.
-        async with self._thread_locks.hold((message.identity.key, message.channel, message.thread)):
+        # One turn at a time per (user, thread), across processes: each turn's parent is the previous answer.
+        async with self.turns.hold(message.identity.key, message.channel, message.thread):
             answer = await self._chat(message)
         self.metrics.answer_latency.observe(time.perf_counter() - started)
         return answer

@@ -29,6 +29,7 @@ from bot.metrics import Metrics
 from bot.oidc import OidcClient
 from bot.ports import Adapter
 from bot.qbusiness import QBusinessClient
+from bot.turn_lock import TurnLock
 from bot.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) 
         q=q,
         metrics=metrics,
         deliveries=Deliveries(redis),
+        turns=TurnLock(redis),
         adapter_memory=AdapterMemory(redis, cipher),
         group_observer=group_sync,
     )

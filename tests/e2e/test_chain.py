@@ -310,3 +310,23 @@ def test_a_login_forwarded_to_another_browser_is_refused(bot: RunningBot) -> Non
     assert page.status_code == 400 and "same browser" in page.text
     assert bot.run(bot.core.vault.load(mallory)) is None
     assert bot.sandbox.idp.live_refresh_tokens("alice") == []  # the code was never exchanged
+
+
+def test_two_bot_processes_answer_one_threads_messages_in_turn(make_bot: Any) -> None:
+    from cryptography.fernet import Fernet
+
+    from bot.model import IncomingMessage
+
+    keys = Fernet.generate_key().decode()
+    first, second = make_bot(QBOT_TOKEN_KEYS=keys), make_bot(QBOT_TOKEN_KEYS=keys)  # two replicas, one Redis
+    link(first, ALICE, "alice")
+
+    async def together() -> list[Any]:
+        return await asyncio.gather(*(
+            (first if n % 2 else second).core.handle(IncomingMessage(ALICE, AURORA, "c1", "same", f"r-{n}"))
+            for n in range(6)
+        ))
+
+    replies = first.servers.run(together())
+    assert all(isinstance(r, Answer) for r in replies), replies
+    assert len({r.conversation_id for r in replies}) == 1
