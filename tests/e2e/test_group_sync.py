@@ -39,7 +39,7 @@ def members_at_q(sandbox: Sandbox, group: str) -> list[str]:
     return sorted(found.member_users) if found else []
 
 
-def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+def eventually(condition: Callable[[], bool], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
