@@ -42,6 +42,7 @@ AWS_TAGS_CLAIM = "https://aws.amazon.com/tags"
 ID_TOKEN_ALGORITHMS = ("RS256",)
 LEEWAY_SECONDS = 60
 JWKS_MIN_REFRESH_SECONDS = 10.0
+JWKS_MAX_AGE_SECONDS = 3600.0  # a key the IdP withdrew (compromised, say) stops being trusted within an hour
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 _MAX_IDP_TEXT = 200
 
@@ -101,8 +102,10 @@ class OidcClient:
         redirect_uri: str,
         *,
         http: httpx.AsyncClient | None = None,
+        jwks_max_age_seconds: float = JWKS_MAX_AGE_SECONDS,
     ) -> None:
         self.issuer = issuer.rstrip("/")
+        self._jwks_max_age = jwks_max_age_seconds
         self.client_id = client_id
         self.scopes = tuple(scopes)
         self.redirect_uri = redirect_uri
@@ -117,7 +120,8 @@ class OidcClient:
         self._metadata: dict[str, Any] | None = None
         self._metadata_lock = asyncio.Lock()
         self._keys: KeySet | None = None
-        self._keys_fetched_at = 0.0
+        self._forced_refetch_at = float("-inf")  # the last refetch an unknown kid caused
+        self._keys_fetched_at = float("-inf")
         self._keys_lock = asyncio.Lock()
 
     # -- discovery and keys -------------------------------------------------------------------------
@@ -146,8 +150,13 @@ class OidcClient:
 
     async def _key_set(self, *, refresh: bool = False) -> KeySet:
         async with self._keys_lock:
-            stale = refresh and time.monotonic() - self._keys_fetched_at >= JWKS_MIN_REFRESH_SECONDS
-            if self._keys is None or stale:
+            # A rotation is followed at once; only a second unknown kid within the window waits (forged kids
+            # must not make us hammer the IdP).
+            stale = refresh and time.monotonic() - self._forced_refetch_at >= JWKS_MIN_REFRESH_SECONDS
+            if stale:
+                self._forced_refetch_at = time.monotonic()
+            old = time.monotonic() - self._keys_fetched_at >= self._jwks_max_age
+            if self._keys is None or stale or old:
                 jwks_uri = (await self.metadata())["jwks_uri"]
                 document = await self._get_json(jwks_uri, "JWKS")
                 try:

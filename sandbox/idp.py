@@ -106,6 +106,8 @@ class IdPStats:
     tokens_issued: int = 0
     #: token responses issued, by grant type
     tokens_by_grant: Counter[str] = field(default_factory=Counter)
+    #: GET /jwks served
+    jwks_fetches: int = 0
 
 
 # --- what the IdP stores -----------------------------------------------------------------------------------
@@ -535,6 +537,7 @@ class SandboxIdP:
         self._key.ensure_kid()
         self._kid = self._key.kid or self._key.thumbprint()
         self._rogue: RSAKey | None = None
+        self._retired: list[RSAKey] = []  # still published after a rotation, as IdPs do for a while
         self.server = self._build_server()
 
     # --- public interface
@@ -561,7 +564,17 @@ class SandboxIdP:
         return "00u" + hashlib.sha256(f"sandbox-user:{username}".encode()).hexdigest()[:17]
 
     def jwks(self) -> dict[str, Any]:
-        return dict(KeySet([self._key]).as_dict(private=False))
+        return dict(KeySet([self._key, *self._retired]).as_dict(private=False))
+
+    def rotate_key(self, *, keep_old: bool = True) -> str:
+        """Sign from now on with a new key under a new kid (returned); the old one stays published if kept."""
+        if keep_old:
+            self._retired.append(self._key)
+        self._key = RSAKey.generate_key(2048, parameters={"use": "sig", "alg": ID_TOKEN_ALG}, private=True)
+        self._key.ensure_kid()
+        self._kid = self._key.kid or self._key.thumbprint()
+        self._rogue = None
+        return self._kid
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -776,6 +789,7 @@ class SandboxIdP:
         return web.json_response(self.metadata())
 
     async def _jwks(self, request: web.Request) -> web.Response:
+        self.stats.jwks_fetches += 1
         return web.json_response(self.jwks())
 
     async def _authorize_page(self, request: web.Request) -> web.Response:

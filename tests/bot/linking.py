@@ -13,6 +13,7 @@ import secrets
 import ssl
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
@@ -35,7 +36,7 @@ def _tls() -> ssl.SSLContext:
 DEFAULT_SCOPES = ("openid", "email", "profile", "offline_access")
 
 
-def oidc_client(sandbox: Sandbox, scopes: tuple[str, ...] = DEFAULT_SCOPES) -> OidcClient:
+def oidc_client(sandbox: Sandbox, scopes: tuple[str, ...] = DEFAULT_SCOPES, **options: Any) -> OidcClient:
     """An OidcClient configured like the bot from `sandbox.env()` (close it with `aclose()`)."""
     env = sandbox.env()
     return OidcClient(
@@ -44,6 +45,7 @@ def oidc_client(sandbox: Sandbox, scopes: tuple[str, ...] = DEFAULT_SCOPES) -> O
         env["QBOT_OIDC_CLIENT_SECRET"],
         scopes,
         env["QBOT_PUBLIC_URL"] + "/auth/callback",
+        **options,
     )
 
 

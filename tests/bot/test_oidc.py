@@ -215,3 +215,37 @@ async def test_revoke_ends_the_sign_in(oidc: OidcClient) -> None:
     assert await oidc.revoke(tokens.refresh_token) is True
     with pytest.raises(LinkExpired):
         await oidc.refresh(tokens.refresh_token)
+
+
+async def test_a_key_rotation_at_the_idp_is_followed_with_one_refetch(oidc: OidcClient, sandbox: Sandbox) -> None:
+    login, tokens = await tokens_for(oidc, "alice")
+    await oidc.verify_id_token(tokens.id_token, nonce=login.nonce)
+    fetched = sandbox.idp.stats.jwks_fetches
+    new_kid = sandbox.idp.rotate_key()
+    login, tokens = await tokens_for(oidc, "alice")
+    assert jwt.decode(tokens.id_token, RSAKey.import_key(sandbox.idp.jwks()["keys"][0])).header["kid"] == new_kid
+    claims = await oidc.verify_id_token(tokens.id_token, nonce=login.nonce)
+    assert claims.email == "alice@example.com"
+    assert sandbox.idp.stats.jwks_fetches == fetched + 1
+    # a token naming a kid nobody publishes does not make us fetch again and again
+    rogue = RSAKey.generate_key(2048, parameters={"kid": "never-published"}, private=True)
+    forged = jwt.encode({"alg": "RS256", "kid": "never-published"}, {"iss": sandbox.idp_url}, rogue)
+    for _ in range(3):
+        with pytest.raises(IdTokenInvalid):
+            await oidc.verify_id_token(forged, nonce=None)
+    assert sandbox.idp.stats.jwks_fetches <= fetched + 2
+
+
+async def test_a_key_the_idp_stopped_publishing_is_no_longer_trusted(sandbox: Sandbox) -> None:
+    import asyncio
+
+    client = oidc_client(sandbox, jwks_max_age_seconds=0.3)
+    try:
+        login, old = await tokens_for(client, "alice")
+        await client.verify_id_token(old.id_token, nonce=login.nonce)  # its key is now cached
+        sandbox.idp.rotate_key(keep_old=False)  # withdrawn, as after a compromise
+        await asyncio.sleep(0.4)
+        with pytest.raises(IdTokenInvalid):
+            await client.verify_id_token(old.id_token, nonce=login.nonce)
+    finally:
+        await client.aclose()
