@@ -282,6 +282,10 @@ class Doctor:
             return Check("IAM role", FAIL, "QBOT_ROLE_ARN is unset or not a role ARN",
                          "set it to the QBOT_ROLE_ARN line `qbot admin provision` prints")
         name = role_arn.rsplit("/", 1)[1]
+        if self.env.get("QBOT_STS_ENDPOINT_URL") and not self.env.get("QBOT_IAM_ENDPOINT_URL"):
+            # STS is a stand-in (the sandbox, say): the role lives there, not in the account's IAM
+            return Check("IAM role", SKIP, "STS is a custom endpoint (QBOT_STS_ENDPOINT_URL) and no "
+                         "QBOT_IAM_ENDPOINT_URL is set to read the role from")
         try:
             role = self._aws.iam().get_role(RoleName=name)["Role"]
         except NoCredentialsError:

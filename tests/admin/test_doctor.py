@@ -212,3 +212,13 @@ def test_aws_checks_are_skipped_when_these_credentials_cannot_read(
     assert code == 0, checks
     assert checks["IAM role"][0] == "skip" and checks["Q Business application"][0] == "skip"
     assert "no AWS credentials" in checks["IAM role"][1]
+
+
+def test_against_a_stand_in_sts_the_role_is_not_looked_up_in_real_iam(
+    good_env: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sandbox has no IAM: with STS overridden and no IAM endpoint, doctor must not reach for real IAM."""
+    monkeypatch.delenv("QBOT_IAM_ENDPOINT_URL", raising=False)
+    code, checks = doctor(capsys)
+    assert checks["IAM role"][0] == "skip" and "QBOT_IAM_ENDPOINT_URL" in checks["IAM role"][1]
+    assert code == 0, checks
