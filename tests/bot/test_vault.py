@@ -201,10 +201,10 @@ async def test_credentials_round_trip_and_expire_with_them(redis: Redis) -> None
 
 async def test_credentials_expire_in_redis(redis: Redis) -> None:
     vault = Vault(redis, TokenCipher([KEY_A]))
-    soon = AwsCredentials("ASIA", "s", "t", datetime.now(UTC) + timedelta(milliseconds=150))
+    soon = AwsCredentials("ASIA", "s", "t", datetime.now(UTC) + timedelta(milliseconds=800))
     await vault.store_credentials(ALICE, soon)
     assert await vault.load_credentials(ALICE) == soon
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(1.0)
     assert await vault.load_credentials(ALICE) is None
     assert await redis.exists(Vault.credentials_key(ALICE)) == 0
 
