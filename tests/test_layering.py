@@ -1,0 +1,51 @@
+"""DESIGN.md's rules for the layout, checked on every run so no later change can quietly break them.
+
+- the core (bot/) never imports an adapter, a chat SDK, the sandbox or the composition root;
+- adapters never import the sandbox or the composition root, and never talk to Redis, STS or Q directly;
+- the sandbox never imports bot/, adapters/ or qbot/ (a stand-in sharing the bot's code shares its bugs).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAT_SDKS = ("slack_bolt", "slack_sdk", "microsoft_agents", "botbuilder")
+AWS_AND_REDIS = ("boto3", "botocore", "redis")
+
+FORBIDDEN: dict[str, tuple[str, ...]] = {
+    "bot": ("adapters", "sandbox", "qbot", *CHAT_SDKS),
+    "adapters": ("sandbox", "qbot", *AWS_AND_REDIS),
+    "sandbox": ("bot", "adapters", "qbot"),
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_layers_import_only_what_the_design_allows(package: str) -> None:
+    offences = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        for module in imported_modules(path):
+            top = module.split(".")[0]
+            if top in FORBIDDEN[package]:
+                offences.append(f"{path.relative_to(ROOT)} imports {module}")
+    assert not offences, "\n".join(offences)
+
+
+def test_the_check_sees_imports() -> None:
+    """Guard against a checker that passes because it reads nothing."""
+    assert "bot.core" in imported_modules(ROOT / "qbot" / "app.py")
+    assert any(m.startswith("slack_bolt") for p in (ROOT / "adapters" / "slack").glob("*.py") for m in imported_modules(p))
