@@ -17,9 +17,11 @@ import asyncio
 import gc
 import multiprocessing
 import statistics
+import sys
 import time
 import tracemalloc
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,12 +29,15 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from cryptography.fernet import Fernet
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests.signin
+
 from bot.config import Settings
 from bot.embedded_redis import EmbeddedRedis
 from bot.model import Answer, ChatIdentity, IncomingMessage
 from qbot.app import GRAPH, build_app
 from qbot.cli import run_async
 from sandbox.serving import Served, bind, url_of
+from tests.signin import login_form
 
 # -- the stand-ins, in a child process ------------------------------------------------------------------
 
@@ -111,16 +116,10 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def link_user(core: Any, http: httpx.AsyncClient, identity: ChatIdentity, username: str) -> None:
-    import html
-    import re
-
     notice = await core.create_link(identity, None)
     start = await http.get(notice.url)
     page = await http.get(start.headers["location"])
-    fields = {html.unescape(k): html.unescape(v)
-              for k, v in re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">', page.text)}
-    action = html.unescape(re.search(r'<form method="post" action="([^"]*)"', page.text).group(1))  # type: ignore[union-attr]
-    fields["username"] = username
+    action, fields = login_form(page.text, username)
     redirect = await http.post(str(page.url.join(action)), data=fields)
     done = await http.get(redirect.headers["location"])
     assert done.status_code == 200, done.text

@@ -37,6 +37,7 @@ from bot.group_sync import GroupObserver
 from bot.metrics import Metrics
 from bot.model import ChatIdentity
 from bot.oidc import OidcClient
+from bot.redis_lock import RELEASE_IF_HELD
 from bot.vault import AwsCredentials, Vault
 
 if TYPE_CHECKING:
@@ -48,15 +49,6 @@ T = TypeVar("T")
 
 LOCK_PREFIX = "qbot:lock:creds:"
 SESSION_NAME_UNSAFE = re.compile(r"[^\w+=,.@-]", re.ASCII)
-
-# Delete the lock only if it still holds our token: a lock that expired and was taken by another process
-# must not be released by us.
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-    return redis.call('del', KEYS[1])
-end
-return 0
-"""
 
 _STS_TRANSIENT = {
     "Throttling", "IDPCommunicationError", "InternalFailure", "ServiceUnavailable", "RequestExpired",
@@ -125,7 +117,7 @@ class CredentialBroker:
                 max_pool_connections=50,
             ),
         )
-        self._release = redis.register_script(_RELEASE)
+        self._release = redis.register_script(RELEASE_IF_HELD)
         self._flights: dict[str, asyncio.Task[AwsCredentials]] = {}
 
     async def credentials(self, identity: ChatIdentity) -> AwsCredentials:

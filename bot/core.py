@@ -17,7 +17,7 @@ from functools import partial
 from typing import Any
 
 from bot.adapter_memory import AdapterMemory
-from bot.broker import CredentialBroker
+from bot.broker import CredentialBroker, fingerprint
 from bot.commands import HELP_TEXT, Command, parse_command
 from bot.config import Settings
 from bot.conversations import Conversations
@@ -60,11 +60,6 @@ class LinkResult:
     identity: ChatIdentity
     email: str
     return_to: str | None
-
-
-def _fingerprint(value: str) -> str:
-    """A short, non-reversible tag for logs: never log a token itself."""
-    return hashlib.sha256(value.encode()).hexdigest()[:12]
 
 
 class Core:
@@ -230,15 +225,11 @@ class Core:
         return Notice(NoticeKind.LINK, text, url=url, private=True)
 
     async def unlink(self, identity: ChatIdentity) -> Notice:
-        account = await self.vault.delete(identity)
-        await self.vault.delete_credentials(identity)
+        account = await self.vault.delete(identity)  # its cached credentials go with it, atomically
         await self.conversations.forget_all(identity)
         if account is None:
             return Notice(NoticeKind.INFO, "You weren't linked. Nothing to forget.", private=True)
-        try:
-            await self.oidc.revoke(account.refresh_token)
-        except QBotError as exc:  # the link is gone here either way; the IdP token expires on its own
-            log.warning("revocation failed for %s: %s", identity.key, exc.detail)
+        await self._revoke_quietly(account.refresh_token)  # the link is gone here either way
         self.metrics.links.labels("unlinked").inc()
         return Notice(
             NoticeKind.INFO, f"Unlinked {account.email}. Your sign-in and conversations are forgotten.", private=True
@@ -369,7 +360,7 @@ class Core:
         self.metrics.links.labels("linked").inc()
         if self.group_observer is not None:
             await self.group_observer.observe(claims.email_tag or claims.email or "", claims.groups)
-        log.info("linked %s as %s (refresh token %s)", identity.key, claims.email, _fingerprint(tokens.refresh_token))
+        log.info("linked %s as %s (refresh token %s)", identity.key, claims.email, fingerprint(tokens.refresh_token))
         listener = self._linked_listeners.get(identity.platform)
         if listener is not None:
             try:
@@ -379,7 +370,8 @@ class Core:
         return LinkResult(identity, claims.email, login.pending.return_to)
 
     async def _revoke_quietly(self, refresh_token: str) -> None:
+        """Best effort: a token the IdP could not revoke now still expires there on its own."""
         try:
             await self.oidc.revoke(refresh_token)
         except QBotError as exc:
-            log.warning("revocation of a refused login's token failed: %s", exc.detail)
+            log.warning("revocation of refresh token %s failed: %s", fingerprint(refresh_token), exc.detail)

@@ -39,6 +39,7 @@ from bot.admin.aws import AWS_ERRORS, AdminAws, describe
 from bot.config import _bool
 from bot.errors import ConfigError
 from bot.groups import IndexGroups, normalise_members
+from bot.redis_lock import RELEASE_IF_HELD
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +88,6 @@ return 0
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
     return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    return redis.call('DEL', KEYS[1])
 end
 return 0
 """
@@ -224,7 +218,7 @@ class GroupSync:
         self._retry = retry_seconds
         self._lock_ms = int(lock_seconds * 1000)
         self._renew = redis.register_script(_RENEW)
-        self._release = redis.register_script(_RELEASE)
+        self._release = redis.register_script(RELEASE_IF_HELD)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 

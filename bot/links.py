@@ -80,11 +80,11 @@ def _pending_from_dict(data: dict[str, Any]) -> PendingLink:
 
 def browser_binding(secret: str) -> str:
     """What is stored of a browser-binding cookie: its sha256, never the cookie itself."""
-    return hashlib.sha256(secret.encode()).hexdigest()
+    return _digest(secret)
 
 
 def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode("ascii")).hexdigest()
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def _well_formed(secret: object) -> bool:

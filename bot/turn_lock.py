@@ -20,15 +20,9 @@ from redis.asyncio import Redis
 
 from bot.errors import QUnavailable
 from bot.keyed_locks import KeyedLocks
+from bot.redis_lock import RELEASE_IF_HELD
 
 PREFIX = "qbot:lock:turn:"
-
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-    return redis.call('del', KEYS[1])
-end
-return 0
-"""
 
 
 class TurnLock:
@@ -37,7 +31,7 @@ class TurnLock:
         self._hold_ms = int(hold_seconds * 1000)
         self._wait_seconds = wait_seconds
         self._local: KeyedLocks[str] = KeyedLocks()
-        self._release = redis.register_script(_RELEASE)
+        self._release = redis.register_script(RELEASE_IF_HELD)
 
     @asynccontextmanager
     async def hold(self, identity_key: str, channel: str, thread: str) -> AsyncIterator[None]:

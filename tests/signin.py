@@ -12,17 +12,23 @@ _HIDDEN = re.compile(r'<input type="hidden" name="([^"]*)" value="([^"]*)">')
 _ACTION = re.compile(r'<form method="post" action="([^"]*)"')
 
 
+def login_form(page: str, username: str) -> tuple[str, dict[str, str]]:
+    """The IdP login page's form action and the fields a browser would post to sign in as `username`."""
+    action = _ACTION.search(page)
+    assert action, "no login form on the IdP page"
+    fields = {html.unescape(k): html.unescape(v) for k, v in _HIDDEN.findall(page)}
+    fields["username"] = username
+    return html.unescape(action.group(1)), fields
+
+
 def sign_in_at_idp(http: httpx.Client, authorize_url: str, username: str) -> httpx.Response:
     """GET the IdP's authorize URL, POST its login form as `username`; returns the IdP's redirect response."""
     page = http.get(authorize_url)
     if page.status_code == 302:  # the IdP answered at once (an error sent back to the client)
         return page
     assert page.status_code == 200, page.text
-    action = _ACTION.search(page.text)
-    assert action, "no login form on the IdP page"
-    fields = {html.unescape(k): html.unescape(v) for k, v in _HIDDEN.findall(page.text)}
-    fields["username"] = username
-    return http.post(urljoin(str(page.url), html.unescape(action.group(1))), data=fields)
+    action, fields = login_form(page.text, username)
+    return http.post(urljoin(str(page.url), action), data=fields)
 
 
 def follow_link(link_url: str, username: str) -> httpx.Response:

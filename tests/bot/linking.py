@@ -7,8 +7,6 @@ so the tokens they produce are the ones production code would hold.
 from __future__ import annotations
 
 import functools
-import html
-import re
 import secrets
 import ssl
 import time
@@ -22,9 +20,7 @@ from bot.model import ChatIdentity
 from bot.oidc import IdClaims, OidcClient, TokenSet
 from bot.vault import LinkedAccount, Vault
 from sandbox.world import Sandbox
-
-_HIDDEN = re.compile(r'<input type="hidden" name="([^"]*)" value="([^"]*)">')
-_FORM_ACTION = re.compile(r'<form method="post" action="([^"]*)"')
+from tests.signin import login_form
 
 
 @functools.cache
@@ -70,11 +66,8 @@ async def sign_in(oidc: OidcClient, username: str = "alice") -> SignIn:
     async with httpx.AsyncClient(follow_redirects=False, timeout=10, verify=_tls()) as browser:
         page = await browser.get(url)
         if page.status_code == 200:
-            action = _FORM_ACTION.search(page.text)
-            assert action is not None, "the IdP's login page has no form"
-            form = {html.unescape(k): html.unescape(v) for k, v in _HIDDEN.findall(page.text)}
-            form["username"] = username
-            page = await browser.post(urljoin(url, html.unescape(action.group(1))), data=form)
+            action, form = login_form(page.text, username)
+            page = await browser.post(urljoin(url, action), data=form)
         assert page.status_code == 302, f"expected a redirect back to the bot, got HTTP {page.status_code}"
         location = page.headers["location"]
     assert location.startswith(oidc.redirect_uri + "?"), location
