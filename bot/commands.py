@@ -16,11 +16,14 @@ class Command(Enum):
 _WORDS = {command.value: command for command in Command}
 
 
-def parse_command(text: str) -> Command | None:
-    """`qlink`, `/qlink` and `QLink ` are commands; empty text and unknown `/words` are HELP; else a question."""
+def parse_command(text: str, *, with_files: bool = False) -> Command | None:
+    """`qlink`, `/qlink` and `QLink ` are commands; empty text and unknown `/words` are HELP; else a question.
+
+    Files sent with no text are a question (about the files), not a request for help.
+    """
     stripped = text.strip()
     if not stripped:
-        return Command.HELP
+        return None if with_files else Command.HELP
     first, _, _rest = stripped.partition(" ")
     word = first.lower()
     slash = word.startswith("/")

@@ -119,7 +119,7 @@ class Core:
 
     async def handle(self, message: IncomingMessage) -> Reply:
         # Files sent without a word are a question about them, not a request for help.
-        command = parse_command(message.text) if message.text.strip() or not message.files else None
+        command = parse_command(message.text, with_files=bool(message.files))
         platform = message.identity.platform
         try:
             if command is None:

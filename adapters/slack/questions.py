@@ -70,7 +70,7 @@ class Questions:
     async def _answer(self, asked: Asked, placeholders: list[str]) -> None:
         place = asked.place
         text = asked.text
-        is_question = parse_command(text) is None or (not text.strip() and bool(asked.files))
+        is_question = parse_command(text, with_files=bool(asked.files)) is None
         if not is_question:
             reply = await self.commands.handle(
                 asked.identity, text, channel=place.channel, thread=place.thread, message_id=asked.message_ts

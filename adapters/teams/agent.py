@@ -116,7 +116,7 @@ class TeamsAgent(ActivityHandler):
         if message is None:
             return
         has_files = bool(message.files or message.unreadable_files)
-        command = parse_command(message.text) if message.text or not has_files else None
+        command = parse_command(message.text, with_files=has_files)
         if command is Command.LINK:
             await self._send_link(turn_context, message)
             return
