@@ -9,6 +9,11 @@ Redis lock (SET NX PX with a random token, released by compare-and-delete) lets 
 others poll the cache with short backoff, for a bounded time. So N simultaneous messages of one user cost one
 IdP refresh and one STS call, wherever they land.
 
+Credentials belong to one link generation (see `bot.vault`): an unlink or relink that lands while a flight is
+minting means its credentials are not cached (and a relink is minted again, for the new link), so the
+previous person's credentials never answer for this chat account. Every refreshed id_token must still name
+the linked user (sub, iss) and carry the linked email as its AWS Email tag.
+
 Nothing secret is logged: tokens appear only as a sha256 prefix.
 """
 
@@ -32,13 +37,13 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from redis.asyncio import Redis
 
-from bot.errors import EmailTagMissing, IdTokenInvalid, LinkExpired, NotLinked, QUnavailable
+from bot.errors import EmailTagMismatch, EmailTagMissing, IdTokenInvalid, LinkExpired, NotLinked, QUnavailable
 from bot.group_sync import GroupObserver
 from bot.metrics import Metrics
 from bot.model import ChatIdentity
 from bot.oidc import OidcClient
 from bot.redis_lock import RELEASE_IF_HELD
-from bot.vault import AwsCredentials, Vault
+from bot.vault import AwsCredentials, LinkedAccount, Vault
 
 if TYPE_CHECKING:
     from mypy_boto3_sts import STSClient
@@ -53,6 +58,10 @@ SESSION_NAME_UNSAFE = re.compile(r"[^\w+=,.@-]", re.ASCII)
 _STS_TRANSIENT = {
     "Throttling", "IDPCommunicationError", "InternalFailure", "ServiceUnavailable", "RequestExpired",
 }  # fmt: skip
+
+
+class _LinkChanged(Exception):
+    """The link was replaced while its credentials were being minted: what was minted is not this link's."""
 
 
 def fingerprint(token: str) -> str:
@@ -195,10 +204,21 @@ class CredentialBroker:
     # -- minting --------------------------------------------------------------------------------------
 
     async def _mint(self, identity: ChatIdentity) -> AwsCredentials:
-        account = await self._vault.load(identity)
-        if account is None:
-            raise NotLinked(detail=f"{identity.key} has no linked account")
+        """Mint and cache credentials for the current link; a relink meanwhile is minted once more, for it."""
+        for _ in range(2):
+            account = await self._vault.load(identity)
+            if account is None:
+                raise NotLinked(detail=f"{identity.key} has no linked account")
+            try:
+                creds = await self._mint_for(identity, account)
+                if await self._vault.store_credentials(identity, creds, generation=account.generation):
+                    return creds
+            except _LinkChanged:
+                pass
+            log.info("the link of %s changed while its credentials were minted: they were dropped", identity.key)
+        raise NotLinked(detail=f"{identity.key} was unlinked or relinked while its credentials were minted")
 
+    async def _mint_for(self, identity: ChatIdentity, account: LinkedAccount) -> AwsCredentials:
         try:
             tokens = await self._oidc.refresh(account.refresh_token)
         except LinkExpired:
@@ -219,19 +239,26 @@ class CredentialBroker:
                 identity.key, fingerprint(account.refresh_token), fingerprint(tokens.refresh_token), stored,
             )
             if not stored:  # unlinked or relinked meanwhile: these tokens belong to a link that is gone
-                raise NotLinked(detail=f"{identity.key} was unlinked or relinked during the refresh")
+                raise _LinkChanged
 
         claims = await self._oidc.verify_id_token(tokens.id_token, nonce=None)
         if claims.subject != account.subject or claims.issuer != account.issuer:
             raise IdTokenInvalid(detail="sub/iss: the refreshed id_token names another user than the link")
         if claims.email_tag is None:
             raise EmailTagMissing(detail=f"refreshed id_token of {identity.key} has no Email principal tag")
+        # STS and Q act on the Email tag: it must still be the email the link was verified with.
+        if claims.email_tag.lower() != account.email.lower() or (
+            claims.email is not None and claims.email.lower() != claims.email_tag.lower()
+        ):
+            raise EmailTagMismatch(
+                "Your sign-in now gives AWS a different email address than the one you linked with, so I "
+                "won't answer as it. Run qlink to link again; if this keeps happening, ask your administrator.",
+                detail=f"refreshed id_token of {identity.key}: Email tag differs from the linked email",
+            )
         if self._group_observer is not None:
             await self._group_observer.observe(claims.email_tag, claims.groups)
 
-        creds = await self._assume_role(identity, tokens.id_token, claims.email or claims.email_tag)
-        await self._vault.store_credentials(identity, creds)
-        return creds
+        return await self._assume_role(identity, tokens.id_token, claims.email_tag)
 
     async def _clear_dead_link(self, identity: ChatIdentity, refresh_token: str) -> None:
         """Forget a link whose refresh token the IdP refused, unless it was relinked meanwhile."""

@@ -60,6 +60,19 @@ class ProfileEmailUnknown(QBotError):
     )
 
 
+class LinkNotBindable(ProfileEmailUnknown):
+    """A sign-in link that neither opens only in one browser nor names an email to check the sign-in against
+    would bind whoever opens it to the requester's chat account: the core never makes one."""
+
+
+class EmailTagMismatch(QBotError):
+    user_message = (
+        "Your sign-in names one email address, but the identity it gives AWS names another, so Amazon Q would "
+        "answer as someone else. Nothing was linked. Ask your administrator to fix the IdP's "
+        "https://aws.amazon.com/tags claim: its Email tag must be your own verified email."
+    )
+
+
 class NotYourConversation(QBotError):
     user_message = "Only the person who asked can rate this answer."
 

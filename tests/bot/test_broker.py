@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from bot.broker import LOCK_PREFIX, CredentialBroker, role_session_name
 from bot.cipher import TokenCipher
-from bot.errors import EmailTagMissing, LinkExpired, NotLinked, QUnavailable
+from bot.errors import EmailTagMismatch, EmailTagMissing, LinkExpired, NotLinked, QUnavailable
 from bot.metrics import Metrics
 from bot.model import ChatIdentity
 from bot.vault import Vault
@@ -248,6 +248,67 @@ async def test_no_secret_reaches_our_logs_or_messages(
     for secret in (account.refresh_token, rotated.refresh_token, creds.secret_access_key, creds.session_token):
         assert secret not in text
     assert "rotated" in ours and "expired" in ours  # logged, with tokens as fingerprints
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Wait (bounded) until `condition` holds: the test then acts at that exact point of a flight."""
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition never held")
+
+
+async def test_unlink_while_minting_caches_nothing(bot: Process, sandbox: Sandbox) -> None:
+    await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    sandbox.sts.faults.delay_seconds = 0.5  # STS is slow: the unlink lands while credentials are minted
+    flight = asyncio.create_task(bot.broker.credentials(ALICE))
+    await _until(lambda: sandbox.idp.stats.refreshes["alice"] == 1)
+    assert await bot.vault.delete(ALICE) is not None  # what qunlink does
+    with pytest.raises(NotLinked):
+        await flight
+    assert await bot.redis.exists(Vault.credentials_key(ALICE)) == 0
+    with pytest.raises(NotLinked):  # the next question is not answered as alice
+        await bot.broker.credentials(ALICE)
+
+
+async def test_relink_while_minting_answers_as_the_new_link(
+    make_process: Callable[..., Process], sandbox: Sandbox
+) -> None:
+    bot, other_replica = make_process(), make_process()
+    await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    sandbox.sts.faults.delay_seconds = 0.5
+    flight = asyncio.create_task(bot.broker.credentials(ALICE))
+    await _until(lambda: sandbox.idp.stats.refreshes["alice"] == 1)
+    await link_user(sandbox, other_replica.vault, ALICE, "bob", oidc=other_replica.oidc)  # relinked as bob
+    creds = await flight
+    assert issued_to(sandbox, creds.access_key_id)[0] == "bob@example.com"
+    for replica in (bot, other_replica):
+        cached = await replica.broker.credentials(ALICE)
+        assert issued_to(sandbox, cached.access_key_id)[0] == "bob@example.com"
+
+
+async def test_a_refreshed_token_whose_email_tag_changed_is_refused(bot: Process, sandbox: Sandbox) -> None:
+    await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    # An IdP claim mapping from an editable attribute now tags alice's sign-in as bob.
+    sandbox.idp.faults.id_token_claims = {
+        "https://aws.amazon.com/tags": {"principal_tags": {"Email": ["bob@example.com"]}}
+    }
+    with pytest.raises(EmailTagMismatch) as caught:
+        await bot.broker.credentials(ALICE)
+    assert "qlink" in caught.value.user_message
+    assert sum(sandbox.sts.stats.calls.values()) == 0
+    assert await bot.redis.exists(Vault.credentials_key(ALICE)) == 0
+
+
+async def test_a_refreshed_token_whose_email_differs_from_its_tag_is_refused(
+    bot: Process, sandbox: Sandbox
+) -> None:
+    await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    sandbox.idp.faults.id_token_claims = {"email": "carol@example.com"}  # the tag still says alice
+    with pytest.raises(EmailTagMismatch):
+        await bot.broker.credentials(ALICE)
+    assert sum(sandbox.sts.stats.calls.values()) == 0
 
 
 def test_role_session_names_fit_sts() -> None:

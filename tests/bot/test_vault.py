@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -48,6 +49,17 @@ def credentials(minutes: float = 60, secret: str = "SECRETKEY-alice") -> AwsCred
     )
 
 
+def unstamped(account: LinkedAccount | None) -> LinkedAccount | None:
+    """The account as it was handed to `store`, without the generation `store` gave it."""
+    return None if account is None else replace(account, generation="")
+
+
+async def cache(vault: Vault, identity: ChatIdentity, creds: AwsCredentials) -> bool:
+    """Cache credentials as the broker does: for the identity's current link generation."""
+    account = await vault.load(identity)
+    return await vault.store_credentials(identity, creds, generation=account.generation if account else "")
+
+
 async def raw(redis: Redis, key: str) -> bytes:
     value = await redis.get(key)
     assert isinstance(value, bytes)
@@ -75,7 +87,7 @@ async def test_store_and_load_round_trip(redis: Redis) -> None:
     vault = Vault(redis, TokenCipher([KEY_A]))
     assert await vault.load(ALICE) is None
     await vault.store(ALICE, account())
-    assert await vault.load(ALICE) == account()
+    assert unstamped(await vault.load(ALICE)) == account()
     assert await vault.load(BOB) is None
     assert await redis.ttl(Vault.account_key(ALICE)) == -1  # a link does not expire by itself
 
@@ -84,9 +96,9 @@ async def test_redis_holds_no_plaintext_secret(redis: Redis) -> None:
     vault = Vault(redis, TokenCipher([KEY_A]))
     await vault.store(ALICE, account("rt-PLAINTEXT-refresh"))
     await vault.replace_refresh_token(ALICE, "rt-PLAINTEXT-rotated")
-    await vault.store_credentials(ALICE, credentials(secret="SECRET-PLAINTEXT-key"))
+    await cache(vault, ALICE, credentials(secret="SECRET-PLAINTEXT-key"))
     stored = await everything_in(redis)
-    assert len(stored) == 4  # two keys, two values
+    assert len(stored) == 6  # three keys (account, generation, credentials), three values
     for blob in stored:
         for secret in (b"rt-PLAINTEXT", b"SECRET-PLAINTEXT-key", b"SESSIONTOKEN-alice", b"alice@corp"):
             assert secret not in blob
@@ -94,13 +106,13 @@ async def test_redis_holds_no_plaintext_secret(redis: Redis) -> None:
 
 async def test_key_rotation_reads_old_entries(redis: Redis) -> None:
     await Vault(redis, TokenCipher([KEY_A])).store(ALICE, account())
-    await Vault(redis, TokenCipher([KEY_A])).store_credentials(ALICE, credentials())
+    await cache(Vault(redis, TokenCipher([KEY_A])), ALICE, credentials())
     rotated = Vault(redis, TokenCipher([KEY_B, KEY_A]))  # QBOT_TOKEN_KEYS="B,A"
-    assert await rotated.load(ALICE) == account()
+    assert unstamped(await rotated.load(ALICE)) == account()
     assert await rotated.load_credentials(ALICE) == credentials()
     # the next write is under B, which a deployment still on A alone cannot read
     assert await rotated.replace_refresh_token(ALICE, "rt-alice-0002")
-    assert (await Vault(redis, TokenCipher([KEY_B])).load(ALICE)) == account("rt-alice-0002")
+    assert unstamped(await Vault(redis, TokenCipher([KEY_B])).load(ALICE)) == account("rt-alice-0002")
 
 
 async def test_undecryptable_entry_reads_as_not_linked(
@@ -114,13 +126,13 @@ async def test_undecryptable_entry_reads_as_not_linked(
     assert "rt-must-not-be-logged" not in caplog.text
     assert not await dropped.replace_refresh_token(ALICE, "rt-new")  # nothing to update
     await dropped.store(ALICE, account("rt-relinked"))  # relinking repairs it
-    assert (await dropped.load(ALICE)) == account("rt-relinked")
+    assert unstamped(await dropped.load(ALICE)) == account("rt-relinked")
 
 
 async def test_blob_copied_to_another_identity_does_not_open(redis: Redis) -> None:
     vault = Vault(redis, TokenCipher([KEY_A]))
     await vault.store(ALICE, account())
-    await vault.store_credentials(ALICE, credentials())
+    await cache(vault, ALICE, credentials())
     await redis.set(Vault.account_key(BOB), await raw(redis, Vault.account_key(ALICE)))
     await redis.set(Vault.credentials_key(BOB), await raw(redis, Vault.credentials_key(ALICE)))
     assert await vault.load(BOB) is None
@@ -133,10 +145,10 @@ async def test_replace_refresh_token_keeps_the_rest(redis: Redis) -> None:
     assert await vault.load(ALICE) is None
     await vault.store(ALICE, account("rt-1"))
     assert await vault.replace_refresh_token(ALICE, "rt-2")
-    assert await vault.load(ALICE) == account("rt-2")
+    assert unstamped(await vault.load(ALICE)) == account("rt-2")
     assert not await vault.replace_refresh_token(ALICE, "rt-3", previous="rt-1")  # stale: refused
     assert await vault.replace_refresh_token(ALICE, "rt-3", previous="rt-2")
-    assert (await vault.load(ALICE)) == account("rt-3")
+    assert unstamped(await vault.load(ALICE)) == account("rt-3")
 
 
 async def test_concurrent_compare_and_swap_has_one_winner(redis: Redis) -> None:
@@ -147,7 +159,7 @@ async def test_concurrent_compare_and_swap_has_one_winner(redis: Redis) -> None:
     )
     assert sum(results) == 1
     winner = results.index(True)
-    assert (await vault.load(ALICE)) == account(f"rt-new-{winner}")
+    assert unstamped(await vault.load(ALICE)) == account(f"rt-new-{winner}")
 
 
 async def test_replace_does_not_resurrect_a_deleted_link(redis: Redis) -> None:
@@ -162,12 +174,12 @@ async def test_delete_returns_the_account_and_drops_credentials(redis: Redis) ->
     vault = Vault(redis, TokenCipher([KEY_A]))
     await vault.store(ALICE, account())
     await vault.store(BOB, account("rt-bob", "bob@corp.example"))
-    await vault.store_credentials(ALICE, credentials())
-    assert await vault.delete(ALICE) == account()
+    await cache(vault, ALICE, credentials())
+    assert unstamped(await vault.delete(ALICE)) == account()
     assert await vault.load(ALICE) is None
     assert await vault.load_credentials(ALICE) is None
     assert await vault.delete(ALICE) is None
-    assert await vault.load(BOB) == account("rt-bob", "bob@corp.example")
+    assert unstamped(await vault.load(BOB)) == account("rt-bob", "bob@corp.example")
 
 
 async def test_delete_of_undecryptable_entry_still_removes_it(redis: Redis) -> None:
@@ -179,16 +191,17 @@ async def test_delete_of_undecryptable_entry_still_removes_it(redis: Redis) -> N
 async def test_relink_drops_credentials_of_the_previous_login(redis: Redis) -> None:
     vault = Vault(redis, TokenCipher([KEY_A]))
     await vault.store(ALICE, account())
-    await vault.store_credentials(ALICE, credentials())
+    await cache(vault, ALICE, credentials())
     await vault.store(ALICE, account("rt-other", "someone-else@corp.example"))
     assert await vault.load_credentials(ALICE) is None
 
 
 async def test_credentials_round_trip_and_expire_with_them(redis: Redis) -> None:
     vault = Vault(redis, TokenCipher([KEY_A]))
+    await vault.store(ALICE, account())
     assert await vault.load_credentials(ALICE) is None
     creds = credentials(minutes=60)
-    await vault.store_credentials(ALICE, creds)
+    await cache(vault, ALICE, creds)
     loaded = await vault.load_credentials(ALICE)
     assert loaded == creds
     assert loaded is not None and loaded.expiration.tzinfo is not None
@@ -196,13 +209,14 @@ async def test_credentials_round_trip_and_expire_with_them(redis: Redis) -> None
     assert 3_590_000 < ttl_ms <= 3_600_000
     await vault.delete_credentials(ALICE)
     assert await vault.load_credentials(ALICE) is None
-    assert await vault.load(ALICE) is None  # credentials alone are no link
+    assert await vault.load(ALICE) is not None  # forgetting credentials keeps the link
 
 
 async def test_credentials_expire_in_redis(redis: Redis) -> None:
     vault = Vault(redis, TokenCipher([KEY_A]))
+    await vault.store(ALICE, account())
     soon = AwsCredentials("ASIA", "s", "t", datetime.now(UTC) + timedelta(milliseconds=800))
-    await vault.store_credentials(ALICE, soon)
+    await cache(vault, ALICE, soon)
     assert await vault.load_credentials(ALICE) == soon
     await asyncio.sleep(1.0)
     assert await vault.load_credentials(ALICE) is None
@@ -211,8 +225,9 @@ async def test_credentials_expire_in_redis(redis: Redis) -> None:
 
 async def test_expired_credentials_are_not_stored(redis: Redis) -> None:
     vault = Vault(redis, TokenCipher([KEY_A]))
-    await vault.store_credentials(ALICE, credentials(minutes=60))
-    await vault.store_credentials(ALICE, credentials(minutes=-1))
+    await vault.store(ALICE, account())
+    await cache(vault, ALICE, credentials(minutes=60))
+    await cache(vault, ALICE, credentials(minutes=-1))
     assert await vault.load_credentials(ALICE) is None
     assert await redis.exists(Vault.credentials_key(ALICE)) == 0
 
@@ -221,7 +236,7 @@ async def test_naive_expiration_is_refused(redis: Redis) -> None:
     vault = Vault(redis, TokenCipher([KEY_A]))
     naive = AwsCredentials("ASIA", "s", "t", datetime.now() + timedelta(hours=1))
     with pytest.raises(ValueError):
-        await vault.store_credentials(ALICE, naive)
+        await cache(vault, ALICE, naive)
 
 
 async def test_works_with_decoded_responses(redis_url: str) -> None:
@@ -229,11 +244,11 @@ async def test_works_with_decoded_responses(redis_url: str) -> None:
     try:
         vault = Vault(client, TokenCipher([KEY_A]))
         await vault.store(ALICE, account())
-        await vault.store_credentials(ALICE, credentials())
-        assert await vault.load(ALICE) == account()
+        await cache(vault, ALICE, credentials())
+        assert unstamped(await vault.load(ALICE)) == account()
         assert await vault.load_credentials(ALICE) == credentials()
         assert await vault.replace_refresh_token(ALICE, "rt-2", previous="rt-alice-0001")
-        assert await vault.delete(ALICE) == account("rt-2")
+        assert unstamped(await vault.delete(ALICE)) == account("rt-2")
     finally:
         await client.aclose()
 
@@ -241,3 +256,57 @@ async def test_works_with_decoded_responses(redis_url: str) -> None:
 def test_repr_shows_no_secret() -> None:
     text = repr(account("rt-in-repr")) + repr(credentials(secret="SECRET-in-repr"))
     assert "rt-in-repr" not in text and "SECRET-in-repr" not in text and "SESSIONTOKEN" not in text
+
+
+# -- link generations: credentials belong to the link they were minted from ----------------------------
+
+
+async def test_credentials_are_not_cached_for_a_link_that_is_gone(redis: Redis) -> None:
+    vault = Vault(redis, TokenCipher([KEY_A]))
+    assert not await vault.store_credentials(ALICE, credentials(), generation="")  # no link: nothing cached
+    await vault.store(ALICE, account())
+    minted_from = await vault.load(ALICE)
+    assert minted_from is not None and len(minted_from.generation) == 32
+    await vault.delete(ALICE)  # qunlink lands while STS is minting
+    assert not await vault.store_credentials(ALICE, credentials(), generation=minted_from.generation)
+    assert await redis.exists(Vault.credentials_key(ALICE)) == 0
+
+
+async def test_credentials_of_a_replaced_link_are_neither_cached_nor_used(redis: Redis) -> None:
+    vault = Vault(redis, TokenCipher([KEY_A]))
+    await vault.store(ALICE, account())
+    alice_link = await vault.load(ALICE)
+    assert alice_link is not None
+    await vault.store(ALICE, account("rt-bob", "bob@corp.example"))  # relinked as bob meanwhile
+    bob_link = await vault.load(ALICE)
+    assert bob_link is not None and bob_link.generation != alice_link.generation
+    assert not await vault.store_credentials(ALICE, credentials(), generation=alice_link.generation)
+    assert await vault.store_credentials(ALICE, credentials(secret="bob"), generation=bob_link.generation)
+    assert await vault.load_credentials(ALICE) == credentials(secret="bob")
+
+
+async def test_cached_credentials_are_used_only_while_their_generation_is_current(redis: Redis) -> None:
+    vault = Vault(redis, TokenCipher([KEY_A]))
+    await vault.store(ALICE, account())
+    assert await cache(vault, ALICE, credentials())
+    # Another replica relinks with a generation change that does not (or not yet) drop the cached entry.
+    await redis.set(Vault.generation_key(ALICE), "another-link")
+    assert await vault.load_credentials(ALICE) is None
+
+
+async def test_store_returns_the_replaced_account(redis: Redis) -> None:
+    vault = Vault(redis, TokenCipher([KEY_A]))
+    assert await vault.store(ALICE, account("rt-first")) is None
+    assert unstamped(await vault.store(ALICE, account("rt-second"))) == account("rt-first")
+
+
+async def test_a_link_with_a_lifetime_expires_with_its_generation(redis: Redis) -> None:
+    vault = Vault(redis, TokenCipher([KEY_A]))
+    await vault.store(ALICE, account(), ttl_seconds=600)
+    assert 590 < await redis.ttl(Vault.account_key(ALICE)) <= 600
+    assert 590 < await redis.ttl(Vault.generation_key(ALICE)) <= 600
+    assert await vault.touch(ALICE, 60)
+    assert 50 < await redis.ttl(Vault.account_key(ALICE)) <= 60
+    assert 50 < await redis.ttl(Vault.generation_key(ALICE)) <= 60
+    assert not await vault.touch(BOB, 60)
+    assert await redis.exists(Vault.generation_key(BOB)) == 0
