@@ -24,9 +24,11 @@ from bot.conversations import Conversations
 from bot.deliveries import Deliveries
 from bot.errors import (
     EmailMismatch,
+    EmailTagMismatch,
     EmailTagMissing,
     IdentityProviderError,
     IdTokenInvalid,
+    LinkNotBindable,
     LinkTokenInvalid,
     LoginStateInvalid,
     NotLinked,
@@ -206,7 +208,15 @@ class Core:
         return_to: str | None = None,
         browser_secret: str | None = None,
     ) -> Notice:
-        """A one-time sign-in link for `identity`; with `browser_secret`, it opens only in the browser holding it."""
+        """A one-time sign-in link for `identity`; with `browser_secret`, it opens only in the browser holding it.
+
+        Never a link that is both unbound to a browser and without a profile email to check the sign-in
+        against (`LinkNotBindable`): whoever opened such a link would bind their IdP account to this chat
+        account. (With QBOT_REQUIRE_EMAIL_MATCH=false the email is not enforced, and links are forwardable:
+        the start-up log and `qbot doctor` say so.)
+        """
+        if not browser_secret and not profile_email:
+            raise LinkNotBindable(detail=f"no browser binding and no profile email for {identity.key}")
         token = await self.links.create(
             PendingLink(
                 identity=identity,
@@ -323,14 +333,17 @@ class Core:
                 )
             if not claims.email_tag:
                 raise EmailTagMissing(detail="id_token without the Email principal tag")
+            # STS and Q act on the Email tag, not on `email`: the two must name the same, verified person.
+            if claims.email_tag.lower() != claims.email.lower():
+                raise EmailTagMismatch(detail="the Email principal tag differs from the verified email")
             expected = login.pending.profile_email
             if (
                 self.settings.require_email_match
                 and expected
-                and claims.email.lower() != expected.lower()
+                and claims.email_tag.lower() != expected.lower()
             ):
                 raise EmailMismatch(
-                    f"You signed in as {claims.email}, but your chat profile says {expected}. "
+                    f"You signed in as {claims.email_tag}, but your chat profile says {expected}. "
                     "Sign in with your own account: run qlink again for a new link.",
                     detail="email mismatch",
                 )
@@ -346,28 +359,33 @@ class Core:
                 await self._revoke_quietly(tokens.refresh_token)
             raise
         identity = login.pending.identity
-        await self.vault.store(
+        replaced = await self.vault.store(
             identity,
             LinkedAccount(
                 refresh_token=tokens.refresh_token,
-                email=claims.email,
+                email=claims.email_tag,
                 subject=claims.subject,
                 issuer=claims.issuer,
                 linked_at=time.time(),
                 groups=claims.groups,
             ),
+            ttl_seconds=getattr(login.pending, "expires_in", None),  # TODO(lead): direct once links.py has it
         )
+        if replaced is not None and replaced.refresh_token != tokens.refresh_token:
+            await self._revoke_quietly(replaced.refresh_token)  # a relink: the previous sign-in is over
         self.metrics.links.labels("linked").inc()
         if self.group_observer is not None:
-            await self.group_observer.observe(claims.email_tag or claims.email or "", claims.groups)
-        log.info("linked %s as %s (refresh token %s)", identity.key, claims.email, fingerprint(tokens.refresh_token))
+            await self.group_observer.observe(claims.email_tag, claims.groups)
+        log.info(
+            "linked %s as %s (refresh token %s)", identity.key, claims.email_tag, fingerprint(tokens.refresh_token)
+        )
         listener = self._linked_listeners.get(identity.platform)
         if listener is not None:
             try:
-                await listener(identity, claims.email)
+                await listener(identity, claims.email_tag)
             except Exception:  # the link stands even if the chat confirmation cannot be sent
                 log.exception("could not confirm the link to %s in chat", identity.key)
-        return LinkResult(identity, claims.email, login.pending.return_to)
+        return LinkResult(identity, claims.email_tag, login.pending.return_to)
 
     async def _revoke_quietly(self, refresh_token: str) -> None:
         """Best effort: a token the IdP could not revoke now still expires there on its own."""

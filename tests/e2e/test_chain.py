@@ -18,7 +18,8 @@ AURORA = "What is Project Aurora?"
 
 
 def link(bot: RunningBot, identity: ChatIdentity, username: str, profile_email: str | None = None) -> httpx.Response:
-    notice = bot.ask(identity, "qlink", profile_email=profile_email)
+    """qlink as a chat user whose profile email the platform told (by default: the IdP user's own)."""
+    notice = bot.ask(identity, "qlink", profile_email=profile_email or f"{username}@example.com")
     assert isinstance(notice, Notice) and notice.kind is NoticeKind.LINK and notice.private
     assert notice.url and notice.url.startswith(bot.url + "/auth/start?t=")
     return follow_link(notice.url, username)
@@ -66,7 +67,7 @@ def test_unlinked_user_is_prompted_privately_and_q_is_not_called(bot: RunningBot
 
 
 def test_link_token_is_single_use(bot: RunningBot) -> None:
-    notice = bot.ask(ALICE, "qlink")
+    notice = bot.ask(ALICE, "qlink", profile_email="alice@example.com")
     assert isinstance(notice, Notice) and notice.url
     first = httpx.get(notice.url, follow_redirects=False)
     assert first.status_code == 302
@@ -76,7 +77,7 @@ def test_link_token_is_single_use(bot: RunningBot) -> None:
 
 def test_tampered_and_expired_link_tokens_are_refused(make_bot: Any) -> None:
     bot = make_bot(QBOT_LINK_TTL_SECONDS="1")
-    notice = bot.ask(ALICE, "qlink")
+    notice = bot.ask(ALICE, "qlink", profile_email="alice@example.com")
     assert isinstance(notice, Notice) and notice.url
     tampered = httpx.get(notice.url[:-2] + ("AA" if not notice.url.endswith("AA") else "BB"), follow_redirects=False)
     assert tampered.status_code == 400 and "qlink" in tampered.text
@@ -87,7 +88,7 @@ def test_tampered_and_expired_link_tokens_are_refused(make_bot: Any) -> None:
 
 
 def test_replayed_and_tampered_state_are_refused(bot: RunningBot) -> None:
-    notice = bot.ask(ALICE, "qlink")
+    notice = bot.ask(ALICE, "qlink", profile_email="alice@example.com")
     assert isinstance(notice, Notice) and notice.url
     with httpx.Client(follow_redirects=False) as http:
         start = http.get(notice.url)
@@ -136,6 +137,49 @@ def test_email_mismatch_refuses_a_forwarded_link(bot: RunningBot) -> None:
     assert page.status_code == 400 and "bob@example.com" in page.text
     assert bot.run(bot.core.vault.load(BOB)) is None
     assert link(bot, BOB, "bob", profile_email="Bob@Example.com").status_code == 200
+
+
+def test_a_link_nobody_can_check_is_never_issued(bot: RunningBot, redis_url: str) -> None:
+    """Without a profile email to match and without a browser to bind to, whoever opened the link would
+    become this chat user: the core refuses to make one (the console attack of issue 9)."""
+    reply = bot.ask(ALICE, "qlink")
+    assert isinstance(reply, Notice) and reply.url is None and "email" in reply.text
+    assert not list(redis.Redis.from_url(redis_url).scan_iter("qbot:link:*"))
+
+
+def test_a_forwardable_setting_still_never_issues_an_unbindable_link(make_bot: Any, redis_url: str) -> None:
+    bot = make_bot(QBOT_REQUIRE_EMAIL_MATCH="false")
+    reply = bot.ask(ALICE, "qlink")
+    assert isinstance(reply, Notice) and reply.url is None
+    assert not list(redis.Redis.from_url(redis_url).scan_iter("qbot:link:*"))
+
+
+def test_email_and_the_aws_email_tag_must_name_the_same_person(bot: RunningBot) -> None:
+    """An IdP mapping that sends email=carol but tags the session Email=alice would link as carol and answer as
+    alice: refused, nothing stored, the refresh token revoked."""
+    bot.sandbox.idp.faults.id_token_claims = {"email": "carol@example.com"}
+    page = link(bot, ALICE, "alice", profile_email="carol@example.com")
+    assert page.status_code == 400 and "https://aws.amazon.com/tags" in page.text
+    assert bot.run(bot.core.vault.load(ALICE)) is None
+    assert bot.sandbox.idp.live_refresh_tokens("alice") == []
+
+
+def test_the_profile_email_is_matched_against_the_aws_email_tag(bot: RunningBot) -> None:
+    bot.sandbox.idp.faults.id_token_claims = {
+        "email": "carol@example.com",
+        "https://aws.amazon.com/tags": {"principal_tags": {"Email": ["carol@example.com"]}},
+    }  # consistent with each other, but alice signed in for a chat user whose profile says alice
+    page = link(bot, ALICE, "alice", profile_email="alice@example.com")
+    assert page.status_code == 400 and "carol@example.com" in page.text
+    assert bot.run(bot.core.vault.load(ALICE)) is None
+
+
+def test_relinking_revokes_the_previous_sign_in(bot: RunningBot) -> None:
+    assert link(bot, ALICE, "alice").status_code == 200
+    first = bot.sandbox.idp.live_refresh_tokens("alice")
+    assert link(bot, ALICE, "alice").status_code == 200
+    second = bot.sandbox.idp.live_refresh_tokens("alice")
+    assert len(first) == 1 and len(second) == 1 and first != second
 
 
 def test_idp_error_is_shown_with_its_message(bot: RunningBot) -> None:
@@ -300,7 +344,7 @@ def test_a_login_forwarded_to_another_browser_is_refused(bot: RunningBot) -> Non
     from tests.signin import sign_in_at_idp
 
     mallory = ChatIdentity("test", "T1", "U-MALLORY")
-    notice = bot.ask(mallory, "qlink")
+    notice = bot.ask(mallory, "qlink", profile_email="mallory@example.com")
     assert isinstance(notice, Notice) and notice.url
     with httpx.Client(follow_redirects=False) as mallorys_browser:
         idp_url = mallorys_browser.get(notice.url).headers["location"]
