@@ -11,7 +11,6 @@ ephemeral, so a one-time link is only ever shown to the person who asked for it.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -80,16 +79,12 @@ class SlashCommands:
         """Run a command (from a slash command, a DM or a mention) for `identity`."""
         linking = parse_command(text) is Command.LINK
         profile = await profile_email(self.client, identity.user) if linking else ProfileEmail(None)
-        if linking and profile.email is None and self.core.settings.require_email_match:
+        if linking and profile.email is None:  # the core would refuse it too: say why in Slack's terms
             return Notice(NoticeKind.ERROR, f"{ProfileEmailUnknown.user_message} ({profile.problem}.)", private=True)
-        reply = await self.core.handle(
+        return await self.core.handle(
             IncomingMessage(identity, text, channel=channel, thread=thread, message_id=message_id,
                             profile_email=profile.email)
         )
-        if linking and profile.email is None and isinstance(reply, Notice) and reply.kind is NoticeKind.LINK:
-            unchecked = f" Your sign-in won't be checked against your Slack profile: {profile.problem}."
-            reply = dataclasses.replace(reply, text=reply.text + unchecked)
-        return reply
 
     async def slash(self, body: dict[str, Any]) -> None:
         """`/qlink` and friends: answered privately through the command's response_url."""
