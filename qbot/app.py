@@ -29,12 +29,17 @@ from bot.metrics import Metrics
 from bot.oidc import OidcClient
 from bot.ports import Adapter
 from bot.qbusiness import QBusinessClient
+from bot.redaction import configured_secrets, install_redaction
 from bot.turn_lock import TurnLock
 from bot.vault import Vault
 
 log = logging.getLogger(__name__)
 
 AdapterFactory = Callable[[Core, Settings], Adapter | None]
+FORWARDABLE_LINKS = (
+    "QBOT_REQUIRE_EMAIL_MATCH=false: sign-in links become forwardable. Whoever opens a link and signs in binds "
+    "their own IdP account to the chat account that asked for it, and that chat account then asks Q as them."
+)
 
 
 @dataclass
@@ -62,6 +67,10 @@ def default_adapters() -> list[AdapterFactory]:
 def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) -> web.Application:
     if not settings.redis_url:
         raise ValueError("build_app needs settings.redis_url (qbot serve starts an embedded Redis when unset)")
+    secrets = [settings.oidc_client_secret, settings.session_secret, *settings.token_keys]
+    install_redaction().add_secrets([*secrets, *configured_secrets(settings.extra)])  # before anything logs
+    if not settings.require_email_match:
+        log.warning(FORWARDABLE_LINKS)
     metrics = Metrics()
     # A blocking pool waits for a free connection under bursts instead of failing (redis-py's default raises).
     redis = Redis.from_pool(

@@ -17,6 +17,7 @@ from aiohttp import web
 from cryptography.fernet import Fernet
 
 from bot.embedded_redis import EmbeddedRedis
+from bot.redaction import configured_secrets, install_redaction
 from qbot import admin, teams
 
 if TYPE_CHECKING:
@@ -60,8 +61,10 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # First: secrets never reach a log handler, whatever the levels (these loggers' included).
+    install_redaction().add_secrets(configured_secrets(os.environ))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # These libraries log tokens and credentials at DEBUG: never let them, whatever the root level.
+    # Quiet by default (they are noisy, not trusted to be discreet: redaction is what guarantees that).
     for noisy in ("botocore", "boto3", "urllib3", "authlib", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
