@@ -35,6 +35,8 @@ def add_commands(commands: Any) -> None:
     provision.add_argument("--name", default="qbot", help="application display name; index and retriever follow it")
     provision.add_argument("--role-name", default="qbot-user", help="the IAM role users' credentials come from")
     provision.add_argument("--application-id", help="adopt this existing application instead of finding one by name")
+    provision.add_argument("--email-domain", action="append", dest="email_domains", default=[], metavar="DOMAIN",
+                           help="only users whose Email tag ends in @DOMAIN may use the role; repeatable [any]")
     provision.add_argument("--index-type", default="ENTERPRISE", choices=("ENTERPRISE", "STARTER"))
     provision.add_argument("--subscription-type", default="Q_BUSINESS", choices=("Q_BUSINESS", "Q_LITE"),
                            help="what auto-subscription gives a new user")
@@ -104,6 +106,7 @@ def run_provision(args: argparse.Namespace, env: Env) -> int:
         name=args.name,
         role_name=args.role_name,
         application_id=args.application_id,
+        email_domains=tuple(args.email_domains),
         index_type=args.index_type,
         subscription_type=args.subscription_type,
     )

@@ -2,8 +2,9 @@
 
 - The role's **trust policy**: the IdP's users (through IAM's OIDC provider for the issuer) may assume the
   role with `sts:AssumeRoleWithWebIdentity` only with an id_token whose `aud` is one of our client ids, and may
-  tag the session (`sts:TagSession`) only when an `Email` tag is requested — the tag Q Business identifies the
-  user by.
+  tag the session (`sts:TagSession`) only with an `Email` tag — the tag Q Business identifies the user by —
+  and no other tag key (`ForAllValues:StringEquals aws:TagKeys`), so an IdP claim mapping cannot add tags a
+  permission elsewhere might trust. Optionally the Email must be in the company's domain(s).
 - The role's **permissions policy**: the user-facing Q Business calls, on that one application, and the
   user-subscription claim that auto-subscription makes on a new user's first call. Nothing administrative.
 
@@ -15,6 +16,7 @@ fails when the files drift from it).
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +39,10 @@ USER_ACTIONS = (
 GROUP_SYNC_ACTIONS = ("qbusiness:PutGroup", "qbusiness:GetGroup", "qbusiness:ListGroups", "qbusiness:DeleteGroup")
 
 TRUST_SIDS = ("QbotUsersSignInWithTheIdP", "QbotSessionsCarryTheUsersEmail")
+
+#: The session tags qbot's chain needs from the id_token (`https://aws.amazon.com/tags` principal_tags); an IdP
+#: that sends more is refused by STS under this trust policy.
+SESSION_TAG_KEYS = ("Email",)
 
 Policy = dict[str, Any]
 
@@ -64,11 +70,23 @@ def path_of_provider_arn(arn: str) -> str:
     return path
 
 
-def trust_policy(oidc_provider_arn: str, client_ids: Sequence[str]) -> Policy:
-    """Who may assume the role: the IdP's users, for our client ids, in sessions tagged with an Email."""
+def email_domain(domain: str) -> str:
+    """A domain for `aws:RequestTag/Email` (`Example.COM` -> `example.com`): IAM's StringLike is case-sensitive,
+    so the IdP must send the Email tag in lower case, as it normally does."""
+    cleaned = domain.strip().lower().lstrip("@")
+    if not re.fullmatch(r"(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z0-9-]{2,}", cleaned):
+        raise ValueError(f"not an email domain: {domain!r} (expected e.g. example.com)")
+    return cleaned
+
+
+def trust_policy(oidc_provider_arn: str, client_ids: Sequence[str], email_domains: Sequence[str] = ()) -> Policy:
+    """Who may assume the role: the IdP's users, for our client ids, in sessions tagged with an Email (in one of
+    `email_domains`, when given) and nothing else."""
     if not client_ids:
         raise ValueError("the trust policy needs at least one client id")
     audience: str | list[str] = client_ids[0] if len(client_ids) == 1 else list(client_ids)
+    patterns = [f"*@{email_domain(domain)}" for domain in email_domains] or ["*"]
+    email: str | list[str] = patterns[0] if len(patterns) == 1 else patterns
     principal = {"Federated": oidc_provider_arn}
     return {
         "Version": POLICY_VERSION,
@@ -85,10 +103,30 @@ def trust_policy(oidc_provider_arn: str, client_ids: Sequence[str]) -> Policy:
                 "Effect": "Allow",
                 "Principal": principal,
                 "Action": "sts:TagSession",
-                "Condition": {"StringLike": {"aws:RequestTag/Email": "*"}},
+                "Condition": {
+                    "StringLike": {"aws:RequestTag/Email": email},
+                    "ForAllValues:StringEquals": {"aws:TagKeys": list(SESSION_TAG_KEYS)},
+                },
             },
         ],
     }
+
+
+def email_patterns(policy: Policy | str) -> list[str]:
+    """The `aws:RequestTag/Email` values (StringLike or StringEquals) of a trust policy's TagSession statements:
+    `["*"]` for any email, `["*@example.com"]` for one domain."""
+    document = json.loads(policy) if isinstance(policy, str) else policy
+    statements = document.get("Statement") or []
+    found: list[str] = []
+    for statement in statements if isinstance(statements, list) else [statements]:
+        actions = statement.get("Action") or []
+        if "sts:TagSession" not in (actions if isinstance(actions, list) else [actions]):
+            continue
+        conditions = statement.get("Condition") or {}
+        for operator in ("StringLike", "StringEquals"):
+            values = (conditions.get(operator) or {}).get("aws:RequestTag/Email")
+            found += values if isinstance(values, list) else [values] if values else []
+    return found
 
 
 def permissions_policy(application_arn: str) -> Policy:

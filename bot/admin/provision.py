@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,6 +29,8 @@ from botocore import xform_name
 from bot.admin.aws import error_code
 from bot.admin.policies import (
     application_arn,
+    email_domain,
+    email_patterns,
     path_of_provider_arn,
     permissions_policy,
     provider_arn,
@@ -57,6 +59,7 @@ class Target:
     name: str = "qbot"
     role_name: str = "qbot-user"
     application_id: str | None = None  # adopt this application instead of finding one by name
+    email_domains: tuple[str, ...] = ()  # the Email session tag must end in @one of these (any email when empty)
     index_type: str = "ENTERPRISE"
     subscription_type: str = "Q_BUSINESS"
 
@@ -136,6 +139,7 @@ class Provisioner:
         if not target.client_ids:
             raise ProvisionError("at least one client id is needed (--client-id)")
         provider_path(target.issuer)  # a ValueError here names the bad issuer
+        target = replace(target, email_domains=tuple(email_domain(domain) for domain in target.email_domains))
         self.target = target
         self._iam = iam
         self._q = qbusiness
@@ -412,7 +416,7 @@ class Provisioner:
     def _role(self) -> None:
         target = self.target
         self._out(f"IAM role {target.role_name}")
-        trust = trust_policy(self.outcome.provider_arn, target.client_ids)
+        trust = trust_policy(self.outcome.provider_arn, target.client_ids, target.email_domains)
         app_arn = application_arn(self._region, self.outcome.account_id, self.outcome.application_id, self._partition)
         permissions = permissions_policy(app_arn)
         try:
@@ -443,14 +447,12 @@ class Provisioner:
             if same_policy(role.get("AssumeRolePolicyDocument") or {}, trust):
                 self._unchanged(f"{role['Arn']}: trust policy")
             else:
-                self._write(
-                    Step(
-                        "iam",
-                        "UpdateAssumeRolePolicy",
-                        {"RoleName": target.role_name, "PolicyDocument": trust},
-                        "its trust policy differs from qbot's (replaced as a whole)",
-                    )
-                )
+                dropped = [p for p in email_patterns(role.get("AssumeRolePolicyDocument") or {}) if p != "*"]
+                reason = "its trust policy differs from qbot's (replaced as a whole)"
+                if dropped and not target.email_domains:
+                    reason += f"; this lifts its Email restriction ({', '.join(dropped)}): keep it with --email-domain"
+                params = {"RoleName": target.role_name, "PolicyDocument": trust}
+                self._write(Step("iam", "UpdateAssumeRolePolicy", params, reason))
             existing_permissions = self._inline_policy(target.role_name, target.policy_name)
         if existing_permissions is not None and same_policy(existing_permissions, permissions):
             self._unchanged(f"inline policy {target.policy_name}")

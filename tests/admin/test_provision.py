@@ -34,7 +34,10 @@ TRUST_POLICY = {
             "Effect": "Allow",
             "Principal": {"Federated": PROVIDER_ARN},
             "Action": "sts:TagSession",
-            "Condition": {"StringLike": {"aws:RequestTag/Email": "*"}},
+            "Condition": {
+                "StringLike": {"aws:RequestTag/Email": "*"},
+                "ForAllValues:StringEquals": {"aws:TagKeys": ["Email"]},
+            },
         },
     ],
 }
@@ -223,6 +226,7 @@ def test_manifests_are_the_policies_provisioning_writes() -> None:
         assert (folder / name).read_text() == text, f"manifests/aws/{name} drifted: python -m bot.admin.policies"
     trust = json.loads((folder / "trust-policy.json").read_text())
     assert trust["Statement"][0]["Condition"] == {"StringEquals": {"${ISSUER_HOST_AND_PATH}:aud": "${CLIENT_ID}"}}
+    assert trust["Statement"][1]["Condition"] == TRUST_POLICY["Statement"][1]["Condition"]
 
 
 def test_an_existing_provider_gains_the_missing_client_id(
@@ -237,3 +241,33 @@ def test_an_existing_provider_gains_the_missing_client_id(
     assert out.count("+ iam AddClientIDToOpenIDConnectProvider") == 2
     assert '"ClientID": "second-client"' in out
     assert '"idp.example.com/oauth2/default:aud": [\n' in out  # both client ids may assume the role
+
+
+def test_email_domain_restricts_the_email_tag_and_a_run_without_it_says_it_lifts_the_restriction(
+    sandbox: Sandbox, iam: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = provision(capsys, "--email-domain", "Example.COM", "--email-domain", "@corp.example.org")
+
+    assert code == 0, out + err
+    tag_session = iam.get_role(RoleName="qbot-user")["Role"]["AssumeRolePolicyDocument"]["Statement"][1]
+    assert tag_session["Condition"] == {
+        "StringLike": {"aws:RequestTag/Email": ["*@example.com", "*@corp.example.org"]},
+        "ForAllValues:StringEquals": {"aws:TagKeys": ["Email"]},
+    }
+    code, again, _ = provision(capsys, "--email-domain", "example.com", "--email-domain", "corp.example.org")
+    assert code == 0 and "No changes" in again
+
+    code, loosened, _ = provision(capsys, "--dry-run")
+    assert code == 0 and "+ iam UpdateAssumeRolePolicy" in loosened
+    assert "lifts its Email restriction (*@example.com, *@corp.example.org): keep it with --email-domain" in loosened
+
+
+@pytest.mark.parametrize("domain", ["*", "example", "alice@example.com", "example.com/x", ""])
+def test_a_malformed_email_domain_is_refused_before_anything_is_written(
+    sandbox: Sandbox, iam: Any, capsys: pytest.CaptureFixture[str], domain: str
+) -> None:
+    code, out, err = provision(capsys, "--email-domain", domain)
+
+    assert code == 1
+    assert f"not an email domain: {domain!r}" in err
+    assert iam.list_open_id_connect_providers()["OpenIDConnectProviderList"] == [] and "+ " not in out
