@@ -1,4 +1,9 @@
-"""`GET /auth/start` and `GET /auth/callback`: the browser half of the one-time account link."""
+"""`GET /auth/start` and `GET /auth/callback`: the browser half of the one-time account link.
+
+`/auth/start` redeems a chat link and sends the browser to the IdP with the login state sealed into a
+per-login cookie (path `/auth/callback`); the web console's sign-in sets the same cookie itself. The callback
+opens only the cookie named for its `state`, and deletes it whatever the outcome.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +12,31 @@ import logging
 
 from aiohttp import web
 
-from bot.core import Core
+from bot.core import Core, LoginStart
 from bot.errors import QBotError
 from bot.pages import SECURITY_HEADERS, error_page, page
 
 log = logging.getLogger(__name__)
 
 
-# An adapter that binds a link to a browser (the web console) sets this cookie for /auth/start.
+# An adapter that binds a link to a browser sets this cookie for /auth/start.
 LINK_COOKIE = "qbot_link"
-# /auth/start sets one of these per login for /auth/callback: the login finishes only in that browser.
+# One of these per login carries the sealed login state to /auth/callback: it finishes only in that browser.
 LOGIN_COOKIE_PREFIX = "qbot_login_"
+CALLBACK_PATH = "/auth/callback"
 
 
 def login_cookie_name(state: str) -> str:
     """Per login, so two sign-ins in two tabs of one browser do not overwrite each other's cookie."""
     return LOGIN_COOKIE_PREFIX + hashlib.sha256(state.encode()).hexdigest()[:16]
+
+
+def set_login_cookie(response: web.StreamResponse, login: LoginStart, *, max_age: int, secure: bool) -> None:
+    """Hand the browser its sealed login state, readable only by the callback (HttpOnly, that path only)."""
+    response.set_cookie(
+        login_cookie_name(login.state), login.cookie_value, path=CALLBACK_PATH,
+        max_age=max_age, httponly=True, samesite="Lax", secure=secure,
+    )
 
 
 def auth_routes(core: Core) -> list[web.RouteDef]:
@@ -38,17 +52,14 @@ def auth_routes(core: Core) -> list[web.RouteDef]:
             log.exception("auth start failed")
             return error_page("Something went wrong on our side. Run qlink again in a minute.", status=500)
         response = web.Response(status=302, headers={**SECURITY_HEADERS, "Location": login.authorize_url})
-        response.set_cookie(
-            login_cookie_name(login.state), login.browser_secret, path="/auth/callback",
-            max_age=core.login_states.ttl_seconds, httponly=True, samesite="Lax", secure=secure,
-        )
+        set_login_cookie(response, login, max_age=core.login_states.ttl_seconds, secure=secure)
         return response
 
     async def callback(request: web.Request) -> web.StreamResponse:
         state = request.query.get("state", "")
         cookie = login_cookie_name(state)
         try:
-            result = await core.finish_login(request.query, browser_secret=request.cookies.get(cookie))
+            result = await core.finish_login(request.query, login_cookie=request.cookies.get(cookie))
         except QBotError as exc:
             response = error_page(exc.user_message)
         except Exception:
@@ -60,7 +71,7 @@ def auth_routes(core: Core) -> list[web.RouteDef]:
             else:
                 response = page(f"Linked as {result.email}", "You can close this tab and go back to the chat.")
         if cookie in request.cookies:
-            response.del_cookie(cookie, path="/auth/callback")
+            response.del_cookie(cookie, path=CALLBACK_PATH)
         return response
 
-    return [web.get("/auth/start", start), web.get("/auth/callback", callback)]
+    return [web.get("/auth/start", start), web.get(CALLBACK_PATH, callback)]

@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -37,6 +38,7 @@ from bot.errors import (
     QUnavailable,
 )
 from bot.group_sync import GroupObserver
+from bot.link_deadlines import GRACE_SECONDS, LinkDeadlines
 from bot.links import LinkTokens, LoginStates, PendingLink, browser_binding
 from bot.metrics import Metrics
 from bot.model import Answer, ChatIdentity, IncomingMessage, Notice, NoticeKind, Reply, Usefulness
@@ -54,7 +56,7 @@ LinkedListener = Callable[[ChatIdentity, str], Awaitable[None]]
 class LoginStart:
     authorize_url: str
     state: str
-    browser_secret: str  # kept by the browser (a cookie) until the callback
+    cookie_value: str = field(repr=False)  # the sealed login state: the browser keeps it until the callback
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class Core:
         vault: Vault,
         links: LinkTokens,
         login_states: LoginStates,
+        link_deadlines: LinkDeadlines,
         conversations: Conversations,
         oidc: OidcClient,
         broker: CredentialBroker,
@@ -86,6 +89,7 @@ class Core:
         self.vault = vault
         self.links = links
         self.login_states = login_states
+        self.link_deadlines = link_deadlines
         self.conversations = conversations
         self.oidc = oidc
         self.broker = broker
@@ -275,12 +279,9 @@ class Core:
     # -- the account link ---------------------------------------------------------------------------
 
     async def start_login(self, link_token: str, *, browser_secret: str | None = None) -> LoginStart:
-        """Consume the one-time link (single use) and begin the IdP login.
+        """Consume the one-time link (single use) and begin the IdP login for it (see `begin_login`).
 
-        The returned `browser_secret` must come back with the callback (the route keeps it in a cookie), so a
-        login can only be finished in the browser that started it: forwarding the IdP page to a colleague
-        cannot bind their sign-in to your chat account. A link the adapter bound to a browser (the web console)
-        opens only there.
+        A link the adapter bound to a browser opens only in the browser holding `browser_secret`.
         """
         pending = await self.links.consume(link_token)
         if pending.browser_binding and (
@@ -290,24 +291,54 @@ class Core:
                 "This sign-in link was made for another browser. Start signing in again from there.",
                 detail="link opened outside its browser",
             )
+        return await self.begin_login(pending)
+
+    async def begin_login(self, pending: PendingLink) -> LoginStart:
+        """Begin the IdP login (code + PKCE S256 + nonce + state) that will link `pending.identity`.
+
+        Stores nothing: the login state is sealed into `cookie_value`, which must come back with the callback
+        (the route keeps it in a cookie). So anonymous visitors cannot grow Redis, and a login finishes only in
+        the browser that began it: forwarding the IdP page to a colleague cannot bind their sign-in to you.
+        """
         nonce = secrets.token_urlsafe(24)
         code_verifier = secrets.token_urlsafe(64)
-        login_secret = secrets.token_urlsafe(32)
-        state = await self.login_states.create(pending, nonce, code_verifier, browser_binding(login_secret))
-        return LoginStart(await self.oidc.authorization_url(state, nonce, code_verifier), state, login_secret)
+        state, sealed = self.login_states.seal(pending, nonce, code_verifier)
+        return LoginStart(await self.oidc.authorization_url(state, nonce, code_verifier), state, sealed)
 
-    async def finish_login(self, params: Mapping[str, str], *, browser_secret: str | None = None) -> LinkResult:
+    async def extend_link(self, identity: ChatIdentity, lifetime_seconds: float) -> bool:
+        """A link that ends (a web session) now ends `lifetime_seconds` from now: its refresh token is revoked
+        then by `end_overdue_links`, and the vault keeps it a grace period longer so that sweep still finds it.
+        False (and nothing recorded) when `identity` is not linked."""
+        if not await self.vault.touch(identity, math.ceil(lifetime_seconds) + GRACE_SECONDS):
+            return False
+        await self.link_deadlines.set(identity, time.time() + lifetime_seconds)
+        return True
+
+    async def end_overdue_links(self, now: float | None = None) -> int:
+        """Unlink every link whose lifetime is over, revoking its refresh token; returns how many were claimed.
+        Safe to run in every bot process at once: each overdue link is claimed by exactly one."""
+        moment = time.time() if now is None else now
+        claimed = 0
+        while batch := await self.link_deadlines.claim_due(moment):
+            for identity in batch:
+                await self.unlink(identity)
+            claimed += len(batch)
+        return claimed
+
+    async def finish_login(self, params: Mapping[str, str], *, login_cookie: str | None = None) -> LinkResult:
         """Handle the IdP's redirect. Any failure raises a domain error and stores nothing."""
         state = params.get("state", "")
         if not state:
             raise LoginStateInvalid(detail="callback without state")
-        login = await self.login_states.consume(state)
-        if not browser_secret or not hmac.compare_digest(browser_binding(browser_secret), login.browser_binding):
+        if not login_cookie:
             self.metrics.links.labels("other_browser").inc()
+            minutes = max(1, self.login_states.ttl_seconds // 60)
             raise LoginStateInvalid(
-                "Finish signing in in the same browser where you opened your qlink link. Run qlink again.",
-                detail="callback from another browser",
+                "This sign-in is over, or was started in another browser. Start again (run qlink, or Sign in on "
+                f"the web console) and finish within {minutes} minutes in the same browser.",
+                detail="callback without its login cookie (another browser, or expired)",
             )
+        login = self.login_states.open(state, login_cookie)
         if "error" in params:
             description = params.get("error_description") or params["error"]
             self.metrics.links.labels("idp_error").inc()
@@ -320,6 +351,7 @@ class Core:
             raise IdentityProviderError("The sign-in service sent no authorization code. Run qlink again.")
         tokens = await self.oidc.exchange_code(code, login.code_verifier)
         try:
+            await self.login_states.spend(state, login)  # the IdP really sent the user back: once only
             claims = await self.oidc.verify_id_token(tokens.id_token, nonce=login.nonce)
             if not claims.email:
                 raise IdTokenInvalid(
@@ -373,6 +405,8 @@ class Core:
         )
         if replaced is not None and replaced.refresh_token != tokens.refresh_token:
             await self._revoke_quietly(replaced.refresh_token)  # a relink: the previous sign-in is over
+        if login.pending.expires_in is not None:  # a link that ends (a web session) is revoked when it does
+            await self.extend_link(identity, login.pending.expires_in)
         self.metrics.links.labels("linked").inc()
         if self.group_observer is not None:
             await self.group_observer.observe(claims.email_tag, claims.groups)

@@ -1,10 +1,17 @@
-"""One-time link tokens (`qlink`) and the server-side OIDC login state (`/auth/start` -> `/auth/callback`).
+"""One-time link tokens (`qlink`) and the OIDC login state (`/auth/start` or `/web/login` -> `/auth/callback`).
 
-Both are random single-use secrets that travel through browsers; Redis never holds them, only
-`sha256(secret)` as the key, so a copy of the database yields no usable link or state. Consumption is one
-`GETDEL`: of any number of concurrent consumers exactly one gets the value, and nothing can be used twice.
-Both expire (Redis TTL). Login state also holds the PKCE `code_verifier`, so its value is sealed with the
-`TokenCipher`, bound to its key.
+Link tokens are random single-use secrets that travel through chat and browsers; Redis never holds them, only
+`sha256(token)` as the key, and the record under it is sealed with the `TokenCipher` bound to that key, so
+neither a copy of the database yields a usable link nor can anyone who can write to Redis mint one (a
+hand-written record does not open). Redeeming is one `GETDEL`: of any number of concurrent consumers exactly
+one gets the record, and nothing can be used twice. Records expire (Redis TTL).
+
+Login state is stored nowhere on our side until the IdP sends the user back: it (the pending link, the
+nonce, the PKCE `code_verifier`, its expiry) is sealed into a cookie of the visitor's own browser, bound to
+the OIDC `state` (the seal's context is a hash of it) and opened only with that `state`, before its expiry.
+So anonymous traffic cannot grow Redis, a login finishes only in the browser that began it, and a cookie
+moved to another login does not open. Single use: after the IdP really redeemed the code, the state is
+marked spent in Redis (`SET NX`, expiring with the state), so a replayed callback cannot finish twice.
 
 Pending links per identity are not capped: running `qlink` again leaves older unused links valid until they
 expire. They are single-use, short-lived, delivered privately and bound to the same identity, so an older
@@ -14,10 +21,10 @@ one grants nothing a newer one does not, and a user clicking the first of two me
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +38,8 @@ PREFIX = "qbot:"
 
 # secrets.token_urlsafe(32) gives 43 characters; accept a sane range of URL-safe base64, nothing else.
 _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{32,128}")
+# A sealed login state is a Fernet token (URL-safe base64); a cookie is at most ~4 KB anyway.
+_SEALED_SHAPE = re.compile(r"[A-Za-z0-9_=-]{1,4096}")
 
 
 @dataclass(frozen=True)
@@ -42,16 +51,17 @@ class PendingLink:
     return_to: str | None = None  # same-origin path the browser goes to after linking (web console)
     created_at: float = field(default_factory=time.time)
     browser_binding: str | None = None  # sha256 of a cookie secret: only that browser may open the link
+    expires_in: int | None = None  # lifetime of the resulting link in seconds (a web session); None: no end
 
 
 @dataclass(frozen=True)
 class LoginState:
-    """What `/auth/callback` needs to finish the login that `/auth/start` began."""
+    """What `/auth/callback` needs to finish the login that `/auth/start` (or `/web/login`) began."""
 
     pending: PendingLink
     nonce: str
     code_verifier: str = field(repr=False)
-    browser_binding: str = ""  # sha256 of the cookie /auth/start set: only that browser may finish the login
+    expires_at: float = 0.0  # after this, the sealed state no longer opens
 
 
 def _pending_to_dict(pending: PendingLink) -> dict[str, Any]:
@@ -64,17 +74,19 @@ def _pending_to_dict(pending: PendingLink) -> dict[str, Any]:
         "r": pending.return_to,
         "t": pending.created_at,
         "b": pending.browser_binding,
+        "x": pending.expires_in,
     }
 
 
 def _pending_from_dict(data: dict[str, Any]) -> PendingLink:
-    email, return_to, binding = data.get("e"), data.get("r"), data.get("b")
+    email, return_to, binding, expires_in = data.get("e"), data.get("r"), data.get("b"), data.get("x")
     return PendingLink(
         identity=ChatIdentity(platform=str(data["p"]), tenant=str(data["n"]), user=str(data["u"])),
         profile_email=None if email is None else str(email),
         return_to=None if return_to is None else str(return_to),
         created_at=float(data["t"]),
         browser_binding=None if binding is None else str(binding),
+        expires_in=None if expires_in is None else int(expires_in),
     )
 
 
@@ -94,11 +106,12 @@ def _well_formed(secret: object) -> bool:
 class LinkTokens:
     """Single-use link tokens: `create` returns one for the URL; `consume` redeems it once, atomically."""
 
-    def __init__(self, redis: Redis, ttl_seconds: int) -> None:
+    def __init__(self, redis: Redis, ttl_seconds: int, cipher: TokenCipher) -> None:
         if ttl_seconds < 1:
             raise ValueError("ttl_seconds must be at least 1")
         self._redis = redis
         self._ttl = ttl_seconds
+        self._cipher = cipher
 
     @staticmethod
     def key_for(token: str) -> str:
@@ -107,36 +120,37 @@ class LinkTokens:
     async def create(self, pending: PendingLink) -> str:
         """A new random token (256 bits) bound to `pending`, valid for `ttl_seconds`, usable once."""
         token = secrets.token_urlsafe(32)
-        value = json.dumps(_pending_to_dict(pending), separators=(",", ":"), ensure_ascii=False)
-        await self._redis.set(self.key_for(token), value, ex=self._ttl)
+        key = self.key_for(token)
+        await self._redis.set(key, self._cipher.seal(key, _pending_to_dict(pending)), ex=self._ttl)
         return token
 
     async def consume(self, token: str) -> PendingLink:
         """Redeem `token` (GETDEL: exactly one of concurrent callers wins). `LinkTokenInvalid` if it is
-        malformed, unknown, expired or already used."""
+        malformed, unknown, expired, already used, or its record was not sealed by us for this token."""
         if not _well_formed(token):
             raise LinkTokenInvalid(detail="malformed link token")
-        raw = await self._redis.getdel(self.key_for(token))
+        key = self.key_for(token)
+        raw = await self._redis.getdel(key)
         if raw is None:
             raise LinkTokenInvalid(detail="unknown, expired or used link token")
         try:
-            data = json.loads(raw)
-            if not isinstance(data, dict):
-                raise TypeError("not an object")
-            return _pending_from_dict(data)
-        except (KeyError, TypeError, ValueError):
-            raise LinkTokenInvalid(detail="unreadable link token record") from None
+            return _pending_from_dict(self._cipher.open(key, raw))
+        except (CipherError, KeyError, TypeError, ValueError):
+            raise LinkTokenInvalid(detail="link record does not open (not sealed by us, or key gone)") from None
 
 
 class LoginStates:
-    """OIDC `state` -> sealed `LoginState`, single use, expiring; `consume` is atomic (GETDEL)."""
+    """OIDC `state` <-> a `LoginState` sealed for the visitor's cookie; Redis only remembers spent states."""
 
-    def __init__(self, redis: Redis, cipher: TokenCipher, ttl_seconds: int = 600) -> None:
+    def __init__(
+        self, redis: Redis, cipher: TokenCipher, ttl_seconds: int = 600, *, clock: Callable[[], float] = time.time
+    ) -> None:
         if ttl_seconds < 1:
             raise ValueError("ttl_seconds must be at least 1")
         self._redis = redis
         self._cipher = cipher
         self._ttl = ttl_seconds
+        self._clock = clock
 
     @property
     def ttl_seconds(self) -> int:
@@ -144,33 +158,45 @@ class LoginStates:
 
     @staticmethod
     def key_for(state: str) -> str:
+        """The seal's context, and the key that marks the state spent."""
         return f"{PREFIX}login:{_digest(state)}"
 
-    async def create(self, pending: PendingLink, nonce: str, code_verifier: str, binding: str = "") -> str:
-        """A new random `state` (256 bits); its sealed record lives `ttl_seconds`, consumable once."""
+    def seal(self, pending: PendingLink, nonce: str, code_verifier: str) -> tuple[str, str]:
+        """A new random `state` (256 bits) and the sealed login state for the browser's cookie, valid for
+        `ttl_seconds`. Nothing is stored."""
         state = secrets.token_urlsafe(32)
-        key = self.key_for(state)
-        blob = self._cipher.seal(
-            key, {"l": _pending_to_dict(pending), "n": nonce, "v": code_verifier, "b": binding}
-        )
-        await self._redis.set(key, blob, ex=self._ttl)
-        return state
+        payload = {
+            "l": _pending_to_dict(pending),
+            "n": nonce,
+            "v": code_verifier,
+            "x": self._clock() + self._ttl,
+        }
+        return state, self._cipher.seal(self.key_for(state), payload).decode("ascii")
 
-    async def consume(self, state: str) -> LoginState:
-        """Redeem `state` once. `LoginStateInvalid` if malformed, unknown, expired, replayed or tampered."""
+    def open(self, state: str, sealed: str) -> LoginState:
+        """The login state sealed for exactly `state`. `LoginStateInvalid` if either is malformed, the seal is
+        tampered, made for another state or under no configured key, or has expired."""
         if not _well_formed(state):
             raise LoginStateInvalid(detail="malformed state")
-        key = self.key_for(state)
-        raw = await self._redis.getdel(key)
-        if raw is None:
-            raise LoginStateInvalid(detail="unknown, expired or replayed state")
+        if not isinstance(sealed, str) or not _SEALED_SHAPE.fullmatch(sealed):
+            raise LoginStateInvalid(detail="malformed login cookie")
         try:
-            data = self._cipher.open(key, raw)
-            return LoginState(
+            data = self._cipher.open(self.key_for(state), sealed)
+            login = LoginState(
                 pending=_pending_from_dict(data["l"]),
                 nonce=str(data["n"]),
                 code_verifier=str(data["v"]),
-                browser_binding=str(data.get("b") or ""),
+                expires_at=float(data["x"]),
             )
         except (CipherError, KeyError, TypeError, ValueError):
-            raise LoginStateInvalid(detail="login state does not open (tampered, or key gone)") from None
+            raise LoginStateInvalid(detail="login cookie does not open (tampered, other state, or key gone)") from None
+        if self._clock() >= login.expires_at:
+            raise LoginStateInvalid(detail="login state expired")
+        return login
+
+    async def spend(self, state: str, login: LoginState) -> None:
+        """Mark `state` used, once (SET NX, kept until the state would expire anyway); `LoginStateInvalid` when
+        it already was: a replayed callback."""
+        remaining_ms = max(1000, int((login.expires_at - self._clock()) * 1000))
+        if not await self._redis.set(self.key_for(state), b"1", nx=True, px=remaining_ms):
+            raise LoginStateInvalid(detail="login state replayed")

@@ -24,6 +24,7 @@ from bot.core import Core
 from bot.deliveries import Deliveries
 from bot.group_sync import build_group_sync
 from bot.health import health_routes
+from bot.link_deadlines import LinkDeadlines
 from bot.links import LinkTokens, LoginStates
 from bot.metrics import Metrics
 from bot.oidc import OidcClient
@@ -100,8 +101,9 @@ def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) 
     core = Core(
         settings,
         vault=vault,
-        links=LinkTokens(redis, settings.link_ttl_seconds),
-        login_states=LoginStates(redis, cipher),
+        links=LinkTokens(redis, settings.link_ttl_seconds, cipher),
+        login_states=LoginStates(redis, cipher, settings.link_ttl_seconds),
+        link_deadlines=LinkDeadlines(redis),
         conversations=Conversations(redis, settings.conversation_ttl_seconds),
         oidc=oidc,
         broker=broker,

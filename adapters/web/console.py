@@ -1,24 +1,32 @@
 """The web console: a browser chat page at `GET /` whose users sign in with the IdP directly.
 
-Sign-in is the account link (the "custom application" flow): `GET /web/login` opens a new session whose id
-is the user's chat identity, asks the core for a one-time link bound to it and sends the browser through
-`/auth/start` -> IdP -> `/auth/callback` -> back to `/`. The page then talks to a small JSON API:
+Sign-in is the account link (the "custom application" flow) and the console's only way to link: `GET
+/web/login` opens a new session whose id is the user's chat identity and sends the browser straight to the
+IdP, the login state sealed in its own cookie (nothing is stored for a visitor until the IdP sends them back
+to `/auth/callback`, which links the session and returns to `/`). `qlink` typed in the console hands out no
+link: it points to the Sign in button. The page then talks to a small JSON API:
 
 - `GET  /web/api/me`        -> {signed_in, linked, email, csrf}
 - `POST /web/api/ask`       {text, thread, message_id} -> the rendered Answer or Notice
 - `POST /web/api/feedback`  {conversation_id, message_id, useful}
-- `POST /web/logout`        unlink and forget the session
+- `POST /web/logout`        unlink (the refresh token is revoked at the IdP) and forget the session
 
 Every POST needs the session cookie, the CSRF header `X-QBot-CSRF` (from `/web/api/me`) and, when the
-browser names one, this bot's Origin. Like every adapter it only translates: the core decides what to
-answer, and the page renders it (escaping everything: see static/app.js).
+browser names one, this bot's Origin; it is authenticated before its body (at most `MAX_BODY` bytes of JSON)
+is read. Sessions end `QBOT_WEB_SESSION_TTL_SECONDS` after sign-in or `QBOT_WEB_SESSION_IDLE_SECONDS` after
+their last use (see session.py); the link ends with them and the core revokes its refresh token (a sweep
+runs while the console is started), as it does when a new sign-in replaces an ended session in the browser.
+Like every adapter it only translates: the core decides what to answer, and the page renders it (escaping
+everything: see static/app.js).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import logging
 import re
-import secrets
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -26,12 +34,14 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from adapters.web.session import Sessions
-from bot.auth_routes import LINK_COOKIE
-from bot.config import Settings
+from adapters.web.session import Session, Sessions
+from bot.auth_routes import set_login_cookie
+from bot.commands import Command, parse_command
+from bot.config import Settings, _int
 from bot.core import Core
 from bot.errors import LinkExpired, NotLinked, NotYourConversation, QBotError, QUnavailable
-from bot.model import Answer, ChatIdentity, IncomingMessage, Notice, Reply, Usefulness
+from bot.links import PendingLink
+from bot.model import Answer, ChatIdentity, IncomingMessage, Notice, NoticeKind, Reply, Usefulness
 from bot.pages import SECURITY_HEADERS, error_page
 
 log = logging.getLogger(__name__)
@@ -39,6 +49,10 @@ log = logging.getLogger(__name__)
 PLATFORM = "web"
 CHANNEL = "web"
 MAX_TEXT = 8000
+# A request body is small JSON: MAX_TEXT characters even fully \u-escaped fit, a flood does not.
+MAX_BODY = 64 * 1024
+SESSION_TTL_SECONDS = 8 * 3600  # QBOT_WEB_SESSION_TTL_SECONDS: a working day, then sign in again
+SESSION_IDLE_SECONDS = 3600  # QBOT_WEB_SESSION_IDLE_SECONDS: an hour without use ends the session
 CSRF_HEADER = "X-QBot-CSRF"
 _ID = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 
@@ -77,7 +91,13 @@ class Refused(Exception):
 
 
 def web_console(core: Core, settings: Settings) -> WebConsole:
-    return WebConsole(core, settings, session_secret=settings.web_session_key())
+    return WebConsole(
+        core,
+        settings,
+        session_secret=settings.web_session_key(),
+        session_ttl_seconds=_int(settings.extra, "QBOT_WEB_SESSION_TTL_SECONDS", SESSION_TTL_SECONDS),
+        session_idle_seconds=_int(settings.extra, "QBOT_WEB_SESSION_IDLE_SECONDS", SESSION_IDLE_SECONDS),
+    )
 
 
 def identity_of(sid: str) -> ChatIdentity:
@@ -138,12 +158,23 @@ def _json_api(handler: Handler) -> Handler:
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object, read only up to `MAX_BODY` bytes; call it after authenticating."""
     if request.content_type != "application/json":
         raise Refused(400, "Send the request as JSON (Content-Type: application/json).")
+    too_large = Refused(413, f"The request body is too large; the limit is {MAX_BODY // 1024} KB.")
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise too_large
+    raw = bytearray()
+    while chunk := await request.content.read(MAX_BODY + 1 - len(raw)):
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            raise too_large
     try:
-        body = await request.json()
+        body = json.loads(raw)
     except ValueError:
         raise Refused(400, "The request body is not valid JSON.") from None
+    except RecursionError:  # the json module recurses once per nesting level
+        raise Refused(400, "The request body is nested too deeply.") from None
     if not isinstance(body, dict):
         raise Refused(400, "The request body must be a JSON object.")
     return body
@@ -170,10 +201,24 @@ class WebConsole:
 
     platform = PLATFORM
 
-    def __init__(self, core: Core, settings: Settings, *, session_secret: bytes) -> None:
+    def __init__(
+        self,
+        core: Core,
+        settings: Settings,
+        *,
+        session_secret: bytes,
+        session_ttl_seconds: int = SESSION_TTL_SECONDS,
+        session_idle_seconds: int = SESSION_IDLE_SECONDS,
+    ) -> None:
         self.core = core
         self.settings = settings
-        self.sessions = Sessions(session_secret, secure=settings.public_url.lower().startswith("https://"))
+        self._secure = settings.public_url.lower().startswith("https://")
+        self.sessions = Sessions(
+            session_secret, secure=self._secure, ttl_seconds=session_ttl_seconds, idle_seconds=session_idle_seconds
+        )
+        # Ended links are revoked within this long of their end (bounded: short lifetimes are for tests).
+        self.sweep_seconds = max(1, min(60, session_idle_seconds // 4))
+        self._sweeper: asyncio.Task[None] | None = None
         self._origin = _origin(settings.public_url)
         static = resources.files("adapters.web").joinpath("static")
         self._assets = {name: static.joinpath(name).read_bytes() for name in _ASSET_TYPES}
@@ -190,10 +235,25 @@ class WebConsole:
         ]
 
     async def start(self) -> None:
-        """Nothing to start: the console is request-driven."""
+        """Start the sweep that ends (and revokes) the links of sessions whose lifetime is over."""
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="web session sweep")
 
     async def stop(self) -> None:
-        """Nothing to stop."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                ended = await self.core.end_overdue_links()
+                if ended:
+                    log.info("ended %d web console link(s) whose session was over", ended)
+            except Exception:  # Redis or the IdP briefly away: the next sweep tries again
+                log.exception("web session sweep failed")
+            await asyncio.sleep(self.sweep_seconds)
 
     # -- page and assets ---------------------------------------------------------------------------
 
@@ -215,67 +275,77 @@ class WebConsole:
     # -- sign-in is the link -----------------------------------------------------------------------
 
     async def login(self, request: web.Request) -> web.Response:
-        """A fresh session and a one-time link bound to it; a session that is already linked just goes home.
+        """A fresh session, and straight to the IdP with the sealed login state; nothing is stored.
 
-        Going home (rather than starting over) also means a cross-site link to this URL cannot sign a user
-        out of a working session.
+        A session that is live and linked just goes home (so a cross-site link to this URL cannot sign a user
+        out of a working session). An ended session this browser still holds is replaced: its link ends now,
+        refresh token revoked, instead of at the next sweep. The new session id is always fresh, never one the
+        browser brought (no session fixation).
         """
-        current = self.sessions.read(request)
-        if current is not None and await self._email(identity_of(current)) is not None:
-            return web.Response(status=302, headers={**SECURITY_HEADERS, "Location": "/"})
-        sid = self.sessions.new_id()
-        link_secret = secrets.token_urlsafe(32)  # the link opens only in this browser
+        current = self.sessions.genuine(request)
+        if current is not None:
+            identity = identity_of(current.sid)
+            if self.sessions.live(current) and await self._email(identity) is not None:
+                return web.Response(status=302, headers={**SECURITY_HEADERS, "Location": "/"})
+            if await self.core.is_linked(identity):
+                await self.core.unlink(identity)
+        session = self.sessions.new()
+        pending = PendingLink(
+            identity_of(session.sid), return_to="/", expires_in=self.sessions.lifetime_left(session)
+        )
         try:
-            notice = await self.core.create_link(
-                identity_of(sid), None, return_to="/", browser_secret=link_secret
-            )
+            login = await self.core.begin_login(pending)
         except QBotError as exc:
             return error_page(exc.user_message, status=503)
         except Exception:
-            log.exception("web sign-in could not create a link")
+            log.exception("web sign-in could not begin")
             return error_page("Something went wrong on our side. Try again in a minute.", status=500)
-        if not notice.url:
-            return error_page(notice.text, status=500)
-        response = web.Response(status=302, headers={**SECURITY_HEADERS, "Location": notice.url})
-        self.sessions.set(response, sid)
-        response.set_cookie(
-            LINK_COOKIE, link_secret, path="/auth/start", max_age=self.settings.link_ttl_seconds,
-            httponly=True, samesite="Lax", secure=self.settings.public_url.startswith("https://"),
-        )
+        response = web.Response(status=302, headers={**SECURITY_HEADERS, "Location": login.authorize_url})
+        self.sessions.set(response, session)
+        set_login_cookie(response, login, max_age=self.core.login_states.ttl_seconds, secure=self._secure)
         return response
 
     # -- the API -----------------------------------------------------------------------------------
 
     async def me(self, request: web.Request) -> web.Response:
-        sid = self.sessions.read(request)
-        if sid is None:
+        session = self.sessions.read(request)
+        if session is None:
             return web.json_response(
                 {"signed_in": False, "linked": False, "email": None, "csrf": None}, headers=API_HEADERS
             )
-        email = await self._email(identity_of(sid))
-        return web.json_response(
+        email = await self._email(identity_of(session.sid))
+        response = web.json_response(
             {
                 "signed_in": True,
                 "linked": email is not None,
                 "email": email,
-                "csrf": self.sessions.csrf_token(sid),
+                "csrf": self.sessions.csrf_token(session.sid),
             },
             headers=API_HEADERS,
         )
+        if email is not None and self._same_origin(request):  # the page was opened: a use
+            await self._keep_alive(response, session)
+        return response
 
     async def ask(self, request: web.Request) -> web.Response:
-        sid = self._session_for_change(request)
+        session = self._session_for_change(request)
         body = await _json_object(request)
         text = _text_field(body)
         thread = _id_field(body, "thread")
         message_id = _id_field(body, "message_id")
-        reply = await self.core.handle(
-            IncomingMessage(identity_of(sid), text, channel=CHANNEL, thread=thread, message_id=message_id)
-        )
-        return web.json_response(render_reply(reply), headers=API_HEADERS)
+        identity = identity_of(session.sid)
+        if parse_command(text) is Command.LINK:
+            reply: Reply = await self._sign_in_is_the_link(identity)
+        else:
+            reply = await self.core.handle(
+                IncomingMessage(identity, text, channel=CHANNEL, thread=thread, message_id=message_id)
+            )
+        response = web.json_response(render_reply(reply), headers=API_HEADERS)
+        await self._keep_alive(response, session)
+        return response
 
     async def feedback(self, request: web.Request) -> web.Response:
-        sid = self._session_for_change(request)
+        session = self._session_for_change(request)
         body = await _json_object(request)
         conversation_id = _id_field(body, "conversation_id")
         message_id = _id_field(body, "message_id")
@@ -284,7 +354,7 @@ class WebConsole:
             raise Refused(400, "'useful' is required and must be true or false.")
         usefulness = Usefulness.USEFUL if useful else Usefulness.NOT_USEFUL
         try:
-            await self.core.feedback(identity_of(sid), conversation_id, message_id, usefulness)
+            await self.core.feedback(identity_of(session.sid), conversation_id, message_id, usefulness)
         except NotYourConversation as exc:
             raise Refused(403, exc.user_message) from None
         except (NotLinked, LinkExpired) as exc:
@@ -293,29 +363,53 @@ class WebConsole:
             raise Refused(503, exc.user_message) from None
         except QBotError as exc:
             raise Refused(400, exc.user_message) from None
-        return web.json_response({"ok": True}, headers=API_HEADERS)
+        response = web.json_response({"ok": True}, headers=API_HEADERS)
+        await self._keep_alive(response, session)
+        return response
 
     async def logout(self, request: web.Request) -> web.Response:
         """Unlink (the refresh token is revoked at the IdP) and drop the cookie."""
         response = web.json_response({"signed_in": False}, headers=API_HEADERS)
         if self.sessions.read(request) is not None:
-            sid = self._session_for_change(request)
-            await self.core.unlink(identity_of(sid))
+            session = self._session_for_change(request)
+            await self.core.unlink(identity_of(session.sid))
         self.sessions.clear(response)
         return response
 
     # -- helpers -----------------------------------------------------------------------------------
 
-    def _session_for_change(self, request: web.Request) -> str:
-        """The session id of a state-changing request that passes the CSRF defences, or a refusal."""
-        sid = self.sessions.read(request)
-        if sid is None:
+    def _session_for_change(self, request: web.Request) -> Session:
+        """The live session of a state-changing request that passes the CSRF defences, or a refusal."""
+        session = self.sessions.read(request)
+        if session is None:
             raise Refused(401, "You are signed out. Sign in to continue.", kind="not_linked")
         if not self._same_origin(request):
             raise Refused(403, "This request came from another site and was refused.")
-        if not self.sessions.csrf_ok(sid, request.headers.get(CSRF_HEADER, "")):
+        if not self.sessions.csrf_ok(session.sid, request.headers.get(CSRF_HEADER, "")):
             raise Refused(403, "This request lacks a valid CSRF token. Reload the page and try again.")
-        return sid
+        return session
+
+    async def _keep_alive(self, response: web.StreamResponse, session: Session) -> None:
+        """A use: the session's idle lifetime starts again (new cookie), and its link's end moves with it."""
+        session = self.sessions.used(session)
+        self.sessions.set(response, session)
+        await self.core.extend_link(identity_of(session.sid), self.sessions.lifetime_left(session))
+
+    async def _sign_in_is_the_link(self, identity: ChatIdentity) -> Notice:
+        """`qlink` in the console: no link to hand out (it could be forwarded); signing in is the link."""
+        email = await self._email(identity)
+        if email is not None:
+            return Notice(
+                NoticeKind.INFO,
+                f"You're already signed in as {email}; that is your link. "
+                "To use another account, sign out and sign in again.",
+                private=True,
+            )
+        return Notice(
+            NoticeKind.NOT_LINKED,
+            "In this console, signing in is the link: use the Sign in button to sign in with your company account.",
+            private=True,
+        )
 
     def _same_origin(self, request: web.Request) -> bool:
         """Browsers name the page's origin on every POST: it must be this bot's (public or as addressed)."""

@@ -4,7 +4,7 @@ that signs in through the web console the way a browser does."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,12 +37,11 @@ class WebBot:
         return client
 
     def sign_in(self, http: httpx.Client, username: str) -> dict[str, Any]:
-        """/web/login -> /auth/start -> IdP login as `username` -> /auth/callback -> /; returns /web/api/me."""
+        """/web/login -> IdP login as `username` -> /auth/callback -> /; returns /web/api/me."""
         login = http.get("/web/login")
         assert login.status_code == 302, login.text
-        start = http.get(login.headers["location"])
-        assert start.status_code == 302, start.text
-        idp = sign_in_at_idp(http, start.headers["location"], username)
+        assert login.headers["location"].startswith(self.sandbox.idp_url + "/")
+        idp = sign_in_at_idp(http, login.headers["location"], username)
         assert idp.status_code == 302, idp.text
         callback = http.get(idp.headers["location"])
         assert callback.status_code == 302, callback.text
@@ -69,23 +68,38 @@ class WebBot:
 
 
 @pytest.fixture
-def web_bot(
+def make_web_bot(
     servers: LoopThread, sandbox: Sandbox, bot_socket: socket.socket, redis_url: str
-) -> Iterator[WebBot]:
-    """The bot on the socket whose URL the sandbox IdP registered as redirect URI."""
-    settings = Settings.from_env(
-        {
-            **sandbox.env(),
-            "QBOT_REDIS_URL": redis_url,
-            "QBOT_TOKEN_KEYS": Fernet.generate_key().decode(),
-            "QBOT_PUBLIC_URL": url_of(bot_socket),
-        }
-    )
-    app = build_app(settings)
-    served = Served(app, bot_socket)
-    servers.run(served.start())
-    running = WebBot(served.url, app[GRAPH], sandbox, servers)
-    yield running
-    for client in running.clients:
-        client.close()
-    servers.run(served.stop())
+) -> Iterator[Callable[..., WebBot]]:
+    """Start the bot (once per test) with extra QBOT_* settings, on the socket whose URL the sandbox IdP
+    registered as redirect URI."""
+    started: list[tuple[Served, WebBot]] = []
+
+    def make(**env: str) -> WebBot:
+        assert not started, "one bot per test: the IdP knows one redirect URI"
+        settings = Settings.from_env(
+            {
+                **sandbox.env(),
+                "QBOT_REDIS_URL": redis_url,
+                "QBOT_TOKEN_KEYS": Fernet.generate_key().decode(),
+                "QBOT_PUBLIC_URL": url_of(bot_socket),
+                **env,
+            }
+        )
+        app = build_app(settings)
+        served = Served(app, bot_socket)
+        servers.run(served.start())
+        running = WebBot(served.url, app[GRAPH], sandbox, servers)
+        started.append((served, running))
+        return running
+
+    yield make
+    for served, running in started:
+        for client in running.clients:
+            client.close()
+        servers.run(served.stop())
+
+
+@pytest.fixture
+def web_bot(make_web_bot: Callable[..., WebBot]) -> WebBot:
+    return make_web_bot()
