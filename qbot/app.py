@@ -9,12 +9,14 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import httpx
 from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from bot.adapter_memory import AdapterMemory
+from bot.attachments import DownloadBudget
 from bot.auth_routes import auth_routes
 from bot.broker import CredentialBroker
 from bot.cipher import TokenCipher
@@ -57,12 +59,13 @@ class BotGraph:
 GRAPH = web.AppKey("graph", BotGraph)
 
 
-def default_adapters() -> list[AdapterFactory]:
+def default_adapters(downloads: DownloadBudget) -> list[AdapterFactory]:
+    """Every platform's adapter; the chat adapters share one file-download budget (QBOT_FILE_BUDGET_MB)."""
     from adapters.slack.app import slack_adapter
     from adapters.teams.adapter import teams_adapter
     from adapters.web.console import web_console
 
-    return [web_console, teams_adapter, slack_adapter]
+    return [web_console, partial(teams_adapter, downloads=downloads), partial(slack_adapter, downloads=downloads)]
 
 
 def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) -> web.Application:
@@ -118,7 +121,8 @@ def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) 
     app.add_routes(health_routes(redis, metrics))
     app.add_routes(auth_routes(core))
     built: list[Adapter] = []
-    for factory in adapters if adapters is not None else default_adapters():
+    downloads = DownloadBudget.from_env(settings.extra)
+    for factory in adapters if adapters is not None else default_adapters(downloads):
         adapter = factory(core, settings)
         if adapter is not None:
             app.add_routes(adapter.routes())

@@ -1,9 +1,9 @@
 """The Slack adapter: slack-bolt's AsyncApp on the bot's one aiohttp server, or over Socket Mode.
 
-HTTP mode serves `POST /slack/events` (events, slash commands and interactivity on one URL) through Bolt's
-own aiohttp translation; Bolt verifies each request's v0 signature and timestamp first, so a missing, bad or
-stale signature is a 401 before anything else happens. Socket Mode (`QBOT_SLACK_APP_TOKEN`) feeds the same
-listeners from Slack's websocket and serves no route.
+HTTP mode serves `POST /slack/events` (events, slash commands and interactivity on one URL): each request's v0
+signature and timestamp are verified over the raw body before anything parses it (`SlackSignature`), so a
+missing, bad or stale signature is a 401 before anything else happens; Bolt then parses and dispatches.
+Socket Mode (`QBOT_SLACK_APP_TOKEN`) feeds the same listeners from Slack's websocket and serves no route.
 
 Every listener acknowledges at once and leaves the work (ChatSync, downloads, Web API calls) to a task the
 adapter keeps a reference to, so Slack's 3-second deadline never depends on Q; at most `QBOT_Q_MAX_CONCURRENCY`
@@ -21,10 +21,11 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -39,6 +40,8 @@ from adapters.slack.questions import Questions
 from adapters.slack.render import FEEDBACK_DOWN, FEEDBACK_UP, LINK_BUTTON, render_notice, text_message
 from adapters.slack.replies import SlackReplies
 from adapters.slack.settings import SlackSettings
+from adapters.slack.signature import SlackSignature
+from bot.attachments import DownloadBudget
 from bot.config import Settings
 from bot.core import Core
 from bot.errors import QBotError
@@ -65,10 +68,16 @@ BOT_SCOPES = {
 BOT_EVENTS = ("app_mention", "message.im")
 SLASH_COMMANDS = ("/qlink", "/qunlink", "/qstatus", "/qnew")
 
-def slack_adapter(core: Core, settings: Settings) -> SlackAdapter | None:
-    """The adapter factory for `qbot.app`: None when no QBOT_SLACK_* credentials are set."""
+def slack_adapter(
+    core: Core, settings: Settings, downloads: DownloadBudget | None = None
+) -> SlackAdapter | None:
+    """The adapter factory for `qbot.app`: None when no QBOT_SLACK_* credentials are set.
+
+    `downloads` is the process's file budget, shared with the other adapters (one of its own otherwise)."""
     slack = SlackSettings.from_env(settings.extra)
-    return SlackAdapter(core, settings, slack) if slack is not None else None
+    if slack is None:
+        return None
+    return SlackAdapter(core, settings, slack, downloads or DownloadBudget.from_env(settings.extra))
 
 
 def _web_client(slack: SlackSettings, token: str | None) -> AsyncWebClient:
@@ -88,16 +97,18 @@ def _delivery(kind: str, body: dict[str, Any]) -> str | None:
 class SlackAdapter:
     platform = PLATFORM
 
-    def __init__(self, core: Core, settings: Settings, slack: SlackSettings) -> None:
+    def __init__(self, core: Core, settings: Settings, slack: SlackSettings, downloads: DownloadBudget) -> None:
         self.core = core
+        self.downloads = downloads
         self.settings = settings
         self.slack = slack
+        self._signature = SlackSignature(slack.signing_secret) if slack.signing_secret else None
         self.client = _web_client(slack, slack.bot_token)  # the adapter's own calls
         self._bolt_client = _web_client(slack, None)  # Bolt's per-request clients get the token from authorize
         self.replies = SlackReplies(self.client, api_url=slack.api_url)
         self.files = SlackFiles(bot_token=slack.bot_token, api_url=slack.api_url)
         self.commands = SlashCommands(core, self.client, self.replies)
-        self.questions = Questions(core, self.replies, self.files, self.commands, self._http_session)
+        self.questions = Questions(core, self.replies, self.files, self.commands, self._http_session, downloads)
         self.feedback = Feedback(core, self.client, self.replies)
         self._session: aiohttp.ClientSession | None = None
         self._socket: AsyncSocketModeHandler | None = None
@@ -160,8 +171,22 @@ class SlackAdapter:
     # -- transport ------------------------------------------------------------------------------------------
 
     async def events(self, request: web.Request) -> web.Response:
-        """POST /slack/events: Bolt verifies, routes to a listener (which acks at once) and answers Slack."""
-        response = await self.bolt.async_dispatch(await to_bolt_request(request))
+        """POST /slack/events: the signature over the raw body first (401), then Bolt parses (400 if it can't),
+        routes to a listener (which acks at once) and answers Slack."""
+        body = await request.read()
+        if self._signature is None or not self._signature.signed(body, request.headers):
+            log.info("refused a Slack request without a valid signature")
+            return web.Response(status=401, text="invalid signature")
+        try:
+            bolt_request = AsyncBoltRequest(
+                body=body.decode("utf-8"),
+                query=request.query_string,
+                headers=request.headers,  # type: ignore[arg-type]  # (as Bolt's own aiohttp adapter)
+            )
+        except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+            log.warning("refused a signed Slack request whose body Bolt cannot read (%s)", type(exc).__name__)
+            return web.Response(status=400, text="malformed body")
+        response = await self.bolt.async_dispatch(bolt_request)
         return await to_aiohttp_response(response)
 
     def _register(self) -> None:

@@ -17,10 +17,11 @@ from adapters.slack.commands import SlashCommands
 from adapters.slack.events import PLATFORM, Asked
 from adapters.slack.files import NOTHING, SlackFiles
 from adapters.slack.replies import SlackReplies
+from bot.attachments import DownloadBudget
 from bot.commands import parse_command
 from bot.core import Core
 from bot.errors import QBotError
-from bot.model import IncomingMessage, Notice, NoticeKind
+from bot.model import FailedAttachment, IncomingMessage, Notice, NoticeKind, Reply
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +34,14 @@ class Questions:
         files: SlackFiles,
         commands: SlashCommands,
         session: Callable[[], aiohttp.ClientSession],
+        downloads: DownloadBudget,
     ) -> None:
         self.core = core
         self.replies = replies
         self.files = files
         self.commands = commands
         self._session = session
+        self.downloads = downloads
 
     async def first_time(self, asked: Asked) -> bool:
         return await self.core.first_delivery(
@@ -77,22 +80,31 @@ class Questions:
             )
             await self.replies.deliver(place, reply)
             return
-        fetched = NOTHING
+        placeholder: str | None = None
         # Only a linked user sees progress (and has files fetched): an unlinked one gets a private prompt.
-        if await self.core.is_linked(asked.identity):
+        linked = await self.core.is_linked(asked.identity)
+        if linked:
             placeholder = await self.replies.placeholder(place)
             if placeholder is not None:
                 placeholders.append(placeholder)
-            if asked.files:
-                fetched = await self.files.fetch(self._session(), asked.files)
-            if not text.strip() and not fetched.files:
+        reply, skipped = await self._ask(asked, fetch=linked)
+        await self.replies.deliver(place, reply, placeholder, skipped)
+
+    async def _ask(self, asked: Asked, *, fetch: bool) -> tuple[Reply, tuple[FailedAttachment, ...]]:
+        """The core's reply, with the files read under the download budget; their bytes (and the room reserved
+        for them) are let go as soon as the core has answered, before the reply is rendered."""
+        place = asked.place
+        async with self.downloads.turn(asked.identity.key) as allowance:
+            fetched = NOTHING
+            if fetch and asked.files:
+                fetched = await self.files.fetch(self._session(), asked.files, allowance)
+            if fetch and not asked.text.strip() and not fetched.files:
                 nothing = Notice(NoticeKind.INFO, "None of your files could be read, so there was nothing to ask.")
-                await self.replies.deliver(place, nothing, placeholder, fetched.skipped)
-                return
-        reply = await self.core.handle(
-            IncomingMessage(
-                identity=asked.identity, text=text, channel=place.channel, thread=place.thread,
-                message_id=asked.message_ts, files=fetched.files,
+                return nothing, fetched.skipped
+            reply = await self.core.handle(
+                IncomingMessage(
+                    identity=asked.identity, text=asked.text, channel=place.channel, thread=place.thread,
+                    message_id=asked.message_ts, files=fetched.files,
+                )
             )
-        )
-        await self.replies.deliver(place, reply, placeholders[0] if placeholders else None, fetched.skipped)
+            return reply, fetched.skipped

@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.events import Place
+from adapters.slack.origins import SlackOrigins
 from adapters.slack.render import SlackMessage, render_answer, render_notice, thinking
 from bot.model import Answer, FailedAttachment, Notice, Reply
 
@@ -32,7 +32,7 @@ RESPONSE_TIMEOUT = aiohttp.ClientTimeout(total=10, sock_connect=5)
 class SlackReplies:
     def __init__(self, client: AsyncWebClient, *, api_url: str) -> None:
         self.client = client
-        self._api_host = urlsplit(api_url).hostname or ""
+        self._origins = SlackOrigins(api_url)
         self.session: aiohttp.ClientSession | None = None  # the adapter's, set when it starts
 
     # -- the asking message's thread ------------------------------------------------------------------------
@@ -132,8 +132,4 @@ class SlackReplies:
                 log.warning("response_url answered %s: %s", response.status, (await response.text())[:200])
 
     def _is_slack(self, url: str) -> bool:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        if host == self._api_host:
-            return parts.scheme in ("http", "https")
-        return parts.scheme == "https" and (host == "slack.com" or host.endswith(".slack.com"))
+        return self._origins.trusts(url)

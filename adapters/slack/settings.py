@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
+from adapters.slack.origins import is_loopback_host, origin_of
 from bot.errors import ConfigError
 
 DEFAULT_API_URL = "https://slack.com/api/"
@@ -44,8 +44,12 @@ class SlackSettings:
         if app_token and not app_token.startswith("xapp-"):
             raise ConfigError("QBOT_SLACK_APP_TOKEN must be an app-level token (xapp-...) with connections:write")
         api_url = (env.get("QBOT_SLACK_API_URL") or DEFAULT_API_URL).strip()
-        if urlsplit(api_url).scheme not in ("http", "https") or not urlsplit(api_url).netloc:
-            raise ConfigError(f"QBOT_SLACK_API_URL must be an http(s) URL, not {api_url!r}")
+        origin = origin_of(api_url)
+        if origin is None or (origin.scheme != "https" and not is_loopback_host(origin.host)):
+            # The bot token goes with every Web API call: never in clear text beyond this machine.
+            raise ConfigError(
+                f"QBOT_SLACK_API_URL must be an https URL (plain http only on loopback), not {api_url!r}"
+            )
         return cls(
             bot_token=bot_token,
             signing_secret=signing_secret,

@@ -1,7 +1,9 @@
 """`POST /api/messages`: the Teams adapter on the bot's one aiohttp server, through the Microsoft 365 Agents SDK.
 
-Per request: the Bot Framework token is checked here (see `tokens`; 401 on any failure, and other routes are
-untouched), the activity is parsed (400 if it isn't one), then handed to the SDK's CloudAdapter with our
+Per request: the Bot Framework token is checked here before the body is read (see `tokens`; 401 on any
+failure, and other routes are untouched), then the activity is parsed (400 if it isn't one, however malformed),
+the token is bound to its channel and serviceUrl, and with `QBOT_TEAMS_TENANT_ID` its tenant must be that one
+(403 otherwise, also when it names none); then it is handed to the SDK's CloudAdapter with our
 `TeamsAgent`. Invokes (card clicks) run before the HTTP answer, which carries their result. Messages are
 de-duplicated on their activity id across processes and answered 202 at once; the turn (typing, ChatSync,
 the reply through the turn's connector client) runs on after, since Teams gives up on a request after 15 s.
@@ -36,10 +38,11 @@ from pydantic import ValidationError
 
 from adapters.teams.activities import PLATFORM, tenant_of
 from adapters.teams.agent import LINKED, TeamsAgent, text_activity
-from adapters.teams.files import is_loopback_url
+from adapters.teams.files import FileHosts, is_loopback_url
 from adapters.teams.private_chat import PrivateChats
 from adapters.teams.settings import TeamsSettings
-from adapters.teams.tokens import BotFrameworkTokens, TokenRejected
+from adapters.teams.tokens import BotFrameworkTokens, TokenRejected, VerifiedToken
+from bot.attachments import DownloadBudget
 from bot.config import Settings
 from bot.core import Core
 from bot.errors import QBotError
@@ -51,8 +54,12 @@ STOP_GRACE_SECONDS = 10.0
 MULTI_TENANT = "botframework.com"  # the MSAL authority of a (legacy) multi-tenant bot registration
 
 
-def teams_adapter(core: Core, settings: Settings) -> TeamsAdapter | None:
-    """The adapter factory for `qbot.app`: None (Teams off) unless credentials or anonymous mode are set."""
+def teams_adapter(
+    core: Core, settings: Settings, downloads: DownloadBudget | None = None
+) -> TeamsAdapter | None:
+    """The adapter factory for `qbot.app`: None (Teams off) unless credentials or anonymous mode are set.
+
+    `downloads` is the process's file budget, shared with the other adapters (one of its own otherwise)."""
     teams = TeamsSettings.from_settings(settings)
     if not teams.enabled:
         if teams.app_id:
@@ -71,7 +78,7 @@ def teams_adapter(core: Core, settings: Settings) -> TeamsAdapter | None:
             "Teams replies go out WITHOUT credentials (QBOT_TEAMS_ALLOW_ANONYMOUS=true, no QBOT_TEAMS_APP_PASSWORD): "
             "only a local Bot Framework stand-in accepts them. Incoming tokens are still checked."
         )
-    return TeamsAdapter(core, teams)
+    return TeamsAdapter(core, teams, downloads or DownloadBudget.from_env(settings.extra))
 
 
 class _NoAppIdWarning(logging.Filter):
@@ -126,9 +133,10 @@ def _refusal(status: int, message: str) -> web.Response:
 class TeamsAdapter:
     platform = PLATFORM
 
-    def __init__(self, core: Core, teams: TeamsSettings) -> None:
+    def __init__(self, core: Core, teams: TeamsSettings, downloads: DownloadBudget) -> None:
         self.core = core
         self.teams = teams
+        self.downloads = downloads
         self.tokens = BotFrameworkTokens(teams.app_id, teams.openid_metadata_url) if teams.checks_tokens else None
         if teams.signs_replies:
             connections: Any = MsalConnectionManager(
@@ -149,7 +157,12 @@ class TeamsAdapter:
         self._clients = RestChannelServiceClientFactory(connections)
         self.cloud = CloudAdapter(channel_service_client_factory=self._clients)
         self.cloud.on_turn_error = self._on_turn_error
-        self.agent = TeamsAgent(core, http=self._files_http)
+        self.agent = TeamsAgent(
+            core,
+            http=self._files_http,
+            downloads=downloads,
+            file_hosts=FileHosts(teams.file_hosts, development=teams.allow_anonymous),
+        )
         self._turns: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
         core.on_linked(PLATFORM, self._confirm_link)
@@ -182,22 +195,25 @@ class TeamsAdapter:
     # -- the route ----------------------------------------------------------------------------------
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
-        authorization = request.headers.get("Authorization")
-        if self.tokens is not None and not authorization:
-            return _refusal(401, "missing Bot Framework token")
+        token: VerifiedToken | None = None
+        if self.tokens is not None:  # authenticate before reading a byte of the body
+            try:
+                token = await self.tokens.authenticate(request.headers.get("Authorization"))
+            except TokenRejected as exc:
+                log.info("refused a Teams request: %s", exc.reason)
+                return _refusal(401, "invalid Bot Framework token")
         try:
-            body = json.loads(await request.text())
-            activity = Activity.model_validate(body)
-        except (ValueError, TypeError, ValidationError):
+            activity = Activity.model_validate(json.loads(await request.text()))
+        except (ValueError, TypeError, ValidationError, RecursionError):  # RecursionError: absurdly deep JSON
             return _refusal(400, "the body is not a Bot Framework activity")
         if not activity.type or activity.conversation is None or not activity.conversation.id:
             return _refusal(400, "the activity needs a type and a conversation id")
         if not activity.service_url:
             return _refusal(400, "the activity needs a serviceUrl")
-        if self.tokens is not None:
+        if self.tokens is not None and token is not None:
             try:
-                claims = await self.tokens.verify(
-                    authorization, channel_id=str(activity.channel_id or ""), service_url=activity.service_url
+                claims = self.tokens.bind(
+                    token, channel_id=str(activity.channel_id or ""), service_url=activity.service_url
                 )
             except TokenRejected as exc:
                 log.info("refused a Teams request: %s", exc.reason)
@@ -208,8 +224,9 @@ class TeamsAdapter:
                 return _refusal(403, "anonymous mode answers only loopback serviceUrls")
             identity = None
         tenant = tenant_of(activity)
-        if self.teams.tenant_id and tenant and tenant.lower() != self.teams.tenant_id.lower():
-            log.warning("refused an activity from tenant %s", tenant)
+        if self.teams.tenant_id and (not tenant or tenant.lower() != self.teams.tenant_id.lower()):
+            # A single-tenant bot: an activity that names no tenant is no more its tenant's than another's.
+            log.warning("refused an activity from tenant %s", tenant or "(none)")
             return _refusal(403, "this bot serves another tenant")
         identity = identity or ClaimsIdentity({}, authentication_type="anonymous")
 

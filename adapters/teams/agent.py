@@ -38,13 +38,14 @@ from adapters.teams.cards import (
     thanked,
     without_actions,
 )
-from adapters.teams.files import fetch_files
+from adapters.teams.files import FileHosts, fetch_files
 from adapters.teams.private_chat import PrivateChats
 from adapters.teams.roster import profile_email
+from bot.attachments import DownloadBudget
 from bot.commands import HELP_TEXT, Command, parse_command
 from bot.core import Core
 from bot.errors import ProfileEmailUnknown, QBotError
-from bot.model import Answer, ChatFile, FailedAttachment, IncomingMessage, Notice, NoticeKind
+from bot.model import Answer, ChatFile, FailedAttachment, IncomingMessage, Notice, NoticeKind, Reply
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +105,19 @@ async def typing(context: TurnContext) -> AsyncIterator[None]:
 
 
 class TeamsAgent(ActivityHandler):
-    def __init__(self, core: Core, *, http: Callable[[], aiohttp.ClientSession]) -> None:
+    def __init__(
+        self,
+        core: Core,
+        *,
+        http: Callable[[], aiohttp.ClientSession],
+        downloads: DownloadBudget,
+        file_hosts: FileHosts,
+    ) -> None:
         self.core = core
         self.chats = PrivateChats(core)
         self._http = http
+        self.downloads = downloads
+        self.file_hosts = file_hosts
 
     # -- messages -----------------------------------------------------------------------------------
 
@@ -121,14 +131,26 @@ class TeamsAgent(ActivityHandler):
             await self._send_link(turn_context, message)
             return
         async with typing(turn_context):
+            reply, notes = await self._ask(message, fetch=command is None)
+        if reply is None:  # only unreadable files: say why rather than answer nothing
+            await turn_context.send_activity(text_activity("\n".join(f"{n.name}: {n.error}" for n in notes)))
+            return
+        if isinstance(reply, Answer):
+            await self._send_answer(turn_context, message, reply, notes)
+        else:
+            await self._send_notice(turn_context, message, reply)
+
+    async def _ask(self, message: TeamsMessage, *, fetch: bool) -> tuple[Reply | None, tuple[FailedAttachment, ...]]:
+        """The core's reply (None: nothing to ask), with the files read under the download budget; their bytes
+        (and the room reserved for them) are let go as soon as the core has answered."""
+        async with self.downloads.turn(message.identity.key) as allowance:
             files: tuple[ChatFile, ...] = ()
             notes: tuple[FailedAttachment, ...] = message.unreadable_files
-            if command is None and message.files:
-                files, fetched_notes = await fetch_files(self._http(), message.files)
+            if fetch and message.files:
+                files, fetched_notes = await fetch_files(self._http(), message.files, self.file_hosts, allowance)
                 notes += fetched_notes
-            if not message.text and not files:  # only unreadable files: say why rather than answer nothing
-                await turn_context.send_activity(text_activity("\n".join(f"{n.name}: {n.error}" for n in notes)))
-                return
+            if not message.text and not files:
+                return None, notes
             reply = await self.core.handle(
                 IncomingMessage(
                     identity=message.identity,
@@ -139,10 +161,7 @@ class TeamsAgent(ActivityHandler):
                     files=files,
                 )
             )
-        if isinstance(reply, Answer):
-            await self._send_answer(turn_context, message, reply, notes)
-        else:
-            await self._send_notice(turn_context, message, reply)
+            return reply, notes
 
     async def _send_answer(
         self, context: TurnContext, message: TeamsMessage, answer: Answer, notes: tuple[FailedAttachment, ...]

@@ -1,8 +1,11 @@
-"""Fetching the files a user attaches in personal chat, under the core's attachment policy.
+"""Fetching the files a user attaches in personal chat, under the core's attachment policy and download budget.
 
-Teams hands the bot a short-lived, pre-authorised `downloadUrl` per file (no bot token is sent with it). Only
-https URLs are fetched (plain http only on loopback, for local stand-ins), never following redirects, and a
-download stops as soon as it passes the size cap: Teams does not say a file's size up front.
+Teams hands the bot a short-lived, pre-authorised `downloadUrl` per file (no bot token is sent with it). The URL
+comes inside the activity, so it is fetched only from Microsoft's file hosts (`FileHosts`: https on port 443 to
+a host on `QBOT_TEAMS_FILE_HOSTS`, by default `*.sharepoint.com`, where Teams keeps chat files); plain http
+and loopback addresses only in anonymous development mode (`QBOT_TEAMS_ALLOW_ANONYMOUS`, for local stand-ins).
+Redirects are never followed. Teams does not say a file's size up front, so each file's room in the budget is
+the per-file maximum until it has been read, and a download stops as soon as it passes the size cap.
 """
 
 from __future__ import annotations
@@ -12,17 +15,30 @@ import ipaddress
 import logging
 import mimetypes
 from collections.abc import Sequence
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from adapters.teams.activities import FileOffer
-from bot.attachments import MAX_FILE_BYTES, MAX_FILES, file_problem, too_large, too_many
+from bot.attachments import MAX_FILE_BYTES, MAX_FILES, FileAllowance, file_problem, too_large, too_many
+from bot.errors import ConfigError
 from bot.model import ChatFile, FailedAttachment
 
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 64 * 1024
+DEFAULT_FILE_HOSTS = ("*.sharepoint.com",)
+NOT_FROM_MICROSOFT = "not read: its download link doesn't point to Microsoft's file storage."
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def is_loopback_url(url: str) -> bool:
@@ -31,53 +47,93 @@ def is_loopback_url(url: str) -> bool:
         parts = urlsplit(url)
     except ValueError:
         return False
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return False
-    if parts.hostname == "localhost":
-        return True
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and _is_loopback_host(parts.hostname or "")
+
+
+def parse_file_hosts(raw: str | None) -> tuple[str, ...]:
+    """`QBOT_TEAMS_FILE_HOSTS`: comma-separated host names, `*.` for any subdomain; empty means the default."""
+    hosts = tuple(h.strip().lower() for h in (raw or "").split(",") if h.strip())
+    for host in hosts:
+        name = host.removeprefix("*.")
+        if not name or "*" in name or "/" in name or ":" in name or "." not in name:
+            raise ConfigError(
+                f"QBOT_TEAMS_FILE_HOSTS: {host!r} is not a host name (e.g. contoso-my.sharepoint.com or "
+                "*.sharepoint.com)"
+            )
+    return hosts or DEFAULT_FILE_HOSTS
+
+
+@dataclass(frozen=True)
+class FileHosts:
+    """Where a downloadUrl may point. `development` (anonymous mode) also allows http and loopback."""
+
+    patterns: tuple[str, ...] = DEFAULT_FILE_HOSTS
+    development: bool = False
+
+    def allows(self, url: str) -> bool:
+        try:
+            parts = urlsplit(url)
+            host = (parts.hostname or "").lower()
+            port = parts.port
+        except ValueError:
+            return False
+        if not host or parts.scheme not in ("http", "https"):
+            return False
+        if self.development and _is_loopback_host(host):
+            return True
+        if parts.scheme != "https" and not self.development:
+            return False
+        if port not in (None, 443):
+            return False
+        return any(host.endswith(p[1:]) if p.startswith("*.") else host == p for p in self.patterns)
+
+
+async def _download(
+    http: aiohttp.ClientSession, offer: FileOffer, hosts: FileHosts, allowance: FileAllowance
+) -> ChatFile | FailedAttachment:
+    """Read one file within the room reserved for it (the per-file maximum); the rest goes back at once."""
+    kept = 0
     try:
-        return ipaddress.ip_address(parts.hostname).is_loopback
-    except ValueError:
-        return False
-
-
-def _fetchable(url: str) -> bool:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return False
-    return (parts.scheme == "https" and bool(parts.hostname)) or is_loopback_url(url)
-
-
-async def _download(http: aiohttp.ClientSession, offer: FileOffer) -> ChatFile | FailedAttachment:
-    problem = file_problem(offer.name)
-    if problem:
-        return FailedAttachment(offer.name, f"not read: {problem}")
-    if not _fetchable(offer.download_url):
-        return FailedAttachment(offer.name, "not read: Teams gave no secure download link for it.")
-    try:
+        if not hosts.allows(offer.download_url):
+            log.warning("refused a Teams file download outside the allowed file hosts")
+            return FailedAttachment(offer.name, NOT_FROM_MICROSOFT)
         async with http.get(offer.download_url, allow_redirects=False) as response:
             if response.status != 200:
                 log.warning("file download answered HTTP %s", response.status)
                 return FailedAttachment(offer.name, f"not read: the download failed (HTTP {response.status}).")
-            data = bytearray()
+            chunks: list[bytes] = []
+            size = 0
             async for chunk in response.content.iter_chunked(CHUNK_BYTES):
-                data.extend(chunk)
-                if len(data) > MAX_FILE_BYTES:
+                size += len(chunk)
+                if size > MAX_FILE_BYTES:
                     return FailedAttachment(offer.name, f"not read: {too_large()}")
+                chunks.append(chunk)
+        kept = size
+        mime_type = mimetypes.guess_type(offer.name)[0] or "application/octet-stream"
+        return ChatFile(offer.name, b"".join(chunks), mime_type)
     except (TimeoutError, aiohttp.ClientError) as exc:
         log.warning("file download failed: %s", type(exc).__name__)
         return FailedAttachment(offer.name, "not read: the download failed. Try sending it again.")
-    mime_type = mimetypes.guess_type(offer.name)[0] or "application/octet-stream"
-    return ChatFile(offer.name, bytes(data), mime_type)
+    finally:
+        allowance.give_back(MAX_FILE_BYTES - kept)
 
 
 async def fetch_files(
-    http: aiohttp.ClientSession, offers: Sequence[FileOffer]
+    http: aiohttp.ClientSession, offers: Sequence[FileOffer], hosts: FileHosts, allowance: FileAllowance
 ) -> tuple[tuple[ChatFile, ...], tuple[FailedAttachment, ...]]:
     """The files to send to Q, and a note for each file left out (and why)."""
-    results = await asyncio.gather(*(_download(http, offer) for offer in offers[:MAX_FILES]))
+    notes: list[FailedAttachment] = []
+    wanted: list[FileOffer] = []
+    for offer in offers[:MAX_FILES]:
+        problem = file_problem(offer.name)
+        if problem:
+            notes.append(FailedAttachment(offer.name, f"not read: {problem}"))
+        else:
+            wanted.append(offer)
+    admitted = await allowance.reserve([MAX_FILE_BYTES] * len(wanted))
+    notes.extend(admitted.notes([offer.name for offer in wanted]))
+    results = await asyncio.gather(*(_download(http, o, hosts, allowance) for o in wanted[: admitted.count]))
     files = tuple(r for r in results if isinstance(r, ChatFile))
-    notes = [r for r in results if isinstance(r, FailedAttachment)]
+    notes.extend(r for r in results if isinstance(r, FailedAttachment))
     notes.extend(too_many(offer.name) for offer in offers[MAX_FILES:])
     return files, tuple(notes)

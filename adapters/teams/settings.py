@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from adapters.teams.files import DEFAULT_FILE_HOSTS, parse_file_hosts
 from bot.config import Settings
 from bot.errors import ConfigError
 
@@ -35,6 +36,7 @@ class TeamsSettings:
     tenant_id: str = ""
     allow_anonymous: bool = False
     openid_metadata_url: str = DEFAULT_OPENID_METADATA_URL
+    file_hosts: tuple[str, ...] = DEFAULT_FILE_HOSTS  # where attached files' downloadUrls may point
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TeamsSettings:
@@ -45,6 +47,7 @@ class TeamsSettings:
             tenant_id=(env.get("QBOT_TEAMS_TENANT_ID") or "").strip(),
             allow_anonymous=_flag(env.get("QBOT_TEAMS_ALLOW_ANONYMOUS"), "QBOT_TEAMS_ALLOW_ANONYMOUS"),
             openid_metadata_url=(env.get("QBOT_TEAMS_OPENID_METADATA_URL") or DEFAULT_OPENID_METADATA_URL).strip(),
+            file_hosts=parse_file_hosts(env.get("QBOT_TEAMS_FILE_HOSTS")),
         )
 
     @property

@@ -1,5 +1,9 @@
 """Verification of the Bot Framework token on every activity Teams posts to `/api/messages`.
 
+In two steps, so that nothing of an unauthenticated body is parsed: `authenticate` checks the token alone
+(signature, issuer, audience, lifetime) before the route reads the body; `bind` then checks that the token was
+issued for the activity's channel and serviceUrl.
+
 Done here rather than by the SDK's middleware, which turns a malformed token into a 500, guards every route
 of the server and does not check the issuer. What is guaranteed for an accepted token:
 - signed (RS256) by a key published at the configured OpenID metadata's `jwks_uri`, and, where the key lists
@@ -48,6 +52,14 @@ class _Key:
     endorsements: tuple[str, ...] | None
 
 
+@dataclass(frozen=True)
+class VerifiedToken:
+    """A token whose signature, issuer, audience and lifetime are checked; not yet bound to an activity."""
+
+    claims: dict[str, Any]
+    endorsements: tuple[str, ...] | None
+
+
 def _same_url(a: str, b: str) -> bool:
     return a.rstrip("/").lower() == b.rstrip("/").lower()
 
@@ -69,6 +81,10 @@ class BotFrameworkTokens:
 
     async def verify(self, authorization: str | None, *, channel_id: str, service_url: str) -> dict[str, Any]:
         """The token's claims, if `authorization` is a valid Bearer token for this app and activity."""
+        return self.bind(await self.authenticate(authorization), channel_id=channel_id, service_url=service_url)
+
+    async def authenticate(self, authorization: str | None) -> VerifiedToken:
+        """Step one, before the body is even parsed: a Bearer token signed by Bot Framework for this app."""
         scheme, _, token = (authorization or "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -83,8 +99,6 @@ class BotFrameworkTokens:
         if not isinstance(kid, str) or not kid:
             raise TokenRejected("token names no signing key")
         key = await self._key(kid)
-        if key.endorsements is not None and channel_id not in key.endorsements:
-            raise TokenRejected(f"signing key is not endorsed for channel {channel_id!r}")
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -97,10 +111,17 @@ class BotFrameworkTokens:
             )
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise TokenRejected(f"invalid token: {type(exc).__name__}") from None
-        claimed_url = claims.get("serviceurl")
+        return VerifiedToken(claims, key.endorsements)
+
+    @staticmethod
+    def bind(token: VerifiedToken, *, channel_id: str, service_url: str) -> dict[str, Any]:
+        """Step two, once the activity is read: the token was issued for its channel and its serviceUrl."""
+        if token.endorsements is not None and channel_id not in token.endorsements:
+            raise TokenRejected(f"signing key is not endorsed for channel {channel_id!r}")
+        claimed_url = token.claims.get("serviceurl")
         if not isinstance(claimed_url, str) or not _same_url(claimed_url, service_url):
             raise TokenRejected("token's serviceurl does not match the activity's")
-        return claims
+        return token.claims
 
     async def _key(self, kid: str) -> _Key:
         if self._refresh_due(kid):

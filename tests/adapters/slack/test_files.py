@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import aiohttp
+import pytest
 
-from adapters.slack.files import SlackFiles
+from adapters.slack.files import Fetched, SlackFiles
 from adapters.slack.replies import SlackReplies
-from bot.attachments import MAX_FILE_BYTES
-from tests.adapters.slack.fake_slack import BOT_TOKEN, FakeSlack
+from adapters.slack.settings import SlackSettings
+from bot.attachments import MAX_FILE_BYTES, DownloadBudget
+from bot.errors import ConfigError
+from tests.adapters.slack.fake_slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack
 
 
 def _files(fake: FakeSlack) -> SlackFiles:
     return SlackFiles(bot_token=BOT_TOKEN, api_url=fake.api_url())
+
+
+async def _fetch(files: SlackFiles, shared: list[dict[str, object]]) -> Fetched:
+    budget = DownloadBudget(100 * MAX_FILE_BYTES, 100 * MAX_FILE_BYTES, 1)
+    async with aiohttp.ClientSession() as session, budget.turn("U1") as allowance:
+        return await files.fetch(session, shared, allowance)
 
 
 def test_the_bot_token_is_only_sent_to_slack() -> None:
@@ -25,6 +34,31 @@ def test_the_bot_token_is_only_sent_to_slack() -> None:
     assert not replies._is_slack("https://hooks.slack.com.evil.example/commands")
 
 
+def test_the_configured_api_origin_is_compared_by_scheme_host_and_port() -> None:
+    """The fake Slack of the tests is the configured Web API: only its exact origin may have the token."""
+    files = SlackFiles(bot_token=BOT_TOKEN, api_url="http://127.0.0.1:4567/api/")
+    replies = SlackReplies(None, api_url="http://127.0.0.1:4567/api/")  # type: ignore[arg-type]
+    for trusts in (files.may_carry_token, replies._is_slack):
+        assert trusts("http://127.0.0.1:4567/files-pri/T1-F1/download/a.txt")
+        assert not trusts("http://127.0.0.1:80/files-pri/T1-F1/download/a.txt")  # another port, same host
+        assert not trusts("http://127.0.0.1/files-pri/T1-F1/download/a.txt")
+        assert not trusts("https://127.0.0.1:4567/files-pri/T1-F1/download/a.txt")  # another scheme
+        assert not trusts("http://127.0.0.1:notaport/a.txt")
+    slack = SlackSettings(bot_token=BOT_TOKEN)
+    files = SlackFiles(bot_token=BOT_TOKEN, api_url=slack.api_url)
+    assert files.may_carry_token("https://files.slack.com:443/files-pri/T1-F1/download/a.txt")
+    assert not files.may_carry_token("https://files.slack.com:8443/files-pri/T1-F1/download/a.txt")
+    assert not files.may_carry_token("http://slack.com/api/files.info")  # the API's host, but in clear text
+
+
+def test_a_web_api_url_in_clear_text_is_refused_beyond_loopback() -> None:
+    env = {"QBOT_SLACK_BOT_TOKEN": BOT_TOKEN, "QBOT_SLACK_SIGNING_SECRET": SIGNING_SECRET}
+    with pytest.raises(ConfigError, match="https"):
+        SlackSettings.from_env({**env, "QBOT_SLACK_API_URL": "http://slack.example.com/api/"})
+    local = SlackSettings.from_env({**env, "QBOT_SLACK_API_URL": "http://127.0.0.1:4567/api"})
+    assert local is not None and local.api_url == "http://127.0.0.1:4567/api/"
+
+
 async def test_downloads_are_capped_while_reading_and_failures_are_explained(fake_slack: FakeSlack) -> None:
     small = fake_slack.add_file("F1", "a.txt", b"hello")
     liar = fake_slack.add_file("F2", "big.csv", b"x" * (MAX_FILE_BYTES + 1))
@@ -33,8 +67,7 @@ async def test_downloads_are_capped_while_reading_and_failures_are_explained(fak
     del fake_slack.files["F3"]
     elsewhere = {**fake_slack.add_file("F4", "b.txt", b"x"), "url_private_download": "https://evil.example/b.txt"}
     many = [fake_slack.add_file(f"M{n}", f"m{n}.txt", b"m") for n in range(5)]
-    async with aiohttp.ClientSession() as session:
-        fetched = await _files(fake_slack).fetch(session, [small, liar, missing, elsewhere, *many])
+    fetched = await _fetch(_files(fake_slack), [small, liar, missing, elsewhere, *many])
     assert [f.name for f in fetched.files] == ["a.txt", "m0.txt"] and fetched.files[0].data == b"hello"
     reasons = {f.name: f.error for f in fetched.skipped}
     assert "10 MB" in reasons["big.csv"]
@@ -47,6 +80,5 @@ async def test_downloads_are_capped_while_reading_and_failures_are_explained(fak
 
 async def test_a_download_slack_refuses_is_explained(fake_slack: FakeSlack) -> None:
     shared = fake_slack.add_file("F1", "a.pdf", b"%PDF", "application/pdf")
-    async with aiohttp.ClientSession() as session:
-        fetched = await SlackFiles(bot_token="xoxb-wrong", api_url=fake_slack.api_url()).fetch(session, [shared])
+    fetched = await _fetch(SlackFiles(bot_token="xoxb-wrong", api_url=fake_slack.api_url()), [shared])
     assert fetched.files == () and "files:read" in fetched.skipped[0].error

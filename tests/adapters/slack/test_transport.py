@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 import urllib.parse
 from typing import Any
@@ -59,6 +60,37 @@ def test_unsigned_badly_signed_and_stale_requests_get_401_and_nothing_happens(sl
     time.sleep(0.2)
     assert web_api_calls(slack) == []
     assert slack.run(slack.graph.core.deliveries.first("slack", "event:Ev1"))  # not even de-duplicated
+
+
+def test_garbage_is_refused_before_parsing_and_never_an_error(
+    slack: SlackBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The signature is checked over the raw body first: unsigned garbage is a 401 without being parsed (a
+    deeply nested body used to be a 500 with a traceback), a signed body that isn't JSON or a form is a 400."""
+    deep = "[" * 100_000 + "]" * 100_000
+    deep_form = urllib.parse.urlencode({"payload": deep})
+    now = str(int(time.time()))
+    caplog.set_level("INFO")
+    unsigned = {
+        "deep JSON": (deep, {"Content-Type": "application/json", "Authorization": "Bearer x"}),
+        "deep form payload": (deep_form, {"Content-Type": "application/x-www-form-urlencoded"}),
+        "timestamp not a number": (deep, {"Content-Type": "application/json", "X-Slack-Request-Timestamp": "soon",
+                                          "X-Slack-Signature": signature(SIGNING_SECRET, "soon", deep)}),
+        "timestamp with a fraction": ("{}", {"Content-Type": "application/json",
+                                             "X-Slack-Request-Timestamp": f"{now}.0",
+                                             "X-Slack-Signature": signature(SIGNING_SECRET, f"{now}.0", "{}")}),
+        "not UTF-8": (b"\xff\xfe{}", {"Content-Type": "application/json", "X-Slack-Request-Timestamp": now,
+                                       "X-Slack-Signature": "v0=" + "0" * 64}),
+    }
+    for name, (body, headers) in unsigned.items():
+        response = slack.http.post("/slack/events", content=body, headers=headers)
+        assert response.status_code == 401, name
+    for body, content_type in ((deep, "application/json"), (deep_form, "application/x-www-form-urlencoded"),
+                               ("not json", "application/json")):
+        assert slack.post(body, content_type).status_code == 400, body[:20]
+    time.sleep(0.2)
+    assert web_api_calls(slack) == []
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
 
 
 def test_url_verification_and_unknown_events_are_acknowledged(slack: SlackBot) -> None:

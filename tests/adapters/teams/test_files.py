@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.attachments import MAX_FILE_BYTES, MAX_FILES
+import aiohttp
+import pytest
+from aiohttp import web
+
+from adapters.teams.activities import FileOffer
+from adapters.teams.files import NOT_FROM_MICROSOFT, FileHosts, fetch_files
+from adapters.teams.settings import TeamsSettings
+from bot.attachments import MAX_FILE_BYTES, MAX_FILES, DownloadBudget
+from bot.config import Settings
+from bot.errors import ConfigError
+from sandbox.serving import Served, bind
 from tests.adapters.teams.conftest import ALICE, TeamsBot, questions_seen_by_q
 
 FILE_INFO = "application/vnd.microsoft.teams.file.download.info"
@@ -74,3 +84,68 @@ def test_files_in_channels_are_not_read(teams: TeamsBot) -> None:
     )
     assert "plan.docx" in _notes(answer.cards[-1]) and "private chat" in _notes(answer.cards[-1])
     assert not [c for c in teams.bf.calls if c.kind == "file"]
+
+
+def test_a_download_link_outside_microsofts_file_hosts_is_not_fetched(teams: TeamsBot) -> None:
+    teams.linked(ALICE)
+    teams.bf.files["plan.txt"] = b"The Zephyr budget is 42 thousand euros."
+    elsewhere = {**_file(teams, "notes.txt"), "content": {"downloadUrl": "https://files.evil.example/notes.txt"}}
+    answer = teams.answer(
+        teams.message(ALICE, "What is the Zephyr budget?", attachments=[elsewhere, _file(teams, "plan.txt")])
+    )
+    notes = _notes(answer.cards[-1])
+    assert "notes.txt" in notes and "Microsoft's file storage" in notes
+    assert [c.activity_id for c in teams.bf.calls if c.kind == "file"] == ["plan.txt"]
+
+
+async def test_outside_development_mode_only_https_microsoft_hosts_are_fetched() -> None:
+    """The review made the bot fetch a loopback admin page and quote its secret: a bot that checks tokens
+    (not anonymous) fetches downloadUrls only over https from the allowed hosts; the user is told why not."""
+    fetched: list[str] = []
+
+    async def admin(request: web.Request) -> web.Response:
+        fetched.append(request.path)
+        return web.Response(text="ADMIN_SECRET=hunter2")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", admin)
+    admin_page = Served(app, bind("127.0.0.1", 0))
+    await admin_page.start()
+    production = FileHosts(TeamsSettings.from_settings(Settings.from_env({})).file_hosts)
+    try:
+        offers = [
+            FileOffer("admin.txt", f"{admin_page.url}/admin.txt"),
+            FileOffer("localhost.txt", admin_page.url.replace("127.0.0.1", "localhost") + "/x.txt"),
+        ]
+        budget = DownloadBudget(MAX_FILES * MAX_FILE_BYTES, MAX_FILES * MAX_FILE_BYTES, 1)
+        async with aiohttp.ClientSession() as http, budget.turn("teams:t:alice") as allowance:
+            files, notes = await fetch_files(http, offers, production, allowance)
+        assert files == ()
+        assert {n.name: n.error for n in notes} == {o.name: NOT_FROM_MICROSOFT for o in offers}
+        assert fetched == []
+        async with aiohttp.ClientSession() as http, budget.turn("teams:t:alice") as allowance:
+            files, notes = await fetch_files(http, offers, FileHosts(development=True), allowance)
+        assert [f.data for f in files] == [b"ADMIN_SECRET=hunter2"] * 2  # what anonymous (local) mode allows
+    finally:
+        await admin_page.stop()
+        admin_page.sock.close()
+    assert budget.held == 0
+    assert production.allows("https://contoso-my.sharepoint.com/personal/alice/_layouts/15/download.aspx?x=1")
+    assert production.allows("https://contoso.sharepoint.com:443/sites/x/a.docx")
+    for refused in (
+        "http://contoso-my.sharepoint.com/a.txt",  # not over plain http
+        "https://contoso-my.sharepoint.com:8443/a.txt",
+        "https://sharepoint.com.evil.example/a.txt",
+        "https://evilsharepoint.com/a.txt",
+        "https://graph.microsoft.com/v1.0/me/drive",  # not on the default list
+        "ftp://contoso.sharepoint.com/a.txt",
+        "https://[::1/a.txt",
+    ):
+        assert not production.allows(refused), refused
+    hosts = "files.contoso.com, *.sharepoint.us"
+    custom = TeamsSettings.from_settings(Settings.from_env({"QBOT_TEAMS_FILE_HOSTS": hosts}))
+    assert FileHosts(custom.file_hosts).allows("https://files.contoso.com/a.txt")
+    assert FileHosts(custom.file_hosts).allows("https://x.sharepoint.us/a.txt")
+    assert not FileHosts(custom.file_hosts).allows("https://x.sharepoint.com/a.txt")
+    with pytest.raises(ConfigError):
+        TeamsSettings.from_settings(Settings.from_env({"QBOT_TEAMS_FILE_HOSTS": "https://x.sharepoint.com/"}))

@@ -3,6 +3,7 @@ OpenID metadata on loopback); anything else is a 401 and nothing happens. Other 
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -14,7 +15,7 @@ from adapters.teams.adapter import TeamsAdapter
 from bot.config import Settings
 from qbot.app import GRAPH, build_app
 from tests.adapters.teams.bot_framework import FakeBotFramework, rsa_key
-from tests.adapters.teams.conftest import ALICE, APP_ID, TeamsBot, teams_env
+from tests.adapters.teams.conftest import ALICE, APP_ID, TENANT, TeamsBot, teams_env
 
 
 def test_correctly_signed_activity_is_accepted_and_answered(teams: TeamsBot) -> None:
@@ -76,6 +77,24 @@ def test_malformed_bodies_are_400_never_500(teams: TeamsBot) -> None:
         assert response.status_code == 400, (body, response.status_code, response.text)
 
 
+def test_garbage_with_any_bearer_is_401_before_parsing_and_never_an_error(
+    teams: TeamsBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The token is checked before the body is read: a deeply nested body with a made-up bearer header used to
+    be a 500 with a traceback; with a valid token, the same body is a 400."""
+    url = teams.url + "/api/messages"
+    deep = b"[" * 100_000 + b"]" * 100_000
+    caplog.set_level("INFO")
+    for authorization in ("Bearer x", "Bearer aaa.bbb.ccc", f"Bearer {teams.bf.token(APP_ID, key='rogue')}"):
+        response = teams.http.post(url, content=deep, headers={"Authorization": authorization})
+        assert response.status_code == 401, authorization
+    token = {"Authorization": f"Bearer {teams.bf.token(APP_ID)}"}
+    for body in (deep, b'{"type": "message", "channelData": ' + deep + b"}", b"\xff\xfe"):
+        assert teams.http.post(url, content=body, headers=token).status_code == 400
+    assert teams.bf.calls == []
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
+
+
 def test_other_routes_ignore_teams_auth(teams: TeamsBot) -> None:
     for path in ("/healthz", "/readyz"):
         response = teams.http.get(teams.url + path, headers={"Authorization": "Bearer garbage"})
@@ -86,6 +105,16 @@ def test_other_routes_ignore_teams_auth(teams: TeamsBot) -> None:
 def test_activities_from_another_tenant_are_refused(make_teams: Any, bot_framework: FakeBotFramework) -> None:
     teams = make_teams(**teams_env(bot_framework, QBOT_TEAMS_TENANT_ID="11111111-2222-4333-8444-555555555555"))
     assert teams.post(teams.message(ALICE, "help")).status_code == 403
+
+
+def test_with_a_tenant_set_an_activity_without_one_is_refused(make_teams: Any, bot_framework: FakeBotFramework) -> None:
+    teams = make_teams(**teams_env(bot_framework, QBOT_TEAMS_TENANT_ID=TENANT))
+    anonymous = teams.message(ALICE, "help")
+    del anonymous["channelData"]["tenant"]
+    del anonymous["conversation"]["tenantId"]
+    assert teams.post(anonymous).status_code == 403
+    assert bot_framework.calls == []
+    assert teams.ask(teams.message(ALICE, "help"))[0].conversation_id == ALICE.personal_chat  # its own tenant: fine
 
 
 def test_anonymous_mode_without_app_id_answers_only_loopback(
