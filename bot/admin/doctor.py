@@ -25,7 +25,7 @@ import redis
 from botocore.exceptions import NoCredentialsError
 
 from bot.admin.aws import AWS_ERRORS, AdminAws, describe, error_code
-from bot.admin.policies import path_of_provider_arn, provider_path
+from bot.admin.policies import SESSION_TAG_KEYS, email_patterns, path_of_provider_arn, provider_path
 from bot.cipher import CipherError, TokenCipher
 from bot.config import DEFAULT_SCOPES, Settings, parse_token_keys
 from bot.errors import ConfigError
@@ -67,7 +67,9 @@ class Doctor:
     def run(self) -> Iterator[Check]:
         steps: list[tuple[str, Callable[[], Check]]] = [
             ("configuration", self.configuration),
+            ("email match", self.email_match),
             ("Redis", self.redis),
+            ("Redis memory", self.redis_memory),
             ("token keys", self.token_keys),
             ("IdP discovery", self.idp_discovery),
             ("IdP client", self.idp_client),
@@ -97,6 +99,19 @@ class Doctor:
         except ConfigError as err:
             return Check("configuration", FAIL, str(err), "set the QBOT_* variables it names (README: Configuration)")
         return Check("configuration", OK, "every required QBOT_* setting is present and well-formed")
+
+    def email_match(self) -> Check:
+        """A warning, not a failure: turning the rule off is a deployment's choice (an IdP without emails, say),
+        but whoever makes it must know what it costs."""
+        raw = (self.env.get("QBOT_REQUIRE_EMAIL_MATCH") or "").strip().lower()
+        if raw in ("0", "false", "no", "off"):
+            return Check(
+                "email match", WARN, "QBOT_REQUIRE_EMAIL_MATCH=false: sign-in links become forwardable. Whoever "
+                "opens a link and signs in binds their own IdP account to the chat account that asked for it, which "
+                "then asks Q as them", "unset QBOT_REQUIRE_EMAIL_MATCH (on by default) unless chat profiles carry "
+                "no email; then tell users never to pass a link on",
+            )
+        return Check("email match", OK, "a sign-in must be by the person whose chat profile email asked for the link")
 
     def redis(self) -> Check:
         url = self.env.get("QBOT_REDIS_URL") or ""
@@ -129,6 +144,41 @@ class Doctor:
                 "appendonly yes (or a replicated managed Redis)",
             )
         return Check("Redis", OK, f"{where} answers")
+
+    def redis_memory(self) -> Check:
+        """Linked accounts (`qbot:vault:` keys of chat users) have no TTL: a policy that evicts any key under memory
+        pressure silently unlinks users. volatile-* policies evict only keys with a TTL (login states, cached
+        credentials, web console sessions): those cost a user a new sign-in at most."""
+        if self._redis is None:
+            return Check("Redis memory", SKIP, "needs a reachable Redis")
+        fix = "set maxmemory-policy noeviction (or volatile-lru) and give Redis enough maxmemory"
+        policy, limit = self._memory_policy()
+        if policy is None:
+            return Check("Redis memory", WARN, "the eviction policy cannot be read here (CONFIG and INFO are refused, "
+                         "as on some managed Redis services)", "make sure it is noeviction or volatile-*: " + fix)
+        limited = f", maxmemory {limit} bytes" if limit else ", no maxmemory limit"
+        if policy.startswith("allkeys-"):
+            return Check("Redis memory", FAIL, f"maxmemory-policy {policy} can evict any key, linked accounts "
+                         "included: when memory runs short, users are silently unlinked", fix)
+        if policy == "noeviction" or policy.startswith("volatile-"):
+            evicts = "nothing is evicted" if policy == "noeviction" else "only keys with a TTL can be evicted"
+            return Check("Redis memory", OK, f"maxmemory-policy {policy}{limited}: {evicts}, never a chat link")
+        return Check("Redis memory", WARN, f"unknown maxmemory-policy {policy!r}", fix)
+
+    def _memory_policy(self) -> tuple[str | None, int]:
+        """maxmemory-policy and maxmemory from CONFIG GET, else from INFO memory; (None, 0) when neither answers."""
+        assert self._redis is not None
+        try:
+            config = {_text(k): _text(v) for k, v in self._redis.config_get("maxmemory*").items()}
+            return config["maxmemory-policy"], int(config.get("maxmemory") or 0)
+        except (redis.RedisError, KeyError, ValueError):
+            pass
+        try:
+            memory = self._redis.info("memory")
+        except redis.RedisError:
+            return None, 0
+        policy = memory.get("maxmemory_policy")
+        return (_text(policy) if policy else None), int(memory.get("maxmemory") or 0)
 
     def token_keys(self) -> Check:
         raw = self.env.get("QBOT_TOKEN_KEYS") or ""
@@ -301,12 +351,16 @@ class Doctor:
         if role.get("Arn") and role["Arn"] != role_arn:
             return Check("IAM role", FAIL, f"the role named {name} is {role['Arn']}, not {role_arn}",
                          f"set QBOT_ROLE_ARN={role['Arn']}")
-        problems = self._trust_problems(role.get("AssumeRolePolicyDocument") or {})
+        document = role.get("AssumeRolePolicyDocument") or {}
+        problems = self._trust_problems(document)
         if problems:
-            return Check("IAM role", FAIL, f"its trust policy {'; '.join(problems)}",
+            return Check("IAM role", FAIL, f"its trust policy {'; '.join(sorted(set(problems), key=problems.index))}",
                          "run `qbot admin provision` (or apply manifests/aws/trust-policy.json)")
+        domains = sorted({p for p in email_patterns(document) if p != "*"})
+        emails = f"an Email in {', '.join(domains)}" if domains else "an Email of any domain"
         return Check(
-            "IAM role", OK, f"{name} trusts the IdP for client id {self.client_id!r} and Email-tagged sessions"
+            "IAM role", OK, f"{name} trusts the IdP for client id {self.client_id!r}, in sessions tagged with {emails} "
+            "and nothing else",
         )
 
     def _trust_problems(self, document: dict[str, Any] | str) -> list[str]:
@@ -314,8 +368,9 @@ class Doctor:
         statements = policy.get("Statement") or []
         statements = statements if isinstance(statements, list) else [statements]
         paths = _issuer_paths(self.issuer)
-        assume = tag = False
+        assume = False
         seen: list[str] = []
+        tagging: list[dict[str, Any]] = []  # the conditions of each statement that allows sts:TagSession
         for statement in statements:
             if statement.get("Effect") != "Allow":
                 continue
@@ -334,11 +389,8 @@ class Doctor:
                 ]
                 seen += audiences
                 assume = assume or self.client_id in audiences
-            if "sts:TagSession" in actions:
-                tag = tag or any(
-                    "aws:RequestTag/Email" in (conditions.get(operator) or {})
-                    for operator in ("StringLike", "StringEquals", "Null", "ForAllValues:StringLike")
-                )
+            if {"sts:TagSession", "sts:*", "*"} & set(actions):
+                tagging.append(conditions)
         problems = []
         if not assume and seen:
             problems.append(f"lets the IdP's tokens for audience(s) {sorted(set(seen))} in, not {self.client_id!r}")
@@ -347,8 +399,16 @@ class Doctor:
                 f"does not allow sts:AssumeRoleWithWebIdentity from the IdP {self.issuer} with "
                 f"{(paths or ['<issuer>'])[0]}:aud = {self.client_id!r}"
             )
-        if not tag:
+        if not tagging:
             problems.append("does not allow sts:TagSession with aws:RequestTag/Email present")
+        # Allow statements add up: each one that allows TagSession must hold both conditions.
+        for conditions in tagging:
+            if not any("aws:RequestTag/Email" in (conditions.get(op) or {}) for op in ("StringLike", "StringEquals")):
+                problems.append("allows sts:TagSession without an aws:RequestTag/Email condition")
+            keys = set(_as_list((conditions.get("ForAllValues:StringEquals") or {}).get("aws:TagKeys")))
+            if keys != set(SESSION_TAG_KEYS):
+                allowed = f"aws:TagKeys {sorted(keys)}" if keys else "no ForAllValues:StringEquals aws:TagKeys"
+                problems.append(f"lets sessions carry tags other than {', '.join(SESSION_TAG_KEYS)} ({allowed})")
         return problems
 
     def application(self) -> Check:
@@ -483,6 +543,10 @@ def _json_field(response: httpx.Response, name: str) -> str:
         return ""
     value = document.get(name) if isinstance(document, dict) else None
     return value if isinstance(value, str) else ""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _as_list(value: Any) -> list[Any]:

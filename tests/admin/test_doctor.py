@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -105,14 +105,16 @@ def test_a_correct_configuration_passes_every_check(
 
     assert code == 0, checks
     assert list(checks) == [
-        "configuration", "Redis", "token keys", "IdP discovery", "IdP client", "IdP redirect URI", "IAM role",
-        "Q Business application", "group sync", "Slack", "Teams",
+        "configuration", "email match", "Redis", "Redis memory", "token keys", "IdP discovery", "IdP client",
+        "IdP redirect URI", "IAM role", "Q Business application", "group sync", "Slack", "Teams",
     ]
     statuses = {name: status for name, (status, _) in checks.items()}
     assert all(status == "ok" for name, status in statuses.items() if name != "Redis"), checks
     assert statuses["Redis"] in ("ok", "warn")  # the test Redis persists nothing, and the doctor says so
     assert "qbot in Example Corp" in checks["Slack"][1]
     assert "accepts client id 'qbot'" in checks["IdP client"][1]
+    assert "tagged with an Email of any domain and nothing else" in checks["IAM role"][1]
+    assert "maxmemory-policy noeviction" in checks["Redis memory"][1]
 
 
 def test_unconfigured_platforms_are_skipped_not_failed(
@@ -222,3 +224,158 @@ def test_against_a_stand_in_sts_the_role_is_not_looked_up_in_real_iam(
     code, checks = doctor(capsys)
     assert checks["IAM role"][0] == "skip" and "QBOT_IAM_ENDPOINT_URL" in checks["IAM role"][1]
     assert code == 0, checks
+
+
+def update_trust(iam: Any, policy: dict[str, Any]) -> None:
+    iam.update_assume_role_policy(RoleName=ROLE_ARN.rsplit("/", 1)[1], PolicyDocument=json.dumps(policy))
+
+
+def test_a_trust_policy_without_the_tag_keys_condition_fails(
+    good_env: dict[str, str], iam: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without it, an IdP claim mapping can add any session tag (one a permission elsewhere might trust)."""
+    policy = trust_policy(SANDBOX_PROVIDER, ["qbot"])
+    del policy["Statement"][1]["Condition"]["ForAllValues:StringEquals"]
+    update_trust(iam, policy)
+
+    code, checks = doctor(capsys)
+
+    assert code == 1
+    status, text = checks["IAM role"]
+    assert status == "FAIL" and "lets sessions carry tags other than Email (no ForAllValues:StringEquals" in text
+    assert "run `qbot admin provision`" in text
+
+
+def test_a_trust_policy_allowing_more_tag_keys_fails(
+    good_env: dict[str, str], iam: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = trust_policy(SANDBOX_PROVIDER, ["qbot"])
+    policy["Statement"][1]["Condition"]["ForAllValues:StringEquals"]["aws:TagKeys"] = ["Email", "Department"]
+    update_trust(iam, policy)
+
+    code, checks = doctor(capsys)
+
+    assert code == 1 and "(aws:TagKeys ['Department', 'Email'])" in checks["IAM role"][1]
+
+
+def test_a_second_unconditioned_tag_session_statement_fails(
+    good_env: dict[str, str], iam: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """IAM allows what any Allow statement allows: a loose one next to the strict one undoes it."""
+    policy = trust_policy(SANDBOX_PROVIDER, ["qbot"])
+    policy["Statement"].append({**policy["Statement"][1], "Sid": "Loose", "Condition": {}})
+    update_trust(iam, policy)
+
+    code, checks = doctor(capsys)
+
+    assert code == 1
+    text = checks["IAM role"][1]
+    assert "allows sts:TagSession without an aws:RequestTag/Email condition" in text
+    assert "lets sessions carry tags other than Email" in text
+
+
+def test_the_email_domain_of_the_trust_policy_is_reported(
+    good_env: dict[str, str], iam: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    update_trust(iam, trust_policy(SANDBOX_PROVIDER, ["qbot"], ["example.com"]))
+
+    code, checks = doctor(capsys)
+
+    assert code == 0, checks
+    assert checks["IAM role"] == (
+        "ok", "qbot-sandbox-user trusts the IdP for client id 'qbot', in sessions tagged with an Email in "
+        "*@example.com and nothing else",
+    )
+
+
+def test_turning_the_email_rule_off_warns_that_links_become_forwardable(
+    good_env: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A warning, not a failure: the setting is a deliberate choice the doctor makes sure is an informed one."""
+    monkeypatch.setenv("QBOT_REQUIRE_EMAIL_MATCH", "false")
+
+    code, checks = doctor(capsys)
+
+    assert code == 0, checks
+    status, text = checks["email match"]
+    assert status == "warn" and "sign-in links become forwardable" in text
+    assert "binds their own IdP account to the chat account that asked for it" in text
+
+
+@pytest.fixture
+def memory_policy(redis_url: str) -> Iterator[Callable[[str], None]]:
+    """Sets the test Redis's maxmemory-policy; puts the previous one back (the server is shared)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    previous = client.config_get("maxmemory-policy")["maxmemory-policy"]
+    yield lambda policy: client.config_set("maxmemory-policy", policy)
+    client.config_set("maxmemory-policy", previous)
+    client.close()
+
+
+@pytest.mark.parametrize("policy", ["allkeys-lru", "allkeys-lfu", "allkeys-random"])
+def test_a_memory_policy_that_can_evict_linked_accounts_fails(
+    good_env: dict[str, str], memory_policy: Callable[[str], None], capsys: pytest.CaptureFixture[str], policy: str
+) -> None:
+    memory_policy(policy)
+
+    code, checks = doctor(capsys)
+
+    assert code == 1
+    status, text = checks["Redis memory"]
+    assert status == "FAIL" and f"maxmemory-policy {policy} can evict any key, linked accounts included" in text
+    assert text.endswith("-> fix: set maxmemory-policy noeviction (or volatile-lru) and give Redis enough maxmemory")
+
+
+@pytest.mark.parametrize("policy", ["volatile-lru", "volatile-ttl", "noeviction"])
+def test_memory_policies_that_spare_keys_without_a_ttl_pass(
+    good_env: dict[str, str], memory_policy: Callable[[str], None], capsys: pytest.CaptureFixture[str], policy: str
+) -> None:
+    memory_policy(policy)
+    code, checks = doctor(capsys)
+    assert code == 0, checks
+    assert checks["Redis memory"][0] == "ok" and f"maxmemory-policy {policy}," in checks["Redis memory"][1]
+
+
+@pytest.fixture
+def restricted_user(
+    good_env: dict[str, str], redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., None]]:
+    """Points the doctor at Redis as an ACL user refused the given commands, as managed Redis refuses CONFIG."""
+    import redis
+
+    admin = redis.Redis.from_url(redis_url)
+
+    def restrict(*refused: str) -> None:
+        admin.acl_setuser("doctor", enabled=True, passwords=["+doctor-password"], keys=["*"],
+                          commands=["+@all", *(f"-{command}" for command in refused)], reset=True)
+        monkeypatch.setenv("QBOT_REDIS_URL", redis_url.replace("redis://", "redis://doctor:doctor-password@", 1))
+
+    yield restrict
+    admin.acl_deluser("doctor")
+    admin.close()
+
+
+def test_without_config_the_policy_is_read_from_info(
+    restricted_user: Callable[..., None], memory_policy: Callable[[str], None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    restricted_user("config")
+    memory_policy("allkeys-lru")
+
+    code, checks = doctor(capsys)
+
+    assert code == 1 and checks["Redis memory"][0] == "FAIL" and "allkeys-lru" in checks["Redis memory"][1]
+
+
+def test_a_redis_that_refuses_config_and_info_is_a_warning_that_says_so(
+    restricted_user: Callable[..., None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    restricted_user("config", "info")
+
+    code, checks = doctor(capsys)
+
+    status, text = checks["Redis memory"]
+    assert status == "warn" and "the eviction policy cannot be read here" in text
+    assert "make sure it is noeviction or volatile-*" in text
+    assert checks["Redis"][0] == "ok" and code == 0, checks
