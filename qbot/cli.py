@@ -13,12 +13,12 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from aiohttp import web
 from cryptography.fernet import Fernet
 
 from bot.embedded_redis import EmbeddedRedis
 from bot.redaction import configured_secrets, install_redaction
 from qbot import admin, teams
+from qbot.server import BotServer, FrontLimits, bind
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -114,18 +114,19 @@ async def _serve(settings: Settings) -> None:
         )
         settings = dataclasses.replace(settings, redis_url=redis.url)
     try:
-        runner = web.AppRunner(build_app(settings), access_log=None)
+        limits = FrontLimits.from_env(settings.extra)
+        server = BotServer(build_app(settings), bind(settings.host, settings.port), limits)
     except BaseException:
         if redis is not None:
             redis.stop()
         raise
     try:
-        await runner.setup()
-        await web.TCPSite(runner, settings.host, settings.port).start()
+        await server.start()
         print(f"qbot listening on http://{settings.host}:{settings.port} (public URL {settings.public_url})")
         await asyncio.Event().wait()
     finally:
-        await runner.cleanup()
+        await server.stop()
+        server.sock.close()
         if redis is not None:
             redis.stop()
 
@@ -143,7 +144,7 @@ async def run_sandbox(ports: tuple[int, int, int, int], *, no_bot: bool, env_fil
         bot_public_url=f"http://127.0.0.1:{bot_port}",
     )
     redis = EmbeddedRedis().start()
-    runner: web.AppRunner | None = None
+    server: BotServer | None = None
     try:
         await world.start()
         env = {**world.env(), "QBOT_REDIS_URL": redis.url, "QBOT_TOKEN_KEYS": Fernet.generate_key().decode()}
@@ -153,9 +154,9 @@ async def run_sandbox(ports: tuple[int, int, int, int], *, no_bot: bool, env_fil
             from qbot.app import build_app
 
             settings = Settings.from_env({**env, "QBOT_PORT": str(bot_port)})
-            runner = web.AppRunner(build_app(settings), access_log=None)
-            await runner.setup()
-            await web.TCPSite(runner, settings.host, bot_port).start()
+            limits = FrontLimits.from_env(os.environ)  # QBOT_MAX_CONNECTIONS and the timeouts, if set
+            server = BotServer(build_app(settings), bind(settings.host, bot_port), limits)
+            await server.start()
         print(f"Redis        {redis.url}")
         print(f"IdP          {world.idp_url}   (issuer; users: {', '.join(world.directory.users)})")
         print(f"STS          {world.sts_url}")
@@ -171,7 +172,8 @@ async def run_sandbox(ports: tuple[int, int, int, int], *, no_bot: bool, env_fil
         print("Press Ctrl+C to stop.", flush=True)
         await asyncio.Event().wait()
     finally:
-        if runner is not None:
-            await runner.cleanup()
+        if server is not None:
+            await server.stop()
+            server.sock.close()
         await world.stop()
         redis.stop()
