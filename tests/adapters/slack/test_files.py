@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from typing import Any
+
 import aiohttp
 import pytest
 
@@ -10,6 +14,7 @@ from adapters.slack.replies import SlackReplies
 from adapters.slack.settings import SlackSettings
 from bot.attachments import MAX_FILE_BYTES, DownloadBudget
 from bot.errors import ConfigError
+from tests.adapters.slack.conftest import SlackBot
 from tests.adapters.slack.fake_slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack
 
 
@@ -82,3 +87,67 @@ async def test_a_download_slack_refuses_is_explained(fake_slack: FakeSlack) -> N
     shared = fake_slack.add_file("F1", "a.pdf", b"%PDF", "application/pdf")
     fetched = await _fetch(SlackFiles(bot_token="xoxb-wrong", api_url=fake_slack.api_url()), [shared])
     assert fetched.files == () and "files:read" in fetched.skipped[0].error
+
+
+KIB = 1024
+
+
+def _big_file(fake: FakeSlack, file_id: str, size: int) -> dict[str, object]:
+    line = f"File {file_id}: the Zephyr launch codename is BLUEBIRD.\n".encode()
+    return fake.add_file(file_id, f"{file_id}.txt", (line * (size // len(line) + 1))[:size])
+
+
+def _notes(message: dict[str, Any]) -> str:
+    return json.dumps(message.get("blocks") or [])
+
+
+def test_a_burst_of_big_files_never_holds_more_than_the_budget(make_slack_bot: Callable[..., SlackBot]) -> None:
+    """Six DMs at once, three users, 900 KiB of files each, a budget of 2 MiB (1 MiB per user): every DM is
+    answered from its files, yet never more than two messages' files are held (by the bot: its budget's
+    high-water mark; and as Q sees it: ChatSyncs with files in flight at once). Before, all six were."""
+    slack = make_slack_bot(
+        QBOT_FILE_BUDGET_MB="2", QBOT_FILE_BUDGET_PER_USER_MB="1", QBOT_FILE_WAIT_SECONDS="120"
+    )
+    users = {"U_ALICE": "alice", "U_BOB": "bob", "U_CAROL": "carol"}
+    for user, username in users.items():
+        slack.linked(user, username)
+    slack.sandbox.q.faults.delay_seconds = 0.5
+    asked = []
+    for round_ in range(2):
+        for user in users:
+            files = [_big_file(slack.fake, f"F{user}{round_}{n}", 300 * KIB) for n in range(3)]
+            asked.append((user, slack.dm(user, "What is the Zephyr launch codename?", files=files)))
+    for user, ts in asked:
+        answer = slack.answer_in("D" + user, ts, timeout=60)
+        assert "BLUEBIRD" in answer["text"] and "not read" not in _notes(answer), answer
+    assert len(slack.fake.calls_to("file")) == 18
+    downloads = slack.graph.adapters[0].downloads  # type: ignore[attr-defined]
+    assert 900 * KIB <= downloads.high_water <= 2 * 1024 * KIB
+    assert slack.sandbox.q.stats.max_in_flight <= 2
+    assert downloads.held == 0  # all given back once the turns ended
+
+
+def test_files_beyond_the_budget_are_left_out_with_a_note(make_slack_bot: Callable[..., SlackBot]) -> None:
+    slack = make_slack_bot(
+        QBOT_FILE_BUDGET_MB="1", QBOT_FILE_BUDGET_PER_USER_MB="1", QBOT_FILE_WAIT_SECONDS="0"
+    )
+    slack.linked("U_ALICE", "alice")
+    slack.linked("U_BOB", "bob")
+    # More than one user's share in one message: the files past it are not read, and the user is told why.
+    files = [_big_file(slack.fake, f"F{n}", 300 * KIB) for n in range(5)]
+    answer = slack.answer_in("DU_ALICE", slack.dm("U_ALICE", "What is the Zephyr launch codename?", files=files))
+    assert "BLUEBIRD" in answer["text"]
+    assert sorted(c.args["id"] for c in slack.fake.calls_to("file")) == ["F0", "F1", "F2"]
+    for name in ("F3.txt", "F4.txt"):
+        assert f"{name}: not read: the files of one message may total at most 1 MB" in _notes(answer)
+    # While alice's files fill the budget (Q is slow), bob's file finds no room: said, and his text answered.
+    slack.sandbox.q.faults.delay_seconds = 5.0
+    files = [_big_file(slack.fake, f"A{n}", 300 * KIB) for n in range(3)]
+    alice = slack.dm("U_ALICE", "What is the Zephyr launch codename?", files=files)
+    slack.fake.wait_for(lambda: len(slack.fake.calls_to("file")) == 6)
+    bob = slack.dm("U_BOB", "What is the Zephyr launch codename?", files=[_big_file(slack.fake, "B0", 300 * KIB)])
+    busy = slack.answer_in("DU_BOB", bob, timeout=30)
+    assert "B0.txt: not read: I'm busy reading other files right now" in _notes(busy)
+    assert "BLUEBIRD" in slack.answer_in("DU_ALICE", alice, timeout=30)["text"]
+    assert "B0" not in {c.args["id"] for c in slack.fake.calls_to("file")}
+    assert slack.graph.adapters[0].downloads.held == 0  # type: ignore[attr-defined]

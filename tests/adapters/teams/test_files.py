@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
+from cryptography.fernet import Fernet
 
 from adapters.teams.activities import FileOffer
 from adapters.teams.files import NOT_FROM_MICROSOFT, FileHosts, fetch_files
@@ -14,8 +16,10 @@ from adapters.teams.settings import TeamsSettings
 from bot.attachments import MAX_FILE_BYTES, MAX_FILES, DownloadBudget
 from bot.config import Settings
 from bot.errors import ConfigError
+from qbot.app import GRAPH, build_app
 from sandbox.serving import Served, bind
-from tests.adapters.teams.conftest import ALICE, TeamsBot, questions_seen_by_q
+from tests.adapters.teams.bot_framework import FakeBotFramework
+from tests.adapters.teams.conftest import ALICE, TeamsBot, questions_seen_by_q, teams_env
 
 FILE_INFO = "application/vnd.microsoft.teams.file.download.info"
 
@@ -149,3 +153,28 @@ async def test_outside_development_mode_only_https_microsoft_hosts_are_fetched()
     assert not FileHosts(custom.file_hosts).allows("https://x.sharepoint.com/a.txt")
     with pytest.raises(ConfigError):
         TeamsSettings.from_settings(Settings.from_env({"QBOT_TEAMS_FILE_HOSTS": "https://x.sharepoint.com/"}))
+
+
+def test_files_take_the_most_a_file_may_be_from_the_budget_until_read(
+    make_teams: Callable[..., TeamsBot], bot_framework: FakeBotFramework
+) -> None:
+    """Teams says no size up front: each file holds the per-file maximum (10 MB) of its user's 20 MB until it
+    has been read, so the third file of one message is left out, with a note; all room is back afterwards."""
+    teams = make_teams(**teams_env(bot_framework, QBOT_FILE_BUDGET_PER_USER_MB="20"))
+    teams.linked(ALICE)
+    names = ["a.txt", "b.txt", "c.txt"]
+    attachments = [_file(teams, name, f"{name}: the Zephyr codename is BLUEBIRD.".encode()) for name in names]
+    answer = teams.answer(teams.message(ALICE, "What is the Zephyr codename?", attachments=attachments))
+    assert "c.txt: not read: the files of one message may total at most 20 MB" in _notes(answer.cards[-1])
+    assert sorted(c.activity_id for c in teams.bf.calls if c.kind == "file") == ["a.txt", "b.txt"]
+    adapter = next(a for a in teams.bot.graph.adapters if a.platform == "teams")
+    assert adapter.downloads.held == 0  # type: ignore[attr-defined]
+
+
+def test_slack_and_teams_share_one_budget(redis_url: str, bot_framework: FakeBotFramework) -> None:
+    settings = Settings.from_env({
+        "QBOT_REDIS_URL": redis_url, "QBOT_TOKEN_KEYS": Fernet.generate_key().decode(),
+        "QBOT_SLACK_BOT_TOKEN": "xoxb-1", "QBOT_SLACK_SIGNING_SECRET": "s", **teams_env(bot_framework),
+    })
+    adapters = {a.platform: a for a in build_app(settings)[GRAPH].adapters}
+    assert adapters["slack"].downloads is adapters["teams"].downloads  # type: ignore[attr-defined]
