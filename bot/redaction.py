@@ -59,7 +59,7 @@ _PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         # name: value on a header line (botocore's canonical requests, raw HTTP)
         (r"(?P<keep>(?<![\w-])(?:x-amz-security-token|authorization|cookie|set-cookie):[ \t]*)[^\r\n'\"]+", re.I),
         # Bearer / Basic credentials, wherever they stand
-        (r"(?P<keep>\b(?:Bearer|Basic)\s+)[A-Za-z0-9._~+/=-]{8,}", re.I),
+        (r"(?P<keep>\b(?:Bearer|Basic) +)[A-Za-z0-9._~+/=-]{16,}", 0),
         # shapes that are secrets on their own
         (r"\beyJ[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*){1,4}", 0),  # JWT (JWS or JWE)
         (r"\bgAAAAA[A-Za-z0-9_-]{20,}=*", 0),  # Fernet token: a value sealed with QBOT_TOKEN_KEYS

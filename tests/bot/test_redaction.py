@@ -65,6 +65,7 @@ def test_each_shape_of_secret_is_redacted_and_its_context_kept(text: str, secret
         "{'Error': {'Code': 'AccessDenied', 'Message': 'Not authorized'}}",
         "<AccessKeyId>ASIAO8CVLP4Y6S8AQI9X</AccessKeyId>",
         "alice@example.com asked in thread t1 (fingerprint 1a2b3c4d)",
+        "Basic authentication is not supported; use a Bearer token",
     ],
 )
 def test_ordinary_text_is_left_alone(text: str) -> None:
