@@ -219,6 +219,7 @@ class WebConsole:
         # Ended links are revoked within this long of their end (bounded: short lifetimes are for tests).
         self.sweep_seconds = max(1, min(60, session_idle_seconds // 4))
         self._sweeper: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._origin = _origin(settings.public_url)
         static = resources.files("adapters.web").joinpath("static")
         self._assets = {name: static.joinpath(name).read_bytes() for name in _ASSET_TYPES}
@@ -236,24 +237,26 @@ class WebConsole:
 
     async def start(self) -> None:
         """Start the sweep that ends (and revokes) the links of sessions whose lifetime is over."""
-        self._sweeper = asyncio.create_task(self._sweep_forever(), name="web session sweep")
+        self._stopping.clear()
+        self._sweeper = asyncio.create_task(self._sweep_until_stopped(), name="web session sweep")
 
     async def stop(self) -> None:
+        """Let a sweep in progress finish its link (a revocation is not cut in half), then stop."""
+        self._stopping.set()
         if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            await self._sweeper
             self._sweeper = None
 
-    async def _sweep_forever(self) -> None:
-        while True:
+    async def _sweep_until_stopped(self) -> None:
+        while not self._stopping.is_set():
             try:
                 ended = await self.core.end_overdue_links()
                 if ended:
                     log.info("ended %d web console link(s) whose session was over", ended)
             except Exception:  # Redis or the IdP briefly away: the next sweep tries again
                 log.exception("web session sweep failed")
-            await asyncio.sleep(self.sweep_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.sweep_seconds)
 
     # -- page and assets ---------------------------------------------------------------------------
 

@@ -1,0 +1,165 @@
+"""Console sessions end: an absolute and an idle lifetime under the cookie's MAC, sliding on use; their links
+(vault entries) expire with them, and the refresh token is revoked at the IdP when a session ends, is signed
+out of, or is replaced by a new sign-in in the same browser."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+import redis
+
+from adapters.web.console import WebConsole, web_console
+from adapters.web.session import Session
+from bot.config import Settings
+from bot.errors import ConfigError
+from bot.link_deadlines import GRACE_SECONDS, KEY
+from bot.model import ChatIdentity
+from bot.vault import Vault
+from tests.adapters.web.conftest import WebBot
+
+TTL, IDLE = 7200, 1800
+LIFETIMES = {"QBOT_WEB_SESSION_TTL_SECONDS": str(TTL), "QBOT_WEB_SESSION_IDLE_SECONDS": str(IDLE)}
+
+
+@pytest.fixture
+def store(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def console_of(bot: WebBot) -> WebConsole:
+    (console,) = (a for a in bot.graph.adapters if isinstance(a, WebConsole))
+    return console
+
+
+def session_of(http: httpx.Client) -> Session:
+    sid, issued, seen, _ = http.cookies["qbot_session"].split(".")
+    return Session(sid, int(issued), int(seen))
+
+
+def identity(http: httpx.Client) -> ChatIdentity:
+    return ChatIdentity("web", "", session_of(http).sid)
+
+
+def set_session(bot: WebBot, http: httpx.Client, session: Session) -> None:
+    """Hand the browser a genuine cookie (signed by the bot itself) for `session`, e.g. one issued long ago."""
+    http.cookies.clear()
+    http.cookies.set("qbot_session", console_of(bot).sessions.cookie_value(session), domain="127.0.0.1")
+
+
+def ask(bot: WebBot, http: httpx.Client, csrf: str, text: str = "qstatus") -> httpx.Response:
+    return bot.post(http, "/web/api/ask", {"text": text, "thread": "t1", "message_id": "m1"}, csrf=csrf)
+
+
+def test_lifetimes_come_from_the_environment_with_sensible_defaults(web_bot: WebBot) -> None:
+    sessions = console_of(web_bot).sessions
+    assert (sessions.ttl_seconds, sessions.idle_seconds) == (8 * 3600, 3600)
+    for name in LIFETIMES:
+        for bad in ("0", "soon"):
+            settings = Settings.from_env({**web_bot.sandbox.env(), "QBOT_TOKEN_KEYS": ",".join(
+                web_bot.graph.settings.token_keys), name: bad})
+            with pytest.raises(ConfigError) as refused:
+                web_console(web_bot.graph.core, settings)
+            assert name in refused.value.user_message
+
+
+def test_a_session_ends_at_its_absolute_lifetime_however_busy(make_web_bot: Callable[..., WebBot]) -> None:
+    bot = make_web_bot(**LIFETIMES)
+    http = bot.browser()
+    me = bot.sign_in(http, "alice")
+    session, now = session_of(http), int(time.time())
+    set_session(bot, http, Session(session.sid, now - TTL + 60, now))  # a minute left
+    assert bot.me(http)["linked"] is True and ask(bot, http, me["csrf"]).status_code == 200
+    set_session(bot, http, Session(session.sid, now - TTL - 1, now))  # used just now, but issued too long ago
+    assert bot.me(http)["signed_in"] is False
+    assert ask(bot, http, me["csrf"]).status_code == 401
+
+
+def test_a_session_ends_after_its_idle_lifetime_and_use_slides_it(make_web_bot: Callable[..., WebBot]) -> None:
+    bot = make_web_bot(**LIFETIMES)
+    http = bot.browser()
+    me = bot.sign_in(http, "alice")
+    session, now = session_of(http), int(time.time())
+    set_session(bot, http, Session(session.sid, now - 100, now - IDLE + 60))  # idle, a minute left
+    answer = ask(bot, http, me["csrf"])
+    assert answer.status_code == 200 and "Linked as alice@example.com" in answer.json()["text"]
+    renewed = session_of(http)  # the reply re-issued the cookie: last use is now, issue time unchanged
+    assert renewed.issued_at == now - 100 and renewed.seen_at >= now
+    assert bot.me(http)["linked"] is True
+    set_session(bot, http, Session(session.sid, now - 100, now - IDLE - 1))
+    assert bot.me(http)["signed_in"] is False
+    assert ask(bot, http, me["csrf"]).status_code == 401
+
+
+def test_only_a_same_site_use_keeps_a_session_alive(web_bot: WebBot) -> None:
+    http = web_bot.browser()
+    web_bot.sign_in(http, "alice")
+    assert "set-cookie" in http.get("/web/api/me").headers
+    cross_site = http.get("/web/api/me", headers={"Sec-Fetch-Site": "cross-site"})
+    assert cross_site.json()["linked"] is True and "set-cookie" not in cross_site.headers
+
+
+def test_the_link_expires_with_the_session(make_web_bot: Callable[..., WebBot], store: redis.Redis) -> None:
+    bot = make_web_bot(**LIFETIMES)
+    http = bot.browser()
+    bot.sign_in(http, "alice")
+    key = Vault.account_key(identity(http))
+    assert IDLE + GRACE_SECONDS - 30 <= store.ttl(key) <= IDLE + GRACE_SECONDS
+    deadline = store.zscore(KEY, identity(http).key)
+    assert deadline is not None and abs(deadline - (time.time() + IDLE)) < 30
+    store.expire(key, 100)  # as if the session had been idle for most of its lifetime
+    bot.me(http)  # a use: the link's end moves with the session's
+    assert IDLE + GRACE_SECONDS - 30 <= store.ttl(key) <= IDLE + GRACE_SECONDS
+
+
+def test_an_ended_session_has_its_refresh_token_revoked(make_web_bot: Callable[..., WebBot]) -> None:
+    bot = make_web_bot(**LIFETIMES)
+    http = bot.browser()
+    bot.sign_in(http, "alice")
+    core, idp = bot.graph.core, bot.sandbox.idp
+    assert len(idp.live_refresh_tokens("alice")) == 1
+    assert bot.servers.run(core.end_overdue_links(now=time.time() + IDLE - 60)) == 0  # not yet over
+    assert bot.me(http)["linked"] is True
+    assert bot.servers.run(core.end_overdue_links(now=time.time() + IDLE + 60)) == 1
+    assert idp.live_refresh_tokens("alice") == []
+    assert bot.servers.run(core.vault.load(identity(http))) is None
+    assert bot.me(http)["linked"] is False
+
+
+def test_the_console_sweeps_ended_sessions_by_itself(make_web_bot: Callable[..., WebBot]) -> None:
+    bot = make_web_bot(QBOT_WEB_SESSION_IDLE_SECONDS="2")  # swept every second
+    http = bot.browser()
+    bot.sign_in(http, "alice")
+    idp = bot.sandbox.idp
+    assert len(idp.live_refresh_tokens("alice")) == 1
+    give_up = time.monotonic() + 20
+    while idp.live_refresh_tokens("alice") and time.monotonic() < give_up:
+        time.sleep(0.2)  # waiting for the sweep's outcome, not asserting on time
+    assert idp.live_refresh_tokens("alice") == []
+    assert bot.servers.run(bot.graph.core.vault.load(identity(http))) is None
+
+
+def test_signing_out_revokes_the_refresh_token(web_bot: WebBot) -> None:
+    http = web_bot.browser()
+    me = web_bot.sign_in(http, "alice")
+    assert len(web_bot.sandbox.idp.live_refresh_tokens("alice")) == 1
+    assert web_bot.post(http, "/web/logout", {}, csrf=me["csrf"]).status_code == 200
+    assert web_bot.sandbox.idp.live_refresh_tokens("alice") == []
+
+
+def test_a_new_sign_in_replacing_an_ended_session_revokes_its_token(make_web_bot: Callable[..., WebBot]) -> None:
+    bot = make_web_bot(**LIFETIMES)
+    http = bot.browser()
+    bot.sign_in(http, "alice")
+    old, now = session_of(http), int(time.time())
+    set_session(bot, http, Session(old.sid, now - 100, now - IDLE - 1))  # ended, still in the browser
+    assert bot.me(http)["signed_in"] is False
+    assert bot.sign_in(http, "bob")["email"] == "bob@example.com"
+    assert session_of(http).sid != old.sid  # a fresh session id, never the one the browser brought
+    assert bot.sandbox.idp.live_refresh_tokens("alice") == []
+    assert bot.servers.run(bot.graph.core.vault.load(ChatIdentity("web", "", old.sid))) is None
+    assert len(bot.sandbox.idp.live_refresh_tokens("bob")) == 1
