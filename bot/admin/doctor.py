@@ -6,6 +6,7 @@ Microsoft login service) and changes nothing anywhere:
   and its secret answers `invalid_grant` (the code), one that does not answers `invalid_client`;
 - the redirect URI check opens the authorization page (no one signs in): an IdP refuses an unregistered
   redirect URI there and then;
+- Redis's eviction policy is read with CONFIG GET, or INFO where a managed Redis refuses CONFIG;
 - IAM and Q Business are read with the AWS credentials of wherever the doctor runs (the bot's own, in its
   container); a check they may not read is skipped, not failed.
 Statuses: ok, FAIL (exit status 1), warn (works, but worth fixing), skip (not configured, or not readable).
