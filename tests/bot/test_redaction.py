@@ -140,3 +140,21 @@ def test_the_secret_settings_are_found_by_name() -> None:
     assert sorted(configured_secrets(env)) == sorted(
         ["client-secret-1", "key-one-aaaaaaaa", "key-two-bbbbbbbb", "xoxb-1", "teams-password", "redis-password"]
     )
+
+
+def test_the_command_line_installs_redaction_with_the_configured_secrets_first(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every `qbot` command (serve, sandbox, doctor, admin) logs only after this: their secrets are known."""
+    from qbot.cli import main
+
+    previous = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(logging.LogRecord)
+    monkeypatch.setenv("QBOT_TEAMS_APP_PASSWORD", "opaque teams password 7")
+    try:
+        assert main(["keygen"]) == 0
+        logger = logging.getLogger("msal")
+        record = logger.makeRecord("msal", logging.DEBUG, "f", 1, "secret %s", ("opaque teams password 7",), None)
+    finally:
+        logging.setLogRecordFactory(previous)
+    assert record.getMessage() == f"secret {REDACTED}"
