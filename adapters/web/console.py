@@ -161,14 +161,11 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object, read only up to `MAX_BODY` bytes; call it after authenticating."""
     if request.content_type != "application/json":
         raise Refused(400, "Send the request as JSON (Content-Type: application/json).")
-    too_large = Refused(413, f"The request body is too large; the limit is {MAX_BODY // 1024} KB.")
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise too_large
     raw = bytearray()
     while chunk := await request.content.read(MAX_BODY + 1 - len(raw)):
         raw += chunk
         if len(raw) > MAX_BODY:
-            raise too_large
+            raise Refused(413, f"The request body is too large; the limit is {MAX_BODY // 1024} KB.")
     try:
         body = json.loads(raw)
     except ValueError:

@@ -19,6 +19,7 @@ from bot.link_deadlines import GRACE_SECONDS, KEY
 from bot.model import ChatIdentity
 from bot.vault import Vault
 from tests.adapters.web.conftest import WebBot
+from tests.signin import sign_in_at_idp
 
 TTL, IDLE = 7200, 1800
 LIFETIMES = {"QBOT_WEB_SESSION_TTL_SECONDS": str(TTL), "QBOT_WEB_SESSION_IDLE_SECONDS": str(IDLE)}
@@ -106,8 +107,9 @@ def test_only_a_same_site_use_keeps_a_session_alive(web_bot: WebBot) -> None:
 def test_the_link_expires_with_the_session(make_web_bot: Callable[..., WebBot], store: redis.Redis) -> None:
     bot = make_web_bot(**LIFETIMES)
     http = bot.browser()
-    bot.sign_in(http, "alice")
-    key = Vault.account_key(identity(http))
+    login = http.get("/web/login")
+    assert http.get(sign_in_at_idp(http, login.headers["location"], "alice").headers["location"]).status_code == 302
+    key = Vault.account_key(identity(http))  # linked by the callback alone, before any use of the console
     assert IDLE + GRACE_SECONDS - 30 <= store.ttl(key) <= IDLE + GRACE_SECONDS
     deadline = store.zscore(KEY, identity(http).key)
     assert deadline is not None and abs(deadline - (time.time() + IDLE)) < 30
