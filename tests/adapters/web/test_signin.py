@@ -3,7 +3,6 @@ that began a sign-in can finish it, once; `qlink` in the console hands out no li
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -162,8 +161,7 @@ def test_a_hand_written_link_record_starts_no_sign_in(web_bot: WebBot, store: re
     refused = http.get(f"/auth/start?t={token}")
     assert refused.status_code == 400 and "qlink" in refused.text
     assert "set-cookie" not in refused.headers
-    assert store.dbsize() == 0
-    assert hashlib.sha256(token.encode()).hexdigest() in LinkTokens.key_for(token)
+    assert store.dbsize() == 0  # the forged record was used up, and nothing took its place
 
 
 def test_console_api_refuses_deep_and_huge_json_without_an_error_log(
