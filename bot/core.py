@@ -401,7 +401,7 @@ class Core:
                 linked_at=time.time(),
                 groups=claims.groups,
             ),
-            ttl_seconds=getattr(login.pending, "expires_in", None),  # TODO(lead): direct once links.py has it
+            ttl_seconds=login.pending.expires_in,
         )
         if replaced is not None and replaced.refresh_token != tokens.refresh_token:
             await self._revoke_quietly(replaced.refresh_token)  # a relink: the previous sign-in is over

@@ -65,6 +65,10 @@ class CredentialRegistry:
         self._by_key[creds.access_key_id] = creds
         return creds
 
+    def revoke(self, access_key_id: str) -> None:
+        """Forget issued credentials, as AWS does when a session is revoked: requests signed with them fail."""
+        self._by_key.pop(access_key_id, None)
+
     def lookup(self, access_key_id: str) -> IssuedCredentials | None:
         return self._by_key.get(access_key_id)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -112,6 +113,8 @@ def test_forged_id_tokens_are_refused_and_store_nothing(bot: RunningBot) -> None
         {"id_token_claims": {"aud": "someone-else"}},
         {"id_token_claims": {"nonce": "not-the-nonce"}},
         {"id_token_claims": {"exp": 1_000_000_000}},
+        {"id_token_claims": {"exp": int(time.time()) - 300}},  # five minutes late: beyond any sane leeway
+        {"id_token_claims": {"email_verified": False}},
         {"omit_aws_tags": True},
     ]
     for case in cases:
@@ -180,6 +183,22 @@ def test_relinking_revokes_the_previous_sign_in(bot: RunningBot) -> None:
     assert link(bot, ALICE, "alice").status_code == 200
     second = bot.sandbox.idp.live_refresh_tokens("alice")
     assert len(first) == 1 and len(second) == 1 and first != second
+
+
+def test_with_the_email_check_off_a_different_profile_email_still_links(make_bot: Any) -> None:
+    bot = make_bot(QBOT_REQUIRE_EMAIL_MATCH="false")
+    assert link(bot, BOB, "alice", profile_email="bob@example.com").status_code == 200
+    assert bot.run(bot.core.linked_email(BOB)) == "alice@example.com"
+
+
+def test_credentials_q_rejects_are_replaced_once_and_the_question_answered(bot: RunningBot) -> None:
+    link(bot, ALICE, "alice")
+    assert cites_aurora(bot.ask(ALICE, AURORA))
+    cached = bot.run(bot.core.vault.load_credentials(ALICE))
+    assert cached is not None
+    bot.sandbox.credentials.revoke(cached.access_key_id)  # revoked at AWS, still cached by the bot
+    assert cites_aurora(bot.ask(ALICE, AURORA, thread="t2"))
+    assert bot.sandbox.sts.stats.calls["alice@example.com"] == 2
 
 
 def test_idp_error_is_shown_with_its_message(bot: RunningBot) -> None:
@@ -312,6 +331,9 @@ def test_health_ready_and_metrics(bot: RunningBot) -> None:
     for name in ("qbot_messages_total", "qbot_answer_latency_seconds", "qbot_sts_calls_total",
                  "qbot_idp_refreshes_total", "qbot_chatsync_errors"):
         assert name in metrics
+    registry = bot.graph.metrics.registry
+    assert registry.get_sample_value("qbot_messages_total", {"platform": "test", "outcome": "answered"}) == 1
+    assert registry.get_sample_value("qbot_messages_total", {"platform": "test", "outcome": "link"}) == 1
 
 
 def test_concurrent_messages_in_one_thread_form_one_conversation(bot: RunningBot) -> None:
