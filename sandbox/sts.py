@@ -96,7 +96,8 @@ class OIDCProvider:
 
 @dataclass(frozen=True)
 class Role:
-    """An IAM role trusting web identities of one provider and audience, tagged with Email."""
+    """An IAM role trusting web identities of one provider and audience, tagged with Email and nothing else
+    (the trust policy `qbot admin provision` writes)."""
 
     arn: str
     issuer: str
@@ -337,6 +338,8 @@ class SandboxSTS:
         if role is None or role.issuer != identity.provider.url or role.audience not in identity.audiences:
             raise access_denied()
         if EMAIL_TAG not in identity.tags:  # StringLike aws:RequestTag/Email "*" fails on a missing tag
+            raise access_denied()
+        if not set(identity.tags) <= {EMAIL_TAG}:  # ForAllValues:StringEquals aws:TagKeys ["Email"]
             raise access_denied()
         return role
 

@@ -290,6 +290,13 @@ def test_token_without_email_tag_is_denied(deployed: Deployment, issuer: TestIss
         assert_refused(deployed, partial(deployed.assume, token), "AccessDenied", 403, "Not authorized")
 
 
+def test_tags_beyond_email_are_denied(deployed: Deployment, issuer: TestIssuer) -> None:
+    """The trust policy allows only the Email tag key (ForAllValues:StringEquals aws:TagKeys)."""
+    changes: dict[str, Any] = {TAGS_CLAIM: {"principal_tags": {"Email": [ALICE], "CostCenter": ["42"]}}}
+    token = issuer.token(**changes)
+    assert_refused(deployed, partial(deployed.assume, token), "AccessDenied", 403, "Not authorized")
+
+
 def test_multi_valued_tag_is_refused(deployed: Deployment, issuer: TestIssuer) -> None:
     changes: dict[str, Any] = {TAGS_CLAIM: {"principal_tags": {"Email": [ALICE, "mallory@example.com"]}}}
     token = issuer.token(**changes)
