@@ -92,7 +92,7 @@ def test_garbage_with_any_bearer_is_401_before_parsing_and_never_an_error(
     for body in (deep, b'{"type": "message", "channelData": ' + deep + b"}", b"\xff\xfe"):
         assert teams.http.post(url, content=body, headers=token).status_code == 400
     assert teams.bf.calls == []
-    assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info or r.exc_text] == []
 
 
 def test_other_routes_ignore_teams_auth(teams: TeamsBot) -> None:
