@@ -46,6 +46,19 @@ from tests.adapters.slack.fake_slack import (
 # -- the bot, in a child process --------------------------------------------------------------------------------
 
 
+def resident_memory(*, reset_peak: bool = False) -> tuple[int, int]:
+    """This process's resident size and its peak since start (or the last reset), in bytes (Linux /proc)."""
+    import gc
+
+    gc.collect()
+    if reset_peak:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")  # the peak resident size (VmHWM) starts again from now
+    with open("/proc/self/status") as status_file:
+        status = dict(line.split(":", 1) for line in status_file.read().splitlines() if ":" in line)
+    return int(status["VmRSS"].split()[0]) * 1024, int(status["VmHWM"].split()[0]) * 1024
+
+
 def _bot_process(conn: Connection, env: dict[str, str], port: int) -> None:
     run_async(_bot_main(conn, env, port))
 
@@ -77,6 +90,12 @@ async def _bot_main(conn: Connection, env: dict[str, str], port: int) -> None:
                         for n, identity in enumerate(identities[start:start + 8], start + 1)
                     ))
             conn.send([i.user for i in identities])
+        elif command == "rss":  # (resident now, peak since the last reset) in bytes; arg True resets the peak
+            conn.send(resident_memory(reset_peak=bool(arg)))
+        elif command == "downloads":  # the file budget: (total, per user, high-water mark, held now), if any
+            budget = getattr(app[GRAPH].adapters[0], "downloads", None)
+            conn.send(None if budget is None else (budget.total_bytes, budget.per_user_bytes, budget.high_water,
+                                                   budget.held))
         elif command == "cpu":
             usage = resource.getrusage(resource.RUSAGE_SELF)
             conn.send(usage.ru_utime + usage.ru_stime)

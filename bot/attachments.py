@@ -36,8 +36,10 @@ SUPPORTED_SUFFIXES = frozenset(
         ".pdf", ".docx", ".xlsx", ".pptx",
     }
 )
-DEFAULT_BUDGET_MB = 100
-DEFAULT_PER_USER_MB = MAX_FILES * MAX_FILE_BYTES // MB  # one message's worth of files
+# One message's worth of files. Sending files to Q costs about five times their size more while ChatSync
+# serialises them (base64, then JSON): 50 MB of files keep the process's peak within +400 MB (bench/files.py).
+DEFAULT_BUDGET_MB = MAX_FILES * MAX_FILE_BYTES // MB
+DEFAULT_PER_USER_MB = DEFAULT_BUDGET_MB
 DEFAULT_WAIT_SECONDS = 60
 BUSY = "not read: I'm busy reading other files right now; send it again in a minute."
 
