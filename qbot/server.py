@@ -6,6 +6,7 @@ few thousand slow clients could keep every file descriptor and starve everyone (
   response (aiohttp's keep-alive timer, which in 3.14 also runs before the first request; the same time bounds
   an idle keep-alive connection, so a proxy in front should reuse connections for less than that);
 - a request body must arrive within `QBOT_BODY_TIMEOUT_SECONDS` (408 and the connection closed otherwise);
+- a request aiohttp cannot parse is a 400 logged as one INFO line, never an ERROR with a traceback;
 - at most `QBOT_MAX_CONNECTIONS` connections are open at once: one beyond it is answered 503 and closed at
   once, so the process keeps file descriptors for Redis, the IdP and Q, and /healthz answers as soon as a
   slot frees up.
@@ -19,8 +20,10 @@ import resource
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bot.errors import ConfigError
 
@@ -89,6 +92,18 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _ClientErrorsAreNotOurs(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's request logger, except that a request aiohttp could not even parse (a bad request line or
+    header, a line too long: the client's garbage, answered 400) is one INFO line, not an ERROR with a
+    traceback. Failures in the bot's own handlers stay ERRORs."""
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            self.info(f"{msg}: malformed request (%s)", *args, type(exc_info).__name__)
+        else:
+            self.error(msg, *args, exc_info=exc_info, **kwargs)
+
+
 class _Refused(asyncio.Protocol):
     """A connection over the cap: told 503 and closed at once, before a byte of it is read."""
 
@@ -155,7 +170,11 @@ class BotServer:
         self.limits = limits
         self.sock = sock
         self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, keepalive_timeout=limits.header_timeout_seconds
+            app,
+            access_log=None,
+            handle_signals=False,
+            keepalive_timeout=limits.header_timeout_seconds,
+            logger=_ClientErrorsAreNotOurs(logging.getLogger("aiohttp.server"), {}),
         )
         self._site: _CappedSite | None = None
         host, port = sock.getsockname()[:2]

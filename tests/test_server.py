@@ -3,6 +3,7 @@ cut off, connections beyond the cap are turned away, and the bot keeps answering
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -137,6 +138,30 @@ def test_connections_beyond_the_cap_are_turned_away_while_open_ones_work(front: 
     finally:
         for sock in held:
             sock.close()
+
+
+def test_malformed_requests_are_400_and_never_an_error_in_the_log(
+    front: Callable[..., BotServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = front()
+    caplog.set_level("DEBUG")
+    garbage = (
+        b"GET /healthz HTTP/1.1\r\nHost: qbot\r\nNo colon here\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: qbot\r\nX-Long: " + b"a" * 20_000 + b"\r\n\r\n",
+        b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: qbot\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: qbot\r\n\r\nGARBAGE\x00\x01 /healthz HTTP/1.1\r\n\r\n",  # the 2nd request
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(32)) + b"\r\n\r\n",  # TLS to plain HTTP
+    )
+    for raw in garbage:
+        with connect(server) as sock:
+            sock.sendall(raw)
+            answers = b""
+            while chunk := sock.recv(65536):
+                answers += chunk
+            assert b" 400 Bad Request\r\n" in answers, raw[:40]
+    with connect(server) as sock:
+        assert healthz(sock).startswith(b"HTTP/1.1 200")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
 
 
 def test_the_front_settings_are_checked() -> None:
