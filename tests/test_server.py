@@ -161,7 +161,7 @@ def test_malformed_requests_are_400_and_never_an_error_in_the_log(
             assert b" 400 Bad Request\r\n" in answers, raw[:40]
     with connect(server) as sock:
         assert healthz(sock).startswith(b"HTTP/1.1 200")
-    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info or r.exc_text] == []
 
 
 def test_the_front_settings_are_checked() -> None:
