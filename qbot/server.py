@@ -94,14 +94,21 @@ def bind(host: str, port: int) -> socket.socket:
 
 class _ClientErrorsAreNotOurs(logging.LoggerAdapter[logging.Logger]):
     """aiohttp's request logger, except that a request aiohttp could not even parse (a bad request line or
-    header, a line too long: the client's garbage, answered 400) is one INFO line, not an ERROR with a
-    traceback. Failures in the bot's own handlers stay ERRORs."""
+    header, a line too long: the client's garbage, answered 400) is one line without a traceback, not an ERROR.
+    Failures in the bot's own handlers stay ERRORs."""
 
     def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
         if isinstance(exc_info, HttpProcessingError):
-            self.info(f"{msg}: malformed request (%s)", *args, type(exc_info).__name__)
+            super().info(f"{msg}: malformed request (%s)", *args, type(exc_info).__name__)
         else:
             self.error(msg, *args, exc_info=exc_info, **kwargs)
+
+    def debug(self, msg: object, *args: object, exc_info: Any = None, **kwargs: Any) -> None:
+        """(Non-HTTP bytes, e.g. TLS sent to a plain HTTP port, are logged here: without the traceback too.)"""
+        if isinstance(exc_info, HttpProcessingError):
+            super().debug(f"{msg}: malformed request (%s)", *args, type(exc_info).__name__)
+        else:
+            super().debug(msg, *args, exc_info=exc_info, **kwargs)
 
 
 class _Refused(asyncio.Protocol):
