@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from bot.errors import ConfigError
+from bot.config import env_int
 from bot.model import FailedAttachment
 
 MAX_FILES = 5
@@ -61,19 +61,6 @@ def too_large() -> str:
 
 def too_many(name: str) -> FailedAttachment:
     return FailedAttachment(name, f"skipped: at most {MAX_FILES} files per message.")
-
-
-def _whole(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -114,9 +101,9 @@ class DownloadBudget:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> DownloadBudget:
-        total = _whole(env, "QBOT_FILE_BUDGET_MB", DEFAULT_BUDGET_MB, 1)
-        per_user = _whole(env, "QBOT_FILE_BUDGET_PER_USER_MB", min(DEFAULT_PER_USER_MB, total), 1)
-        wait = _whole(env, "QBOT_FILE_WAIT_SECONDS", DEFAULT_WAIT_SECONDS, 0)
+        total = env_int(env, "QBOT_FILE_BUDGET_MB", DEFAULT_BUDGET_MB, 1)
+        per_user = env_int(env, "QBOT_FILE_BUDGET_PER_USER_MB", min(DEFAULT_PER_USER_MB, total), 1)
+        wait = env_int(env, "QBOT_FILE_WAIT_SECONDS", DEFAULT_WAIT_SECONDS, 0)
         return cls(total * MB, per_user * MB, wait)
 
     def held_by(self, owner: str) -> int:

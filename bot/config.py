@@ -14,9 +14,10 @@ from bot.errors import ConfigError
 DEFAULT_SCOPES = ("openid", "email", "profile", "offline_access")
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw == "":
+def env_flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """A true/false setting (1/0, yes/no, on/off too); anything else is a ConfigError naming it."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
         return default
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -26,9 +27,10 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, not {raw!r}")
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
+def env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    """A whole-number setting of at least `minimum`; anything else is a ConfigError naming it."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
         return default
     try:
         value = int(raw)
@@ -102,7 +104,7 @@ class Settings:
             raise ConfigError("QBOT_OIDC_SCOPES must include openid")
         return cls(
             host=env.get("QBOT_HOST") or "127.0.0.1",
-            port=_int(env, "QBOT_PORT", 3978, minimum=0),
+            port=env_int(env, "QBOT_PORT", 3978, minimum=0),
             public_url=(env.get("QBOT_PUBLIC_URL") or "http://127.0.0.1:3978").rstrip("/"),
             redis_url=env.get("QBOT_REDIS_URL") or None,
             oidc_issuer=(env.get("QBOT_OIDC_ISSUER") or "").rstrip("/"),
@@ -115,13 +117,13 @@ class Settings:
             sts_endpoint_url=env.get("QBOT_STS_ENDPOINT_URL") or None,
             q_endpoint_url=env.get("QBOT_Q_ENDPOINT_URL") or None,
             token_keys=parse_token_keys(env.get("QBOT_TOKEN_KEYS", "")),
-            link_ttl_seconds=_int(env, "QBOT_LINK_TTL_SECONDS", 600),
-            require_email_match=_bool(env, "QBOT_REQUIRE_EMAIL_MATCH", True),
+            link_ttl_seconds=env_int(env, "QBOT_LINK_TTL_SECONDS", 600),
+            require_email_match=env_flag(env, "QBOT_REQUIRE_EMAIL_MATCH", True),
             channel_reply_mode=mode,
-            conversation_ttl_seconds=_int(env, "QBOT_CONVERSATION_TTL_SECONDS", 7 * 24 * 3600),
-            q_max_concurrency=_int(env, "QBOT_Q_MAX_CONCURRENCY", 320),
-            redis_max_connections=_int(env, "QBOT_REDIS_MAX_CONNECTIONS", 64),
-            q_client_cache=_int(env, "QBOT_Q_CLIENT_CACHE", 256),
+            conversation_ttl_seconds=env_int(env, "QBOT_CONVERSATION_TTL_SECONDS", 7 * 24 * 3600),
+            q_max_concurrency=env_int(env, "QBOT_Q_MAX_CONCURRENCY", 320),
+            redis_max_connections=env_int(env, "QBOT_REDIS_MAX_CONNECTIONS", 64),
+            q_client_cache=env_int(env, "QBOT_Q_CLIENT_CACHE", 256),
             session_secret=env.get("QBOT_SESSION_SECRET", ""),
             extra={k: v for k, v in env.items() if k.startswith("QBOT_")},
         )

@@ -36,7 +36,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bot.admin.aws import AWS_ERRORS, AdminAws, describe
-from bot.config import _bool
+from bot.config import env_flag
 from bot.errors import ConfigError
 from bot.groups import IndexGroups, normalise_members
 from bot.redis_lock import RELEASE_IF_HELD
@@ -115,7 +115,7 @@ class GroupSyncSettings:
     def from_env(cls, env: Mapping[str, str]) -> GroupSyncSettings:
         """QBOT_GROUP_SYNC [false], QBOT_Q_INDEX_ID, QBOT_GROUP_SYNC_GROUPS [*: comma-separated name patterns],
         QBOT_GROUP_SYNC_DEBOUNCE_SECONDS [5], QBOT_GROUP_SYNC_SWEEP_SECONDS [60]."""
-        enabled = _bool(env, "QBOT_GROUP_SYNC", False)
+        enabled = env_flag(env, "QBOT_GROUP_SYNC", False)
         index_id = env.get("QBOT_Q_INDEX_ID", "")
         if enabled and not index_id:
             raise ConfigError("QBOT_GROUP_SYNC=true needs QBOT_Q_INDEX_ID (`qbot admin provision` prints it)")

@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from bot.errors import ConfigError
+from bot.config import env_int
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +44,6 @@ def _open_file_limit() -> int:
     return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
 
-def _number(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigError(f"{name} must be a whole number of at least 1, not {raw!r}")
-    return int(raw)
-
-
 @dataclass(frozen=True)
 class FrontLimits:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
@@ -64,9 +55,9 @@ class FrontLimits:
         """The settings; the connection cap defaults to what the open-file limit leaves room for."""
         room = max(1, _open_file_limit() - FDS_KEPT_FOR_THE_BOT)
         limits = cls(
-            max_connections=_number(env, "QBOT_MAX_CONNECTIONS", min(DEFAULT_MAX_CONNECTIONS, room)),
-            header_timeout_seconds=_number(env, "QBOT_HEADER_TIMEOUT_SECONDS", DEFAULT_HEADER_TIMEOUT_SECONDS),
-            body_timeout_seconds=_number(env, "QBOT_BODY_TIMEOUT_SECONDS", DEFAULT_BODY_TIMEOUT_SECONDS),
+            max_connections=env_int(env, "QBOT_MAX_CONNECTIONS", min(DEFAULT_MAX_CONNECTIONS, room)),
+            header_timeout_seconds=env_int(env, "QBOT_HEADER_TIMEOUT_SECONDS", DEFAULT_HEADER_TIMEOUT_SECONDS),
+            body_timeout_seconds=env_int(env, "QBOT_BODY_TIMEOUT_SECONDS", DEFAULT_BODY_TIMEOUT_SECONDS),
         )
         if limits.max_connections > room:
             log.warning(

@@ -14,19 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from adapters.teams.files import DEFAULT_FILE_HOSTS, parse_file_hosts
-from bot.config import Settings
-from bot.errors import ConfigError
+from bot.config import Settings, env_flag
 
 DEFAULT_OPENID_METADATA_URL = "https://login.botframework.com/v1/.well-known/openidconfiguration"
-
-
-def _flag(raw: str | None, name: str) -> bool:
-    value = (raw or "").strip().lower()
-    if value in ("", "0", "false", "no", "off"):
-        return False
-    if value in ("1", "true", "yes", "on"):
-        return True
-    raise ConfigError(f"{name} must be true or false, not {raw!r}")
 
 
 @dataclass(frozen=True)
@@ -45,7 +35,7 @@ class TeamsSettings:
             app_id=(env.get("QBOT_TEAMS_APP_ID") or "").strip(),
             app_password=env.get("QBOT_TEAMS_APP_PASSWORD") or "",
             tenant_id=(env.get("QBOT_TEAMS_TENANT_ID") or "").strip(),
-            allow_anonymous=_flag(env.get("QBOT_TEAMS_ALLOW_ANONYMOUS"), "QBOT_TEAMS_ALLOW_ANONYMOUS"),
+            allow_anonymous=env_flag(env, "QBOT_TEAMS_ALLOW_ANONYMOUS", False),
             openid_metadata_url=(env.get("QBOT_TEAMS_OPENID_METADATA_URL") or DEFAULT_OPENID_METADATA_URL).strip(),
             file_hosts=parse_file_hosts(env.get("QBOT_TEAMS_FILE_HOSTS")),
         )

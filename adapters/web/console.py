@@ -37,7 +37,7 @@ from aiohttp import web
 from adapters.web.session import Session, Sessions
 from bot.auth_routes import set_login_cookie
 from bot.commands import Command, parse_command
-from bot.config import Settings, _int
+from bot.config import Settings, env_flag, env_int
 from bot.core import Core
 from bot.errors import LinkExpired, NotLinked, NotYourConversation, QBotError, QUnavailable
 from bot.links import PendingLink
@@ -90,13 +90,16 @@ class Refused(Exception):
         self.kind = kind
 
 
-def web_console(core: Core, settings: Settings) -> WebConsole:
+def web_console(core: Core, settings: Settings) -> WebConsole | None:
+    """The console, unless QBOT_WEB_CONSOLE=false (then `/` and `/web/*` do not exist)."""
+    if not env_flag(settings.extra, "QBOT_WEB_CONSOLE", True):
+        return None
     return WebConsole(
         core,
         settings,
         session_secret=settings.web_session_key(),
-        session_ttl_seconds=_int(settings.extra, "QBOT_WEB_SESSION_TTL_SECONDS", SESSION_TTL_SECONDS),
-        session_idle_seconds=_int(settings.extra, "QBOT_WEB_SESSION_IDLE_SECONDS", SESSION_IDLE_SECONDS),
+        session_ttl_seconds=env_int(settings.extra, "QBOT_WEB_SESSION_TTL_SECONDS", SESSION_TTL_SECONDS),
+        session_idle_seconds=env_int(settings.extra, "QBOT_WEB_SESSION_IDLE_SECONDS", SESSION_IDLE_SECONDS),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -228,3 +229,10 @@ def test_a_sign_in_started_in_one_browser_cannot_be_finished_in_another(web_bot:
     assert refused.status_code == 400 and "same browser" in refused.text
     assert web_bot.me(mallory)["linked"] is False
     assert web_bot.sandbox.idp.live_refresh_tokens("alice") == []  # the code was never even redeemed
+
+
+def test_the_console_can_be_switched_off(make_web_bot: Callable[..., WebBot]) -> None:
+    bot = make_web_bot(QBOT_WEB_CONSOLE="false")
+    for path in ("/", "/web/login", "/web/api/me"):
+        assert httpx.get(bot.url + path, follow_redirects=False).status_code == 404, path
+    assert httpx.get(bot.url + "/healthz").status_code == 200
