@@ -32,10 +32,10 @@ from cryptography.fernet import Fernet
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests.signin
 
 from bot.config import Settings
-from bot.embedded_redis import EmbeddedRedis
 from bot.model import Answer, ChatIdentity, IncomingMessage
 from qbot.app import GRAPH, build_app
 from qbot.cli import run_async
+from qbot.embedded_redis import EmbeddedRedis
 from sandbox.serving import Served, bind, url_of
 from tests.signin import login_form
 

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, 
 
 from bench.chain import SandboxChild
 from bench.slack import BotChild
-from bot.embedded_redis import EmbeddedRedis
 from qbot.cli import run_async
+from qbot.embedded_redis import EmbeddedRedis
 from sandbox.serving import Served, bind, url_of
 from tests.adapters.slack.fake_slack import BOT_TOKEN, SIGNING_SECRET, TEAM, FakeSlack, signed_headers
 

@@ -31,8 +31,8 @@ from cryptography.fernet import Fernet
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for bench.chain and tests
 
 from bench.chain import SandboxChild, link_user, pct
-from bot.embedded_redis import EmbeddedRedis
 from qbot.cli import run_async
+from qbot.embedded_redis import EmbeddedRedis
 from sandbox.serving import Served, bind, url_of
 from tests.adapters.slack.fake_slack import (
     BOT_TOKEN,

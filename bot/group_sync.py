@@ -35,7 +35,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from bot.admin.aws import AWS_ERRORS, AdminAws, describe
+from bot.aws_clients import AWS_ERRORS, AdminAws, describe
 from bot.config import env_flag
 from bot.errors import ConfigError
 from bot.groups import IndexGroups, normalise_members

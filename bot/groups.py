@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.admin.aws import error_code
+from bot.aws_clients import error_code
 
 #: PutGroup's `type` for groups that belong to the index, not to one data source's connector.
 INDEX = "INDEX"

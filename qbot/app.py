@@ -15,9 +15,10 @@ import httpx
 from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from adapters.ports import Adapter
+from adapters.web.signin import auth_routes
 from bot.adapter_memory import AdapterMemory
 from bot.attachments import DownloadBudget
-from bot.auth_routes import auth_routes
 from bot.broker import CredentialBroker
 from bot.cipher import TokenCipher
 from bot.config import Settings
@@ -25,16 +26,15 @@ from bot.conversations import Conversations
 from bot.core import Core
 from bot.deliveries import Deliveries
 from bot.group_sync import build_group_sync
-from bot.health import health_routes
 from bot.link_deadlines import LinkDeadlines
 from bot.links import LinkTokens, LoginStates
 from bot.metrics import Metrics
 from bot.oidc import OidcClient
-from bot.ports import Adapter
 from bot.qbusiness import QBusinessClient
 from bot.redaction import configured_secrets, install_redaction
 from bot.turn_lock import TurnLock
 from bot.vault import Vault
+from qbot.health import health_routes
 
 log = logging.getLogger(__name__)
 

@@ -9,15 +9,17 @@ import dataclasses
 import logging
 import os
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cryptography.fernet import Fernet
 
-from bot.embedded_redis import EmbeddedRedis
 from bot.redaction import configured_secrets, install_redaction
-from qbot import admin, teams
+from qbot import teams
+from qbot.admin import cli as admin
+from qbot.embedded_redis import EmbeddedRedis
 from qbot.server import BotServer, FrontLimits, bind
 
 if TYPE_CHECKING:
@@ -34,18 +36,48 @@ def _ports(value: str) -> tuple[int, int, int, int]:
     return bot, idp, sts, q
 
 
+Command = Callable[[argparse.Namespace, Mapping[str, str]], int]
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """Each sub-command names its handler with `set_defaults(func=...)`: `main` calls it with the environment."""
     parser = argparse.ArgumentParser(prog="qbot", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="run the bot with the configuration from the environment")
+    serve_parser = commands.add_parser("serve", help="run the bot with the configuration from the environment")
+    serve_parser.set_defaults(func=serve_command)
     sandbox = commands.add_parser("sandbox", help="run everything locally with no cloud or chat account")
     sandbox.add_argument("--ports", type=_ports, default=DEFAULT_PORTS, metavar="BOT,IDP,STS,Q")
     sandbox.add_argument("--no-bot", action="store_true", help="run only the stand-ins and Redis")
     sandbox.add_argument("--env-file", default="sandbox.env", help="where to write the QBOT_* lines")
-    commands.add_parser("keygen", help="print a new QBOT_TOKEN_KEYS key (32 random bytes, URL-safe base64)")
+    sandbox.set_defaults(func=sandbox_command)
+    keygen = commands.add_parser("keygen", help="print a new QBOT_TOKEN_KEYS key (32 random bytes, URL-safe base64)")
+    keygen.set_defaults(func=keygen_command)
     admin.add_commands(commands)  # admin provision, admin groups sync, doctor
     teams.add_commands(commands)  # teams package
     return parser
+
+
+def package_version() -> str:
+    try:
+        return version("qbot")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
+def serve_command(_args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    return serve(dict(env))
+
+
+def keygen_command(_args: argparse.Namespace, _env: Mapping[str, str]) -> int:
+    print(Fernet.generate_key().decode())
+    return 0
+
+
+def sandbox_command(args: argparse.Namespace, _env: Mapping[str, str]) -> int:
+    with contextlib.suppress(KeyboardInterrupt):
+        run_async(run_sandbox(args.ports, no_bot=args.no_bot, env_file=Path(args.env_file)))
+    return 0
 
 
 T = TypeVar("T")
@@ -68,20 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("botocore", "boto3", "urllib3", "authlib", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
-    if args.command == "keygen":
-        print(Fernet.generate_key().decode())
-        return 0
-    if args.command == "sandbox":
-        with contextlib.suppress(KeyboardInterrupt):
-            run_async(run_sandbox(args.ports, no_bot=args.no_bot, env_file=Path(args.env_file)))
-        return 0
-    if args.command == "serve":
-        return serve(dict(os.environ))
-    if args.command in ("admin", "doctor"):
-        return admin.run(args, dict(os.environ))
-    if args.command == "teams":
-        return teams.run(args, dict(os.environ))
-    return 2
+    command: Command = args.func
+    return command(args, dict(os.environ))
 
 
 def serve(env: dict[str, str]) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,10 @@ def add_commands(commands: Any) -> None:
     package.add_argument("--app-id", help="the Azure Bot's Microsoft App ID [QBOT_TEAMS_APP_ID]")
     package.add_argument("--public-url", help="the bot's https:// address [QBOT_PUBLIC_URL]")
     package.add_argument("--out", default="qbot-teams.zip", help="where to write the zip [qbot-teams.zip]")
+    package.set_defaults(func=run_package)
 
 
-def run(args: argparse.Namespace, env: dict[str, str]) -> int:
+def run_package(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from adapters.teams.package import PackageError, build_package
 
     app_id = args.app_id or env.get("QBOT_TEAMS_APP_ID", "")

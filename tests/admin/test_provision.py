@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot.admin.policies import render_manifests
+from qbot.admin.policies import render_manifests
 from qbot.cli import main
 from sandbox.world import APP_ID, Sandbox
 
@@ -223,7 +223,7 @@ def test_missing_issuer_or_client_id_says_what_to_pass(
 def test_manifests_are_the_policies_provisioning_writes() -> None:
     folder = Path(__file__).resolve().parents[2] / "manifests" / "aws"
     for name, text in render_manifests().items():
-        assert (folder / name).read_text() == text, f"manifests/aws/{name} drifted: python -m bot.admin.policies"
+        assert (folder / name).read_text() == text, f"manifests/aws/{name} drifted: python -m qbot.admin.policies"
     trust = json.loads((folder / "trust-policy.json").read_text())
     assert trust["Statement"][0]["Condition"] == {"StringEquals": {"${ISSUER_HOST_AND_PATH}:aud": "${CLIENT_ID}"}}
     assert trust["Statement"][1]["Condition"] == TRUST_POLICY["Statement"][1]["Condition"]

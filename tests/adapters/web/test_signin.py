@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis
 
-from bot.auth_routes import LINK_COOKIE, LOGIN_COOKIE_PREFIX, login_cookie_name
+from adapters.web.signin import LINK_COOKIE, LOGIN_COOKIE_PREFIX, login_cookie_name
 from bot.links import LinkTokens, LoginStates
 from bot.model import ChatIdentity
 from tests.adapters.web.conftest import WebBot

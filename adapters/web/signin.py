@@ -12,9 +12,9 @@ import logging
 
 from aiohttp import web
 
+from adapters.web.pages import SECURITY_HEADERS, error_page, page
 from bot.core import Core, LoginStart
 from bot.errors import QBotError
-from bot.pages import SECURITY_HEADERS, error_page, page
 
 log = logging.getLogger(__name__)
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import NoCredentialsError
 
-from bot.admin.aws import AWS_ERRORS, AdminAws, describe
+from bot.aws_clients import AWS_ERRORS, AdminAws, describe
 
 Env = Mapping[str, str]
 
@@ -45,7 +45,7 @@ def add_commands(commands: Any) -> None:
     provision.add_argument("--timeout", type=float, default=1800.0, metavar="SECONDS",
                            help="longest wait for one resource to become ACTIVE")
     provision.add_argument("--poll-seconds", type=float, default=10.0, help=argparse.SUPPRESS)
-    provision.set_defaults(run=run_provision)
+    provision.set_defaults(func=run_provision)
 
     groups = admin_commands.add_parser("groups", help="Q Business groups (what document ACLs name)")
     group_commands = groups.add_subparsers(dest="groups_command", required=True)
@@ -62,20 +62,15 @@ def add_commands(commands: Any) -> None:
     sync.add_argument("--prune", action="store_true", help="delete groups qbot wrote earlier that the file omits")
     sync.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
     _add_aws_arguments(sync)
-    sync.set_defaults(run=run_group_sync)
+    sync.set_defaults(func=run_group_sync)
 
     doctor = commands.add_parser("doctor", help="check the configuration end to end; exit status 1 on a failure")
-    doctor.set_defaults(run=run_doctor)
+    doctor.set_defaults(func=run_doctor)
 
 
 def _add_aws_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--region", help="[QBOT_AWS_REGION, us-east-1]")
     parser.add_argument("--profile", help="AWS profile with administrator credentials [QBOT_AWS_PROFILE]")
-
-
-def run(args: argparse.Namespace, env: Env) -> int:
-    handler: Callable[[argparse.Namespace, Env], int] = args.run
-    return handler(args, env)
 
 
 def _say(text: str) -> None:
@@ -92,7 +87,7 @@ def _fail(command: str, message: str) -> int:
 
 
 def run_provision(args: argparse.Namespace, env: Env) -> int:
-    from bot.admin.provision import Provisioner, ProvisionError, Target
+    from qbot.admin.provision import Provisioner, ProvisionError, Target
 
     issuer = (args.issuer or env.get("QBOT_OIDC_ISSUER") or "").rstrip("/")
     client_ids = tuple(args.client_ids or ([env["QBOT_OIDC_CLIENT_ID"]] if env.get("QBOT_OIDC_CLIENT_ID") else []))
@@ -136,8 +131,8 @@ def run_provision(args: argparse.Namespace, env: Env) -> int:
 
 
 def run_group_sync(args: argparse.Namespace, env: Env) -> int:
-    from bot.admin.group_file import GroupFileError, GroupRecord, read_groups, sync_groups
     from bot.groups import IndexGroups, find_index
+    from qbot.admin.group_file import GroupFileError, GroupRecord, read_groups, sync_groups
 
     application_id = args.application_id or env.get("QBOT_Q_APP_ID") or ""
     if not application_id:
@@ -167,6 +162,6 @@ def run_group_sync(args: argparse.Namespace, env: Env) -> int:
 
 
 def run_doctor(args: argparse.Namespace, env: Env) -> int:
-    from bot.admin.doctor import run_doctor as doctor
+    from qbot.admin.doctor import run_doctor as doctor
 
     return doctor(env, _say)

@@ -220,5 +220,5 @@ def write_manifests(folder: Path) -> None:
         (folder / name).write_text(text)
 
 
-if __name__ == "__main__":  # python -m bot.admin.policies manifests/aws
+if __name__ == "__main__":  # python -m qbot.admin.policies manifests/aws
     write_manifests(Path(sys.argv[1] if len(sys.argv) > 1 else "manifests/aws"))

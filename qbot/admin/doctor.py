@@ -25,13 +25,13 @@ import httpx
 import redis
 from botocore.exceptions import NoCredentialsError
 
-from bot.admin.aws import AWS_ERRORS, AdminAws, describe, error_code
-from bot.admin.policies import SESSION_TAG_KEYS, email_patterns, path_of_provider_arn, provider_path
+from bot.aws_clients import AWS_ERRORS, AdminAws, describe, error_code
 from bot.cipher import CipherError, TokenCipher
 from bot.config import DEFAULT_SCOPES, Settings, parse_token_keys
 from bot.errors import ConfigError
 from bot.group_sync import GroupSyncSettings
 from bot.groups import IndexGroups
+from qbot.admin.policies import SESSION_TAG_KEYS, email_patterns, path_of_provider_arn, provider_path
 
 OK, FAIL, WARN, SKIP = "ok", "FAIL", "warn", "skip"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"

@@ -6,7 +6,7 @@ What it converges (in this order, because each needs the one before):
 3. its index and a native retriever over it, ACTIVE;
 4. auto-subscription, so a user's first ChatSync subscribes them;
 5. the IAM role users' credentials come from: trust policy and inline permissions policy from
-   `bot.admin.policies` (the permissions name the application, so the role comes last).
+   `qbot.admin.policies` (the permissions name the application, so the role comes last).
 
 Idempotent: everything is looked up first (provider by issuer, application by id or display name, index
 through the application's native retriever or by name, role by name) and only what is missing or differs is
@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 
 from botocore import xform_name
 
-from bot.admin.aws import error_code
-from bot.admin.policies import (
+from bot.aws_clients import error_code
+from qbot.admin.policies import (
     application_arn,
     email_domain,
     email_patterns,

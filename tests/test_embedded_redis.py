@@ -7,7 +7,7 @@ import time
 
 import redis
 
-from bot.embedded_redis import EmbeddedRedis
+from qbot.embedded_redis import EmbeddedRedis
 
 
 def _answers(port: int) -> bool:
@@ -17,7 +17,7 @@ def _answers(port: int) -> bool:
 
 CHILD = """
 import sys, time
-from bot.embedded_redis import EmbeddedRedis
+from qbot.embedded_redis import EmbeddedRedis
 server = EmbeddedRedis().start()
 print(server.port, flush=True)
 time.sleep(60)

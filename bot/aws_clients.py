@@ -1,4 +1,8 @@
-"""boto3 clients with the administrator's credentials, every endpoint overridable.
+"""boto3 clients with the process's own AWS credentials (never a user's), every endpoint overridable.
+
+Below both the core and the operator tooling: automatic group sync (`bot.group_sync`, PutGroup on the request
+path) and `qbot admin`/`qbot doctor` build their clients and describe AWS failures here, so nothing on a chat
+request's path imports admin code.
 
 Credentials come from the default boto3 chain (environment, shared files, SSO, instance or task role), or
 from a named profile (`--profile` / `QBOT_AWS_PROFILE`). Endpoints: `QBOT_IAM_ENDPOINT_URL` and
