@@ -28,7 +28,7 @@ from bench.slack import BotChild
 from qbot.cli import run_async
 from qbot.embedded_redis import EmbeddedRedis
 from sandbox.serving import Served, bind, url_of
-from tests.adapters.slack.fake_slack import BOT_TOKEN, SIGNING_SECRET, TEAM, FakeSlack, signed_headers
+from sandbox.slack import BOT_TOKEN, SIGNING_SECRET, TEAM, FakeSlack, signed_headers
 
 MB = 1024 * 1024
 TARGET_GROWTH = 400 * MB

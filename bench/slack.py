@@ -34,7 +34,7 @@ from bench.chain import SandboxChild, link_user, pct
 from qbot.cli import run_async
 from qbot.embedded_redis import EmbeddedRedis
 from sandbox.serving import Served, bind, url_of
-from tests.adapters.slack.fake_slack import (
+from sandbox.slack import (
     BOT_TOKEN,
     BOT_USER,
     SIGNING_SECRET,

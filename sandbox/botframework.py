@@ -11,15 +11,14 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
+from joserfc import jwt
+from joserfc.jwk import RSAKey
 
 ISSUER = "https://api.botframework.com"
 CARD = "application/vnd.microsoft.card.adaptive"
@@ -93,7 +92,8 @@ class FakeBotFramework:
             **claims,
         }
         payload = {k: v for k, v in payload.items() if v is not None}
-        return jwt.encode(payload, rsa_key(key), algorithm="RS256", headers={"kid": kid or self.kid})
+        header = {"alg": "RS256", "typ": "JWT", "kid": kid or self.kid}
+        return jwt.encode(header, payload, RSAKey.import_key(rsa_key(key)), algorithms=["RS256"])
 
     # -- what tests look at ---------------------------------------------------------------------
 
@@ -158,7 +158,7 @@ class FakeBotFramework:
         )
 
     async def _keys(self, request: web.Request) -> web.Response:
-        jwk = RSAAlgorithm.to_jwk(rsa_key("bot-framework").public_key(), as_dict=True)
+        jwk: dict[str, Any] = dict(RSAKey.import_key(rsa_key("bot-framework").public_key()).as_dict(private=False))
         jwk.update({"kid": self.kid, "use": "sig", "endorsements": ["msteams"]})
         return web.json_response({"keys": [jwk]})
 
@@ -212,7 +212,3 @@ class FakeBotFramework:
         if name not in self.files:
             raise web.HTTPNotFound()
         return web.Response(body=self.files[name], content_type="application/octet-stream")
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex[:12]

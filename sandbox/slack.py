@@ -1,4 +1,4 @@
-"""A small fake of Slack on loopback: the Web API methods qbot calls, file downloads, response_urls and a
+"""A stand-in for Slack on loopback: the Web API methods qbot calls, file downloads, response_urls and a
 Socket Mode websocket. It records every call and answers like Slack, including its refusals: a wrong token
 is `invalid_auth`, and messages over Block Kit's limits are refused (`invalid_blocks`,
 `msg_blocks_too_long`). It is stricter than Slack in one way: a message without a plain `text` fallback is

@@ -20,8 +20,7 @@ from adapters.slack.app import slack_adapter
 from bot.config import Settings
 from qbot.app import GRAPH, BotGraph, build_app
 from sandbox.serving import Served, bind, url_of
-from sandbox.world import Sandbox
-from tests.adapters.slack.fake_slack import (
+from sandbox.slack import (
     APP_TOKEN,
     BOT_TOKEN,
     BOT_USER,
@@ -30,6 +29,7 @@ from tests.adapters.slack.fake_slack import (
     FakeSlack,
     signed_headers,
 )
+from sandbox.world import Sandbox
 from tests.conftest import LoopThread
 from tests.signin import follow_link
 

@@ -14,8 +14,8 @@ from adapters.slack.replies import SlackReplies
 from adapters.slack.settings import SlackSettings
 from bot.attachments import MAX_FILE_BYTES, DownloadBudget
 from bot.errors import ConfigError
+from sandbox.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack
 from tests.adapters.slack.conftest import SlackBot
-from tests.adapters.slack.fake_slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack
 
 
 def _files(fake: FakeSlack) -> SlackFiles:

@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 from adapters.slack.render import parse_feedback_value
+from sandbox.slack import TEAM
 from tests.adapters.slack.conftest import CHANNEL, SlackBot, link_url
-from tests.adapters.slack.fake_slack import TEAM
 from tests.signin import follow_link
 
 AURORA = "What is Project Aurora?"

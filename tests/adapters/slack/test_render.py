@@ -19,7 +19,7 @@ from adapters.slack.render import (
     to_mrkdwn,
 )
 from bot.model import Answer, FailedAttachment, Notice, NoticeKind, Source
-from tests.adapters.slack.fake_slack import block_problem
+from sandbox.slack import block_problem
 
 
 @pytest.mark.parametrize(

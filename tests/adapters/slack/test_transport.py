@@ -14,8 +14,8 @@ from adapters.slack.app import slack_adapter
 from adapters.slack.settings import SlackSettings
 from bot.config import Settings
 from bot.errors import ConfigError
+from sandbox.slack import APP_TOKEN, BOT_ID, BOT_USER, SIGNING_SECRET, TEAM, signature
 from tests.adapters.slack.conftest import CHANNEL, SlackBot, link_url, new_ts
-from tests.adapters.slack.fake_slack import APP_TOKEN, BOT_ID, BOT_USER, SIGNING_SECRET, TEAM, signature
 from tests.signin import follow_link
 
 AURORA = "What is Project Aurora?"

@@ -14,10 +14,10 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from sandbox.botframework import Call, FakeBotFramework, Member
 from sandbox.serving import Served, bind, url_of
 from sandbox.world import APP_ID as APP_ID_OF_Q
 from sandbox.world import Sandbox
-from tests.adapters.teams.bot_framework import Call, FakeBotFramework, Member
 from tests.conftest import LoopThread
 from tests.e2e.conftest import RunningBot, start_bot
 from tests.signin import follow_link

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.adapters.teams.bot_framework import FakeBotFramework
+from sandbox.botframework import FakeBotFramework
 from tests.adapters.teams.conftest import (
     ALICE,
     BOB,

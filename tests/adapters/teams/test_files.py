@@ -17,8 +17,8 @@ from bot.attachments import MAX_FILE_BYTES, MAX_FILES, DownloadBudget
 from bot.config import Settings
 from bot.errors import ConfigError
 from qbot.app import GRAPH, build_app
+from sandbox.botframework import FakeBotFramework
 from sandbox.serving import Served, bind
-from tests.adapters.teams.bot_framework import FakeBotFramework
 from tests.adapters.teams.conftest import ALICE, TeamsBot, questions_seen_by_q, teams_env
 
 FILE_INFO = "application/vnd.microsoft.teams.file.download.info"

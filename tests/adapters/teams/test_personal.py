@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.commands import HELP_TEXT
 from bot.errors import ProfileEmailUnknown
-from tests.adapters.teams.bot_framework import Member
+from sandbox.botframework import Member
 from tests.adapters.teams.conftest import ALICE, BOT, TENANT, TeamsBot, link_token, next_id, sign_in_url
 
 AURORA = "What is Project Aurora?"

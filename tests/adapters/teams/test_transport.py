@@ -14,7 +14,7 @@ from cryptography.fernet import Fernet
 from adapters.teams.adapter import TeamsAdapter
 from bot.config import Settings
 from qbot.app import GRAPH, build_app
-from tests.adapters.teams.bot_framework import FakeBotFramework, rsa_key
+from sandbox.botframework import FakeBotFramework, rsa_key
 from tests.adapters.teams.conftest import ALICE, APP_ID, TENANT, TeamsBot, teams_env
 
 
