@@ -1,0 +1,126 @@
+"""The IAM half of provisioning: the OIDC identity provider for the issuer, and the role users' credentials
+come from (trust policy and inline permissions from `qbot.admin.policies`).
+
+The provider comes first (the application names it); the role comes last (its permissions name the application).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.aws_clients import error_code
+from qbot.admin.plan import TAGS, Plan, Step
+from qbot.admin.policies import (
+    application_arn,
+    email_patterns,
+    path_of_provider_arn,
+    permissions_policy,
+    provider_arn,
+    provider_path,
+    same_policy,
+    trust_policy,
+)
+
+
+def converge_identity_provider(plan: Plan) -> None:
+    """Find the provider by the issuer's host and path; create it, or add the client ids it lacks."""
+    target = plan.target
+    plan.out(f"IAM OIDC identity provider for {target.issuer}")
+    wanted_path = provider_path(target.issuer).lower()
+    listed = plan.iam.list_open_id_connect_providers().get("OpenIDConnectProviderList", [])
+    existing = next((p["Arn"] for p in listed if path_of_provider_arn(p["Arn"]).lower() == wanted_path), None)
+    if existing is None:
+        step = Step(
+            "iam",
+            "CreateOpenIDConnectProvider",
+            {"Url": target.issuer, "ClientIDList": list(target.client_ids), "Tags": TAGS},
+            "trust id_tokens from this issuer for these client ids",
+        )
+        answer = plan.write(step)
+        plan.outcome.provider_arn = answer.get("OpenIDConnectProviderArn") or provider_arn(
+            plan.outcome.account_id, target.issuer, plan.partition
+        )
+        return
+    plan.outcome.provider_arn = existing
+    known = plan.iam.get_open_id_connect_provider(OpenIDConnectProviderArn=existing).get("ClientIDList", [])
+    missing = [client_id for client_id in target.client_ids if client_id not in known]
+    for client_id in missing:
+        plan.write(
+            Step(
+                "iam",
+                "AddClientIDToOpenIDConnectProvider",
+                {"OpenIDConnectProviderArn": existing, "ClientID": client_id},
+                "the provider does not yet accept this client id as an audience",
+            )
+        )
+    if not missing:
+        plan.unchanged(f"{existing} (client ids {', '.join(known)})")
+
+
+def converge_role(plan: Plan) -> None:
+    """Create the role, or replace a trust policy or inline policy that differs from qbot's (as a whole)."""
+    target, outcome = plan.target, plan.outcome
+    plan.out(f"IAM role {target.role_name}")
+    trust = trust_policy(outcome.provider_arn, target.client_ids, target.email_domains)
+    app_arn = application_arn(plan.region, outcome.account_id, outcome.application_id, plan.partition)
+    permissions = permissions_policy(app_arn)
+    try:
+        role = plan.iam.get_role(RoleName=target.role_name)["Role"]
+    except Exception as err:
+        if error_code(err) != "NoSuchEntity":
+            raise
+        role = None
+    if role is None:
+        plan.write(
+            Step(
+                "iam",
+                "CreateRole",
+                {
+                    "RoleName": target.role_name,
+                    "Description": "Assumed by qbot as each chat user (web identity from the IdP, Email tag)",
+                    "AssumeRolePolicyDocument": trust,
+                    "MaxSessionDuration": 3600,
+                    "Tags": TAGS,
+                },
+                "the role users' AWS credentials come from",
+            )
+        )
+        outcome.role_arn = f"arn:{plan.partition}:iam::{outcome.account_id}:role/{target.role_name}"
+        existing_permissions = None
+    else:
+        outcome.role_arn = role["Arn"]
+        if same_policy(role.get("AssumeRolePolicyDocument") or {}, trust):
+            plan.unchanged(f"{role['Arn']}: trust policy")
+        else:
+            dropped = [p for p in email_patterns(role.get("AssumeRolePolicyDocument") or {}) if p != "*"]
+            reason = "its trust policy differs from qbot's (replaced as a whole)"
+            if dropped and not target.email_domains:
+                reason += f"; this lifts its Email restriction ({', '.join(dropped)}): keep it with --email-domain"
+            params = {"RoleName": target.role_name, "PolicyDocument": trust}
+            plan.write(Step("iam", "UpdateAssumeRolePolicy", params, reason))
+        existing_permissions = _inline_policy(plan, target.role_name, target.policy_name)
+    if existing_permissions is not None and same_policy(existing_permissions, permissions):
+        plan.unchanged(f"inline policy {target.policy_name}")
+    else:
+        plan.write(
+            Step(
+                "iam",
+                "PutRolePolicy",
+                {"RoleName": target.role_name, "PolicyName": target.policy_name, "PolicyDocument": permissions},
+                "chat as the user on this one application, nothing else"
+                if existing_permissions is None
+                else "its permissions differ from qbot's",
+            )
+        )
+
+
+def _inline_policy(plan: Plan, role_name: str, policy_name: str) -> dict[str, Any] | str | None:
+    try:
+        document: dict[str, Any] | str = plan.iam.get_role_policy(RoleName=role_name, PolicyName=policy_name)[
+            "PolicyDocument"
+        ]
+    except Exception as err:
+        if error_code(err) == "NoSuchEntity":
+            return None
+        raise
+    return document
