@@ -1,6 +1,6 @@
 """Benchmark the spine: many linked users asking through one bot process, against the sandbox stand-ins.
 
-Run by hand (`.venv/bin/python bench/chain.py`); it prints its figures and asserts nothing. The stand-ins run
+Run by hand (`.venv/bin/python -m bench.chain`); it prints its figures and asserts nothing. The stand-ins run
 in a child process, so the bot's process measures only itself. Figures:
   - bot overhead per answered message on the warm path (Q answering instantly): handle() latency minus the
     time the Q stand-in spent serving that request (p50/p99);
@@ -17,11 +17,9 @@ import asyncio
 import gc
 import multiprocessing
 import statistics
-import sys
 import time
 import tracemalloc
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,15 +27,13 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from cryptography.fernet import Fernet
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests.signin
-
 from bot.config import Settings
 from bot.model import Answer, ChatIdentity, IncomingMessage
 from qbot.app import GRAPH, build_app
 from qbot.cli import run_async
 from qbot.embedded_redis import EmbeddedRedis
+from sandbox.idp.pages import login_form
 from sandbox.serving import Served, bind, url_of
-from tests.signin import login_form
 
 # -- the stand-ins, in a child process ------------------------------------------------------------------
 

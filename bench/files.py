@@ -1,6 +1,6 @@
 """Benchmark the file-download budget: a burst of DMs with big files into one bot process.
 
-Run by hand (`.venv/bin/python bench/files.py`); it prints its figures and asserts nothing. Three processes:
+Run by hand (`.venv/bin/python -m bench.files`); it prints its figures and asserts nothing. Three processes:
 the sandbox stand-ins (a child; Q Business reads the attachments), the bot with the Slack adapter (a child,
 so its memory is its own), and this one, which runs the fake Slack Web API and file server and sends the
 events. The burst: 20 linked users each send one DM with 5 files of 10 MB at once (the review's case: the bot
@@ -13,15 +13,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 from cryptography.fernet import Fernet
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for bench.* and tests
 
 from bench.chain import SandboxChild
 from bench.slack import BotChild

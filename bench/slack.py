@@ -1,6 +1,6 @@
 """Benchmark the Slack adapter: signed events for many linked users into /slack/events of one bot process.
 
-Run by hand (`.venv/bin/python bench/slack.py`); it prints its figures and asserts nothing. Three processes: the
+Run by hand (`.venv/bin/python -m bench.slack`); it prints its figures and asserts nothing. Three processes: the
 sandbox stand-ins (a child), the bot with the Slack adapter (a child, so its figures are its own), and this
 one, which runs the fake Slack Web API and sends the events. Figures:
   - answered messages per second with an instant back end (event posted -> answer's chat.update received), and
@@ -18,17 +18,13 @@ import asyncio
 import json
 import multiprocessing
 import resource
-import sys
 import time
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import httpx
 from cryptography.fernet import Fernet
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for bench.chain and tests
 
 from bench.chain import SandboxChild, link_user, pct
 from qbot.cli import run_async

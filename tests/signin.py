@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import html
-import re
 from urllib.parse import urljoin
 
 import httpx
 
-_HIDDEN = re.compile(r'<input type="hidden" name="([^"]*)" value="([^"]*)">')
-_ACTION = re.compile(r'<form method="post" action="([^"]*)"')
-
-
-def login_form(page: str, username: str) -> tuple[str, dict[str, str]]:
-    """The IdP login page's form action and the fields a browser would post to sign in as `username`."""
-    action = _ACTION.search(page)
-    assert action, "no login form on the IdP page"
-    fields = {html.unescape(k): html.unescape(v) for k, v in _HIDDEN.findall(page)}
-    fields["username"] = username
-    return html.unescape(action.group(1)), fields
+from sandbox.idp.pages import login_form
 
 
 def sign_in_at_idp(http: httpx.Client, authorize_url: str, username: str) -> httpx.Response:

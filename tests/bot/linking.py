@@ -19,8 +19,8 @@ import httpx
 from bot.model import ChatIdentity
 from bot.oidc import IdClaims, OidcClient, TokenSet
 from bot.vault import LinkedAccount, Vault
+from sandbox.idp.pages import login_form
 from sandbox.world import Sandbox
-from tests.signin import login_form
 
 
 @functools.cache
