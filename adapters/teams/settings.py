@@ -6,17 +6,20 @@
   replies go out without credentials (only a local stand-in of the Bot Framework accepts them). Tests run so.
 - `QBOT_TEAMS_ALLOW_ANONYMOUS=true` without an app id: nothing is checked; local testing only.
 
-Anything else leaves Teams off.
+Anything else leaves Teams off. `qbot doctor` checks these same settings (`adapters/teams/doctor.py`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from adapters.teams.files import DEFAULT_FILE_HOSTS, parse_file_hosts
 from bot.config import Settings, env_flag
 
 DEFAULT_OPENID_METADATA_URL = "https://login.botframework.com/v1/.well-known/openidconfiguration"
+DEFAULT_LOGIN_URL = "https://login.microsoftonline.com"  # where the app's Entra tokens come from
+MULTI_TENANT = "botframework.com"  # the token authority of a (legacy) multi-tenant bot registration
 
 
 @dataclass(frozen=True)
@@ -27,10 +30,15 @@ class TeamsSettings:
     allow_anonymous: bool = False
     openid_metadata_url: str = DEFAULT_OPENID_METADATA_URL
     file_hosts: tuple[str, ...] = DEFAULT_FILE_HOSTS  # where attached files' downloadUrls may point
+    login_url: str = DEFAULT_LOGIN_URL
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TeamsSettings:
-        env = settings.extra
+        return cls.from_env(settings.extra)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> TeamsSettings:
+        """ConfigError for a malformed value (QBOT_TEAMS_ALLOW_ANONYMOUS, QBOT_TEAMS_FILE_HOSTS)."""
         return cls(
             app_id=(env.get("QBOT_TEAMS_APP_ID") or "").strip(),
             app_password=env.get("QBOT_TEAMS_APP_PASSWORD") or "",
@@ -38,11 +46,17 @@ class TeamsSettings:
             allow_anonymous=env_flag(env, "QBOT_TEAMS_ALLOW_ANONYMOUS", False),
             openid_metadata_url=(env.get("QBOT_TEAMS_OPENID_METADATA_URL") or DEFAULT_OPENID_METADATA_URL).strip(),
             file_hosts=parse_file_hosts(env.get("QBOT_TEAMS_FILE_HOSTS")),
+            login_url=(env.get("QBOT_TEAMS_LOGIN_URL") or DEFAULT_LOGIN_URL).strip().rstrip("/"),
         )
 
     @property
     def enabled(self) -> bool:
         return bool(self.app_id and self.app_password) or self.allow_anonymous
+
+    @property
+    def token_tenant(self) -> str:
+        """Whose Entra tokens the app's replies carry: the tenant, or Bot Framework's for a multi-tenant bot."""
+        return self.tenant_id or MULTI_TENANT
 
     @property
     def checks_tokens(self) -> bool:

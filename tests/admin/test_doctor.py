@@ -120,11 +120,39 @@ def test_a_correct_configuration_passes_every_check(
 def test_unconfigured_platforms_are_skipped_not_failed(
     good_env: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in ("QBOT_SLACK_BOT_TOKEN", "QBOT_TEAMS_APP_ID", "QBOT_GROUP_SYNC"):
+    for name in ("QBOT_SLACK_BOT_TOKEN", "QBOT_SLACK_SIGNING_SECRET", "QBOT_TEAMS_APP_ID", "QBOT_GROUP_SYNC"):
         monkeypatch.delenv(name)
     code, checks = doctor(capsys)
     assert code == 0
     assert {checks[n][0] for n in ("Slack", "Teams", "group sync")} == {"skip"}
+
+
+HALF_CONFIGURED = [
+    ("QBOT_SLACK_BOT_TOKEN", None, "Slack", "Slack needs QBOT_SLACK_BOT_TOKEN"),
+    ("QBOT_SLACK_APP_TOKEN", "xoxb-not-an-app-token", "Slack", "QBOT_SLACK_APP_TOKEN must be an app-level token"),
+    ("QBOT_TEAMS_ALLOW_ANONYMOUS", "maybe", "Teams", "QBOT_TEAMS_ALLOW_ANONYMOUS must be true or false"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value", "check", "problem"), HALF_CONFIGURED,
+                         ids=[h[0] for h in HALF_CONFIGURED])
+def test_a_platform_setting_the_adapter_refuses_fails_the_doctor_too(
+    good_env: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    variable: str, value: str | None, check: str, problem: str,
+) -> None:
+    """The doctor reads each platform's settings as its adapter does: where `qbot serve` would refuse to start
+    (a signing secret without a bot token, a bot token as the app token, a flag that is not true or false), the
+    doctor fails instead of skipping the platform or passing it."""
+    if value is None:
+        monkeypatch.delenv(variable)
+    else:
+        monkeypatch.setenv(variable, value)
+
+    code, checks = doctor(capsys)
+
+    assert code == 1
+    assert checks[check][0] == "FAIL", checks
+    assert problem in checks[check][1]
 
 
 BROKEN = [

@@ -1,0 +1,144 @@
+"""`qbot doctor`'s Redis checks: it answers (and keeps what it is told), it cannot silently evict a link, and the
+configured token keys open the links stored in it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import redis
+
+from adapters.checks import FAIL, OK, SKIP, WARN, Check
+from bot.cipher import CipherError, TokenCipher
+from bot.config import parse_token_keys
+from bot.errors import ConfigError
+
+_SAMPLE_LINKS = 50
+_SCAN_ROUNDS = 20
+
+
+class RedisChecks:
+    """The client the first check connects is used by the others; `close` it when done."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self._redis: redis.Redis | None = None
+
+    def close(self) -> None:
+        if self._redis is not None:
+            self._redis.close()
+
+    def redis(self) -> Check:
+        url = self.env.get("QBOT_REDIS_URL") or ""
+        if not url:
+            return Check(
+                "Redis", WARN, "QBOT_REDIS_URL is unset: qbot serve would start an embedded Redis that forgets "
+                "every link on restart", "set QBOT_REDIS_URL to a persistent Redis (appendonly yes)",
+            )
+        try:
+            client = redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
+        except ValueError as err:
+            return Check("Redis", FAIL, f"QBOT_REDIS_URL is not a Redis URL ({err})",
+                         "use redis://[:password@]host:port/db (rediss:// for TLS)")
+        where = "{host}:{port}".format_map(client.connection_pool.connection_kwargs)
+        try:
+            client.ping()
+        except (redis.RedisError, OSError) as err:
+            client.close()
+            return Check("Redis", FAIL, f"{where} does not answer ({type(err).__name__}: {err})",
+                         "check QBOT_REDIS_URL (host, port, password, rediss:// for TLS) and the network path")
+        self._redis = client
+        try:
+            persistence: dict[str, Any] = dict(client.info("persistence"))
+        except redis.RedisError:  # managed Redis may refuse INFO: nothing to say then
+            persistence = {}
+        if persistence and not persistence.get("aof_enabled"):
+            return Check(
+                "Redis", WARN, f"{where} answers, but append-only persistence is off: after a restart, refresh "
+                "tokens rotated since the last snapshot are lost and those users must link again",
+                "appendonly yes (or a replicated managed Redis)",
+            )
+        return Check("Redis", OK, f"{where} answers")
+
+    def redis_memory(self) -> Check:
+        """Linked accounts (`qbot:vault:` keys of chat users) have no TTL: a policy that evicts any key under memory
+        pressure silently unlinks users. volatile-* policies evict only keys with a TTL (login states, cached
+        credentials, web console sessions): those cost a user a new sign-in at most."""
+        if self._redis is None:
+            return Check("Redis memory", SKIP, "needs a reachable Redis")
+        fix = "set maxmemory-policy noeviction (or volatile-lru) and give Redis enough maxmemory"
+        policy, limit = self._memory_policy()
+        if policy is None:
+            return Check("Redis memory", WARN, "the eviction policy cannot be read here (CONFIG and INFO are refused, "
+                         "as on some managed Redis services)", "make sure it is noeviction or volatile-*: " + fix)
+        limited = f", maxmemory {limit} bytes" if limit else ", no maxmemory limit"
+        if policy.startswith("allkeys-"):
+            return Check("Redis memory", FAIL, f"maxmemory-policy {policy} can evict any key, linked accounts "
+                         "included: when memory runs short, users are silently unlinked", fix)
+        if policy == "noeviction" or policy.startswith("volatile-"):
+            evicts = "nothing is evicted" if policy == "noeviction" else "only keys with a TTL can be evicted"
+            return Check("Redis memory", OK, f"maxmemory-policy {policy}{limited}: {evicts}, never a chat link")
+        return Check("Redis memory", WARN, f"unknown maxmemory-policy {policy!r}", fix)
+
+    def _memory_policy(self) -> tuple[str | None, int]:
+        """maxmemory-policy and maxmemory from CONFIG GET, else from INFO memory; (None, 0) when neither answers."""
+        assert self._redis is not None
+        try:
+            config = {_text(k): _text(v) for k, v in self._redis.config_get("maxmemory*").items()}
+            return config["maxmemory-policy"], int(config.get("maxmemory") or 0)
+        except (redis.RedisError, KeyError, ValueError):
+            pass
+        try:
+            memory = self._redis.info("memory")
+        except redis.RedisError:
+            return None, 0
+        policy = memory.get("maxmemory_policy")
+        return (_text(policy) if policy else None), int(memory.get("maxmemory") or 0)
+
+    def token_keys(self) -> Check:
+        raw = self.env.get("QBOT_TOKEN_KEYS") or ""
+        try:
+            keys = parse_token_keys(raw)
+        except ConfigError as err:
+            return Check("token keys", FAIL, str(err), "make a key with `qbot keygen`; keep old keys after the new one")
+        if not keys:
+            return Check("token keys", FAIL, "QBOT_TOKEN_KEYS is unset", "set it to the output of `qbot keygen`")
+        detail = f"{len(keys)} key(s), well-formed"
+        if self._redis is None:
+            return Check("token keys", OK, detail)
+        cipher = TokenCipher(keys)
+        sampled = unreadable = 0
+        for key in self._vault_keys():
+            blob = self._redis.get(key)
+            if blob is None:
+                continue
+            sampled += 1
+            try:
+                cipher.open(key.decode() if isinstance(key, bytes) else str(key), blob)
+            except CipherError:
+                unreadable += 1
+        if unreadable:
+            return Check(
+                "token keys", FAIL, f"{unreadable} of {sampled} stored links sampled do not open with these keys "
+                "(those users would have to link again)",
+                "put the key they were sealed with back into QBOT_TOKEN_KEYS, after the new one",
+            )
+        return Check("token keys", OK, detail + (f"; they open all {sampled} stored links sampled" if sampled else ""))
+
+    def _vault_keys(self) -> Iterator[bytes | str]:
+        """Up to _SAMPLE_LINKS stored links, from a bounded number of SCAN rounds (a big keyspace stays cheap)."""
+        assert self._redis is not None
+        cursor, found = 0, 0
+        for _ in range(_SCAN_ROUNDS):
+            cursor, keys = self._redis.scan(cursor, match="qbot:vault:*", count=1000)
+            for key in keys:
+                yield key
+                found += 1
+                if found >= _SAMPLE_LINKS:
+                    return
+            if cursor == 0:
+                return
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
