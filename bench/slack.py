@@ -88,10 +88,9 @@ async def _bot_main(conn: Connection, env: dict[str, str], port: int) -> None:
             conn.send([i.user for i in identities])
         elif command == "rss":  # (resident now, peak since the last reset) in bytes; arg True resets the peak
             conn.send(resident_memory(reset_peak=bool(arg)))
-        elif command == "downloads":  # the file budget: (total, per user, high-water mark, held now), if any
-            budget = getattr(app[GRAPH].adapters[0], "downloads", None)
-            conn.send(None if budget is None else (budget.total_bytes, budget.per_user_bytes, budget.high_water,
-                                                   budget.held))
+        elif command == "downloads":  # the file budget: (total, per user, high-water mark, held now)
+            budget = app[GRAPH].core.downloads
+            conn.send((budget.total_bytes, budget.per_user_bytes, budget.high_water, budget.held))
         elif command == "cpu":
             usage = resource.getrusage(resource.RUSAGE_SELF)
             conn.send(usage.ru_utime + usage.ru_stime)

@@ -16,15 +16,18 @@ with a note that says why. So however many users send files at once, the bytes h
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from bot.config import env_int
-from bot.model import FailedAttachment
+from bot.model import ChatFile, FailedAttachment, OfferedFile
+
+log = logging.getLogger(__name__)
 
 MAX_FILES = 5
 MAX_FILE_BYTES = 10 * 1024 * 1024
@@ -61,6 +64,30 @@ def too_large() -> str:
 
 def too_many(name: str) -> FailedAttachment:
     return FailedAttachment(name, f"skipped: at most {MAX_FILES} files per message.")
+
+
+def choose_files(offered: Sequence[OfferedFile]) -> tuple[list[OfferedFile], list[FailedAttachment]]:
+    """The offered files worth reading (at most `MAX_FILES`, of types Q reads, not too large), and a note for
+    every other one: the one selection policy of every platform."""
+    wanted: list[OfferedFile] = []
+    notes: list[FailedAttachment] = []
+    for file in offered:
+        problem = file.unreadable or (
+            f"not read: {reason}" if (reason := file_problem(file.name, file.size)) else None
+        )
+        if problem:
+            notes.append(FailedAttachment(file.name, problem))
+        elif len(wanted) >= MAX_FILES:
+            notes.append(too_many(file.name))
+        else:
+            wanted.append(file)
+    return wanted, notes
+
+
+def announced(file: OfferedFile) -> int:
+    """The room to reserve for a file before reading it: its announced size, or the most a file may be."""
+    size = file.size
+    return size if size is not None and 0 <= size <= MAX_FILE_BYTES else MAX_FILE_BYTES
 
 
 @dataclass(frozen=True)
@@ -219,3 +246,58 @@ class FileAllowance:
         if size > 0:
             self.reserved -= size
             self.budget._put_back(self.owner, size)
+
+
+class FileRoom:
+    """The room reserved for one file while an adapter reads it. `refuse(size)` is asked as bytes arrive: a file
+    larger than announced grows its room only if there is some to spare at once; `settle(kept)` gives back
+    whatever the file did not keep (all of it when it was not read)."""
+
+    def __init__(self, allowance: FileAllowance, reserved: int) -> None:
+        self._allowance = allowance
+        self.reserved = reserved
+
+    def refuse(self, size: int) -> str | None:
+        """Why a file that has reached `size` bytes cannot be kept (None: it can)."""
+        if size > MAX_FILE_BYTES:
+            return f"not read: {too_large()}"
+        if size > self.reserved:
+            if not self._allowance.try_more(size - self.reserved):
+                return BUSY
+            self.reserved = size
+        return None
+
+    def settle(self, kept: int) -> None:
+        self._allowance.give_back(self.reserved - kept)
+        self.reserved = kept
+
+
+Download = Callable[[OfferedFile, FileRoom], Awaitable[ChatFile | FailedAttachment]]
+DOWNLOAD_FAILED = "not read: the download failed. Try sending it again."
+
+
+async def read_files(
+    offered: Sequence[OfferedFile], allowance: FileAllowance, download: Download
+) -> tuple[tuple[ChatFile, ...], tuple[FailedAttachment, ...]]:
+    """The offered files worth reading, read with `download` within the allowance; a note for each file left
+    out, saying why. Every byte is reserved before it is read, and what a file did not keep goes back."""
+    wanted, notes = choose_files(offered)
+    if not wanted:
+        return (), tuple(notes)
+    admitted = await allowance.reserve([announced(file) for file in wanted])
+    notes.extend(admitted.notes([file.name for file in wanted]))
+    reading = [(file, FileRoom(allowance, announced(file))) for file in wanted[: admitted.count]]
+    results = await asyncio.gather(*(_read_one(download, file, room) for file, room in reading))
+    notes.extend(r for r in results if isinstance(r, FailedAttachment))
+    return tuple(r for r in results if isinstance(r, ChatFile)), tuple(notes)
+
+
+async def _read_one(download: Download, file: OfferedFile, room: FileRoom) -> ChatFile | FailedAttachment:
+    result: ChatFile | FailedAttachment = FailedAttachment(file.name, DOWNLOAD_FAILED)
+    try:
+        result = await download(file, room)
+    except Exception as exc:  # a platform failure costs this file, not the question
+        log.warning("reading a file failed: %s", type(exc).__name__)
+    finally:
+        room.settle(len(result.data) if isinstance(result, ChatFile) else 0)
+    return result

@@ -6,6 +6,7 @@ credentials or Q Business. All user-facing failures arrive as `Notice`s with the
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -18,6 +19,7 @@ from functools import partial
 from typing import Any
 
 from bot.adapter_memory import AdapterMemory
+from bot.attachments import DownloadBudget, read_files
 from bot.broker import CredentialBroker, fingerprint
 from bot.commands import HELP_TEXT, Command, parse_command
 from bot.config import Settings
@@ -34,6 +36,7 @@ from bot.errors import (
     LoginStateInvalid,
     NotLinked,
     NotYourConversation,
+    ProfileEmailUnknown,
     QBotError,
     QUnavailable,
 )
@@ -41,15 +44,27 @@ from bot.group_sync import GroupObserver
 from bot.link_deadlines import GRACE_SECONDS, LinkDeadlines
 from bot.links import LinkTokens, LoginStates, PendingLink, browser_binding
 from bot.metrics import Metrics
-from bot.model import Answer, ChatIdentity, IncomingMessage, Notice, NoticeKind, Reply, Usefulness
+from bot.model import (
+    Answer,
+    ChatIdentity,
+    IncomingMessage,
+    Notice,
+    NoticeKind,
+    ProfileEmail,
+    Reply,
+    Usefulness,
+)
 from bot.oidc import OidcClient
 from bot.qbusiness import ConversationGone, CredentialsRejected, QBusinessClient
+from bot.turn import QuietTurn, Turn
 from bot.turn_lock import TurnLock
 from bot.vault import LinkedAccount, Vault
 
 log = logging.getLogger(__name__)
 
 LinkedListener = Callable[[ChatIdentity, str], Awaitable[None]]
+
+NOTHING_READABLE = "None of your files could be read, so there was nothing to ask."
 
 
 @dataclass(frozen=True)
@@ -83,6 +98,7 @@ class Core:
         deliveries: Deliveries,
         turns: TurnLock,
         adapter_memory: AdapterMemory,
+        downloads: DownloadBudget,
         group_observer: GroupObserver | None = None,
     ) -> None:
         self.settings = settings
@@ -98,6 +114,7 @@ class Core:
         self.deliveries = deliveries
         self.turns = turns
         self.adapter_memory = adapter_memory
+        self.downloads = downloads  # bytes of files held for questions, process-wide and per user
         self.group_observer = group_observer  # automatic group sync (QBOT_GROUP_SYNC), when on
         self._linked_listeners: dict[str, LinkedListener] = {}
 
@@ -123,22 +140,38 @@ class Core:
 
     # -- messages ---------------------------------------------------------------------------------
 
-    async def handle(self, message: IncomingMessage) -> Reply:
-        # Files sent without a word are a question about them, not a request for help.
-        command = parse_command(message.text, with_files=bool(message.files))
+    async def handle(self, message: IncomingMessage, turn: Turn | None = None) -> Reply | None:
+        """Everything one message needs, once for every platform; the adapter renders the reply.
+
+        None means a redelivery of a message already taken (nothing to say). Commands run; a question is
+        answered as the asker, with progress shown to linked users and the offered files read inside the
+        thread's turn; in a shared place the answer is private unless the channel answers in the thread.
+        """
+        turn = turn or QuietTurn(message)
         platform = message.identity.platform
+        if message.delivery_ids and not await self.deliveries.first(platform, *message.delivery_ids):
+            log.info("ignored a redelivered %s message %s", platform, message.delivery_ids[0])
+            return None
+        # Files sent without a word are a question about them, not a request for help.
+        command = parse_command(message.text, with_files=bool(message.files or message.offered))
         try:
             if command is None:
-                reply: Reply = await self._answer(message)
+                reply: Reply = await self._answer(message, turn)
             else:
-                reply = await self.run_command(command, message)
+                reply = await self.run_command(command, message, turn)
         except NotLinked as exc:
             reply = Notice(NoticeKind.NOT_LINKED, exc.user_message, private=True)
         except QBotError as exc:
             reply = self._error_notice(exc)
+        if isinstance(reply, Notice) and not reply.private and self.answers_privately(message):
+            reply = dataclasses.replace(reply, private=True)  # where answers are private, so is all else said
         outcome = "answered" if isinstance(reply, Answer) else reply.kind.value
         self.metrics.messages.labels(platform, outcome).inc()
         return reply
+
+    def answers_privately(self, message: IncomingMessage) -> bool:
+        """Whether only the asker may see the answer: asked in a shared place that does not answer in threads."""
+        return message.shared and self.settings.channel_reply_mode == "ephemeral"
 
     def _error_notice(self, exc: QBotError) -> Notice:
         log.warning("%s: %s", type(exc).__name__, exc.detail or exc.user_message)
@@ -149,13 +182,28 @@ class Core:
             details["request_id"] = exc.request_id
         return Notice(NoticeKind.ERROR, text, details=details)
 
-    async def _answer(self, message: IncomingMessage) -> Answer:
+    async def _answer(self, message: IncomingMessage, turn: Turn) -> Reply:
+        identity = message.identity
+        private = self.answers_privately(message)
+        if not await self.vault.exists(identity):  # cheap; only a linked user sees progress or has files read
+            raise NotLinked(detail=f"{identity.key} asked without a link")
+        try:
+            await turn.show_progress(private=private)
+        except Exception as exc:  # the question is still answered; only the progress is lost
+            log.warning("could not show progress to %s: %s", identity.key, type(exc).__name__)
         started = time.perf_counter()
-        # One turn at a time per (user, thread), across processes: each turn's parent is the previous answer.
-        async with self.turns.hold(message.identity.key, message.channel, message.thread):
-            answer = await self._chat(message)
+        async with self.downloads.turn(identity.key) as allowance:
+            # One turn at a time per (user, thread), across processes: each turn's parent is the previous answer,
+            # and files are read only once it is this message's turn, so waiting messages hold no file bytes.
+            async with self.turns.hold(identity.key, message.channel, message.thread):
+                files, notes = await read_files(message.offered, allowance, turn.download)
+                if not message.text.strip() and not message.files and not files:
+                    return Notice(NoticeKind.INFO, NOTHING_READABLE, private=private, failed_attachments=notes)
+                answer = await self._chat(dataclasses.replace(message, files=message.files + files))
         self.metrics.answer_latency.observe(time.perf_counter() - started)
-        return answer
+        return dataclasses.replace(
+            answer, failed_attachments=notes + answer.failed_attachments, private=private
+        )
 
     async def _chat(self, message: IncomingMessage) -> Answer:
         identity = message.identity
@@ -191,10 +239,10 @@ class Core:
 
     # -- commands ---------------------------------------------------------------------------------
 
-    async def run_command(self, command: Command, message: IncomingMessage) -> Notice:
+    async def run_command(self, command: Command, message: IncomingMessage, turn: Turn | None = None) -> Notice:
         identity = message.identity
         if command is Command.LINK:
-            return await self.create_link(identity, message.profile_email)
+            return await self._link_command(message, turn or QuietTurn(message))
         if command is Command.UNLINK:
             return await self.unlink(identity)
         if command is Command.STATUS:
@@ -203,6 +251,14 @@ class Core:
             await self.conversations.forget(identity, message.channel, message.thread)
             return Notice(NoticeKind.INFO, "Started a new conversation. Ask away.")
         return Notice(NoticeKind.INFO, HELP_TEXT)
+
+    async def _link_command(self, message: IncomingMessage, turn: Turn) -> Notice:
+        """qlink: a link checked against the chat profile's email, or a private word on why there is none."""
+        profile = ProfileEmail(message.profile_email) if message.profile_email else await turn.profile_email()
+        if not profile.email:
+            problem = f" ({profile.problem}.)" if profile.problem else ""
+            return Notice(NoticeKind.ERROR, f"{ProfileEmailUnknown.user_message}{problem}", private=True)
+        return await self.create_link(message.identity, profile.email)
 
     async def create_link(
         self,

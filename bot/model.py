@@ -31,14 +31,36 @@ class ChatFile:
 
 
 @dataclass(frozen=True)
+class OfferedFile:
+    """A file sent with a message, before it is read: what the platform says of it. The core decides which
+    offered files are read (and when: inside the thread's turn, under the download budget)."""
+
+    name: str
+    size: int | None = None  # bytes, when the platform says
+    unreadable: str | None = None  # why the platform cannot hand it over at all, in the user's words
+    ref: str = ""  # the adapter's handle for downloading it (an index, an id); opaque to the core
+
+
+@dataclass(frozen=True)
+class ProfileEmail:
+    """The chat profile's email, or why it could not be read (in words a user can pass on to an admin)."""
+
+    email: str | None
+    problem: str = ""
+
+
+@dataclass(frozen=True)
 class IncomingMessage:
     identity: ChatIdentity
     text: str
     channel: str  # the conversation container: DM, channel or group chat id
     thread: str  # the thread (Slack thread_ts, Teams reply chain); one Q conversation per (user, thread)
     message_id: str  # the platform's id of this message: retries of it map to one Q turn
-    files: tuple[ChatFile, ...] = ()
-    profile_email: str | None = None  # the chat profile's email, when the platform tells it
+    files: tuple[ChatFile, ...] = ()  # files already read (the web console's; chat platforms offer instead)
+    profile_email: str | None = None  # the chat profile's email, when the platform tells it up front
+    shared: bool = False  # asked where others can read the answer (a channel, a group chat), not 1:1
+    offered: tuple[OfferedFile, ...] = ()  # files the core may read through the turn
+    delivery_ids: tuple[str, ...] = ()  # the platform's names for this delivery: a redelivery is ignored
 
 
 @dataclass(frozen=True)
@@ -63,7 +85,8 @@ class Answer:
     sources: tuple[Source, ...]
     conversation_id: str
     message_id: str
-    failed_attachments: tuple[FailedAttachment, ...] = ()
+    failed_attachments: tuple[FailedAttachment, ...] = ()  # files left out of the question, and why
+    private: bool = False  # only the asker may see it (asked in a shared place that answers privately)
 
 
 class NoticeKind(Enum):
@@ -82,6 +105,7 @@ class Notice:
     url: str | None = None
     private: bool = False  # adapters show private notices to the asker only (ephemeral, 1:1)
     details: dict[str, str] = field(default_factory=dict)
+    failed_attachments: tuple[FailedAttachment, ...] = ()
 
 
 Reply = Answer | Notice

@@ -9,7 +9,6 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 
 import httpx
 from aiohttp import web
@@ -59,13 +58,13 @@ class BotGraph:
 GRAPH = web.AppKey("graph", BotGraph)
 
 
-def default_adapters(downloads: DownloadBudget) -> list[AdapterFactory]:
-    """Every platform's adapter; the chat adapters share one file-download budget (QBOT_FILE_BUDGET_MB)."""
+def default_adapters() -> list[AdapterFactory]:
+    """Every platform's adapter (each is on when its settings are)."""
     from adapters.slack.app import slack_adapter
     from adapters.teams.adapter import teams_adapter
     from adapters.web.console import web_console
 
-    return [web_console, partial(teams_adapter, downloads=downloads), partial(slack_adapter, downloads=downloads)]
+    return [web_console, teams_adapter, slack_adapter]
 
 
 def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) -> web.Application:
@@ -115,14 +114,14 @@ def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) 
         deliveries=Deliveries(redis),
         turns=TurnLock(redis),
         adapter_memory=AdapterMemory(redis, cipher),
+        downloads=DownloadBudget.from_env(settings.extra),  # one budget for every platform's files
         group_observer=group_sync,
     )
     app = web.Application()
     app.add_routes(health_routes(redis, metrics))
     app.add_routes(auth_routes(core))
     built: list[Adapter] = []
-    downloads = DownloadBudget.from_env(settings.extra)
-    for factory in adapters if adapters is not None else default_adapters(downloads):
+    for factory in adapters if adapters is not None else default_adapters():
         adapter = factory(core, settings)
         if adapter is not None:
             app.add_routes(adapter.routes())

@@ -41,7 +41,6 @@ from adapters.slack.render import FEEDBACK_DOWN, FEEDBACK_UP, LINK_BUTTON, rende
 from adapters.slack.replies import SlackReplies
 from adapters.slack.settings import SlackSettings
 from adapters.slack.signature import SlackSignature
-from bot.attachments import DownloadBudget
 from bot.config import Settings
 from bot.core import Core
 from bot.errors import QBotError
@@ -68,16 +67,12 @@ BOT_SCOPES = {
 BOT_EVENTS = ("app_mention", "message.im")
 SLASH_COMMANDS = ("/qlink", "/qunlink", "/qstatus", "/qnew")
 
-def slack_adapter(
-    core: Core, settings: Settings, downloads: DownloadBudget | None = None
-) -> SlackAdapter | None:
-    """The adapter factory for `qbot.app`: None when no QBOT_SLACK_* credentials are set.
-
-    `downloads` is the process's file budget, shared with the other adapters (one of its own otherwise)."""
+def slack_adapter(core: Core, settings: Settings) -> SlackAdapter | None:
+    """The adapter factory for `qbot.app`: None when no QBOT_SLACK_* credentials are set."""
     slack = SlackSettings.from_env(settings.extra)
     if slack is None:
         return None
-    return SlackAdapter(core, settings, slack, downloads or DownloadBudget.from_env(settings.extra))
+    return SlackAdapter(core, settings, slack)
 
 
 def _web_client(slack: SlackSettings, token: str | None) -> AsyncWebClient:
@@ -97,9 +92,8 @@ def _delivery(kind: str, body: dict[str, Any]) -> str | None:
 class SlackAdapter:
     platform = PLATFORM
 
-    def __init__(self, core: Core, settings: Settings, slack: SlackSettings, downloads: DownloadBudget) -> None:
+    def __init__(self, core: Core, settings: Settings, slack: SlackSettings) -> None:
         self.core = core
-        self.downloads = downloads
         self.settings = settings
         self.slack = slack
         self._signature = SlackSignature(slack.signing_secret) if slack.signing_secret else None
@@ -108,7 +102,7 @@ class SlackAdapter:
         self.replies = SlackReplies(self.client, api_url=slack.api_url)
         self.files = SlackFiles(bot_token=slack.bot_token, api_url=slack.api_url)
         self.commands = SlashCommands(core, self.client, self.replies)
-        self.questions = Questions(core, self.replies, self.files, self.commands, self._http_session, downloads)
+        self.questions = Questions(core, self.client, self.replies, self.files, self._http_session)
         self.feedback = Feedback(core, self.client, self.replies)
         self._session: aiohttp.ClientSession | None = None
         self._socket: AsyncSocketModeHandler | None = None
@@ -247,18 +241,13 @@ class SlackAdapter:
 
     async def _on_message(self, ack: Callable[[], Awaitable[Any]], body: dict[str, Any], context: Any) -> None:
         await ack()
-        question = asked(
-            body,
-            bot_user_id=context.get("bot_user_id"),
-            channel_reply_mode=self.settings.channel_reply_mode,
-        )
+        question = asked(body, bot_user_id=context.get("bot_user_id"))
         if question is not None:
             self._spawn(self.questions.answer(question), "message")
 
     async def _on_command(self, ack: Callable[[], Awaitable[Any]], body: dict[str, Any]) -> None:
         await ack()
-        work = self._once(_delivery("command", body), self.commands.slash(body))
-        self._spawn(work, "command", body.get("response_url"))
+        self._spawn(self.commands.slash(body), "command", body.get("response_url"))
 
     async def _on_feedback(
         self, ack: Callable[[], Awaitable[Any]], body: dict[str, Any], action: dict[str, Any]
@@ -269,8 +258,7 @@ class SlackAdapter:
 
     async def _on_link_button(self, ack: Callable[[], Awaitable[Any]], body: dict[str, Any]) -> None:
         await ack()
-        work = self._once(_delivery("action", body), self.commands.link_button(body))
-        self._spawn(work, "link button", body.get("response_url"))
+        self._spawn(self.commands.link_button(body), "link button", body.get("response_url"))
 
     async def _once(self, delivery_id: str | None, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` for the first delivery of a command or click only (Socket Mode may redeliver)."""

@@ -20,17 +20,12 @@ USER_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
 
 @dataclass(frozen=True)
 class Place:
-    """Where a reply goes: the channel, the thread under the asking message, and whether only the asker sees it."""
+    """Where a reply goes: the channel, the thread under the asking message, and the asker."""
 
     channel: str
     thread: str
     user: str
     is_dm: bool
-    private: bool  # channel questions in ephemeral reply mode
-
-    def __post_init__(self) -> None:
-        if self.is_dm and self.private:
-            raise ValueError("DMs are never ephemeral")
 
 
 @dataclass(frozen=True)
@@ -47,9 +42,7 @@ def is_dm(event: dict[str, Any]) -> bool:
     return event.get("channel_type") == "im" or str(event.get("channel", "")).startswith("D")
 
 
-def asked(
-    body: dict[str, Any], *, bot_user_id: str | None, channel_reply_mode: str
-) -> Asked | None:
+def asked(body: dict[str, Any], *, bot_user_id: str | None) -> Asked | None:
     """The question in an `event_callback` body, or None when the bot should not answer it."""
     event = body.get("event") or {}
     kind = event.get("type")
@@ -78,7 +71,6 @@ def asked(
         thread=str(event.get("thread_ts") or ts),
         user=user,
         is_dm=dm,
-        private=not dm and channel_reply_mode == "ephemeral",
     )
     files = tuple(f for f in event.get("files") or () if isinstance(f, dict))
     return Asked(

@@ -351,12 +351,11 @@ def _skipped_lines(failed: Sequence[FailedAttachment]) -> list[str]:
     return [f":warning: {escape(f.name)}: {escape(f.error)}" for f in failed]
 
 
-def render_answer(answer: Answer, skipped: Sequence[FailedAttachment] = ()) -> list[SlackMessage]:
+def render_answer(answer: Answer) -> list[SlackMessage]:
     """The answer, the files Q (or the attachment policy) left out and why, its sources, the feedback buttons."""
     blocks = [_section(chunk) for chunk in split_text(to_mrkdwn(answer.text)) if chunk]
-    failed = [*skipped, *answer.failed_attachments]
-    if failed:
-        blocks += _context("*Files not read:*", _skipped_lines(failed))
+    if answer.failed_attachments:
+        blocks += _context("*Files not read:*", _skipped_lines(answer.failed_attachments))
     if answer.sources:
         blocks += _context("*Sources:*", [sources_line(s) for s in answer.sources])
     if answer.conversation_id and answer.message_id:
@@ -364,14 +363,14 @@ def render_answer(answer: Answer, skipped: Sequence[FailedAttachment] = ()) -> l
     return pack(blocks, fallback=escape(_truncate(answer.text, FALLBACK_LIMIT)))
 
 
-def render_notice(notice: Notice, skipped: Sequence[FailedAttachment] = ()) -> SlackMessage:
+def render_notice(notice: Notice) -> SlackMessage:
     """Command results, prompts and errors. A link notice is a button; its URL is also in the fallback text."""
     text = escape(commands_as_slash(notice.text))
     if notice.kind is NoticeKind.ERROR:
         text = f":warning: {text}"
     blocks: list[Block] = [_section(chunk) for chunk in split_text(text)]
-    if skipped:
-        blocks += _context("*Files not read:*", _skipped_lines(skipped))
+    if notice.failed_attachments:
+        blocks += _context("*Files not read:*", _skipped_lines(notice.failed_attachments))
     url = safe_url(notice.url)
     if notice.kind is NoticeKind.LINK and url:
         blocks.append({

@@ -2,7 +2,7 @@
 
 The placement rules, in one place:
 - answers and public notices go into the thread of the asking message, replacing the "Thinking…"
-  placeholder; in `ephemeral` channel mode a channel question's answer is ephemeral to the asker instead;
+  placeholder; an answer the core made private (a channel that answers privately) is ephemeral to the asker;
 - private notices (a one-time sign-in link, the link prompt, status) are only ever shown to their owner:
   as an ephemeral message in a channel (falling back to a DM), in the DM itself, or through the
   `response_url` of the owner's own slash command or button click;
@@ -12,7 +12,6 @@ The placement rules, in one place:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -22,7 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.events import Place
 from adapters.slack.origins import SlackOrigins
 from adapters.slack.render import SlackMessage, render_answer, render_notice, thinking
-from bot.model import Answer, FailedAttachment, Notice, Reply
+from bot.model import Answer, Notice, Reply
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +36,10 @@ class SlackReplies:
 
     # -- the asking message's thread ------------------------------------------------------------------------
 
-    async def placeholder(self, place: Place) -> str | None:
+    async def placeholder(self, place: Place, *, private: bool = False) -> str | None:
         """Show progress at once; returns the ts of a placeholder to update later (None when ephemeral)."""
         message = thinking()
-        if place.private:
+        if private and not place.is_dm:
             await self.ephemeral(place, message)
             return None
         response = await self.client.chat_postMessage(
@@ -48,13 +47,11 @@ class SlackReplies:
         )
         return str(response["ts"])
 
-    async def deliver(
-        self, place: Place, reply: Reply, placeholder: str | None = None, skipped: Sequence[FailedAttachment] = ()
-    ) -> None:
-        """Put the reply where it belongs; `skipped` are the files left out of the question, and why."""
+    async def deliver(self, place: Place, reply: Reply, placeholder: str | None = None) -> None:
+        """Put the reply where it belongs."""
         if isinstance(reply, Answer):
-            messages = render_answer(reply, skipped)
-            if place.private:
+            messages = render_answer(reply)
+            if reply.private and not place.is_dm:
                 for message in messages:
                     await self.ephemeral(place, message)
                 return
@@ -62,13 +59,11 @@ class SlackReplies:
             for message in messages[1:]:
                 await self.in_thread(place, message, None)
             return
-        await self.notice(place, reply, placeholder, skipped)
+        await self.notice(place, reply, placeholder)
 
-    async def notice(
-        self, place: Place, notice: Notice, placeholder: str | None = None, skipped: Sequence[FailedAttachment] = ()
-    ) -> None:
-        message = render_notice(notice, skipped)
-        if place.is_dm or not (notice.private or place.private):
+    async def notice(self, place: Place, notice: Notice, placeholder: str | None = None) -> None:
+        message = render_notice(notice)
+        if place.is_dm or not notice.private:
             await self.in_thread(place, message, placeholder)
             return
         if placeholder is not None:  # a private notice must not stay behind a public placeholder

@@ -42,7 +42,6 @@ from adapters.teams.files import FileHosts, is_loopback_url
 from adapters.teams.private_chat import PrivateChats
 from adapters.teams.settings import TeamsSettings
 from adapters.teams.tokens import BotFrameworkTokens, TokenRejected, VerifiedToken
-from bot.attachments import DownloadBudget
 from bot.config import Settings
 from bot.core import Core
 from bot.errors import QBotError
@@ -54,12 +53,8 @@ STOP_GRACE_SECONDS = 10.0
 MULTI_TENANT = "botframework.com"  # the MSAL authority of a (legacy) multi-tenant bot registration
 
 
-def teams_adapter(
-    core: Core, settings: Settings, downloads: DownloadBudget | None = None
-) -> TeamsAdapter | None:
-    """The adapter factory for `qbot.app`: None (Teams off) unless credentials or anonymous mode are set.
-
-    `downloads` is the process's file budget, shared with the other adapters (one of its own otherwise)."""
+def teams_adapter(core: Core, settings: Settings) -> TeamsAdapter | None:
+    """The adapter factory for `qbot.app`: None (Teams off) unless credentials or anonymous mode are set."""
     teams = TeamsSettings.from_settings(settings)
     if not teams.enabled:
         if teams.app_id:
@@ -78,7 +73,7 @@ def teams_adapter(
             "Teams replies go out WITHOUT credentials (QBOT_TEAMS_ALLOW_ANONYMOUS=true, no QBOT_TEAMS_APP_PASSWORD): "
             "only a local Bot Framework stand-in accepts them. Incoming tokens are still checked."
         )
-    return TeamsAdapter(core, teams, downloads or DownloadBudget.from_env(settings.extra))
+    return TeamsAdapter(core, teams)
 
 
 class _NoAppIdWarning(logging.Filter):
@@ -133,10 +128,9 @@ def _refusal(status: int, message: str) -> web.Response:
 class TeamsAdapter:
     platform = PLATFORM
 
-    def __init__(self, core: Core, teams: TeamsSettings, downloads: DownloadBudget) -> None:
+    def __init__(self, core: Core, teams: TeamsSettings) -> None:
         self.core = core
         self.teams = teams
-        self.downloads = downloads
         self.tokens = BotFrameworkTokens(teams.app_id, teams.openid_metadata_url) if teams.checks_tokens else None
         if teams.signs_replies:
             connections: Any = MsalConnectionManager(
@@ -160,7 +154,6 @@ class TeamsAdapter:
         self.agent = TeamsAgent(
             core,
             http=self._files_http,
-            downloads=downloads,
             file_hosts=FileHosts(teams.file_hosts, development=teams.allow_anonymous),
         )
         self._turns: set[asyncio.Task[None]] = set()

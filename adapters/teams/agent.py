@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import aiohttp
 from microsoft_agents.activity import (
@@ -38,14 +39,14 @@ from adapters.teams.cards import (
     thanked,
     without_actions,
 )
-from adapters.teams.files import FileHosts, fetch_files
+from adapters.teams.files import FileHosts, download
 from adapters.teams.private_chat import PrivateChats
 from adapters.teams.roster import profile_email
-from bot.attachments import DownloadBudget
-from bot.commands import HELP_TEXT, Command, parse_command
+from bot.attachments import FileRoom
+from bot.commands import HELP_TEXT
 from bot.core import Core
-from bot.errors import ProfileEmailUnknown, QBotError
-from bot.model import Answer, ChatFile, FailedAttachment, IncomingMessage, Notice, NoticeKind, Reply
+from bot.errors import QBotError
+from bot.model import Answer, ChatFile, FailedAttachment, IncomingMessage, Notice, NoticeKind, OfferedFile, ProfileEmail
 
 log = logging.getLogger(__name__)
 
@@ -79,29 +80,77 @@ def connector_of(context: TurnContext) -> ConnectorClientBase:
     return connector
 
 
-@contextlib.asynccontextmanager
-async def typing(context: TurnContext) -> AsyncIterator[None]:
-    """Typing at once, renewed every few seconds (Teams drops it after a few) until the block ends."""
+def message_of(message: TeamsMessage) -> IncomingMessage:
+    """The neutral message; attachments become offered files (`ref`: the position among readable ones)."""
+    offered = tuple(OfferedFile(offer.name, None, None, str(n)) for n, offer in enumerate(message.files))
+    offered += tuple(OfferedFile(note.name, None, note.error) for note in message.unreadable_files)
+    return IncomingMessage(
+        identity=message.identity,
+        text=message.text,  # may be empty when files came alone: the core asks about the files
+        channel=message.channel,
+        thread=message.thread,
+        message_id=message.message_id,
+        shared=message.scope is not Scope.PERSONAL,
+        offered=offered,
+    )
 
-    async def send() -> None:
+
+def notice_text(notice: Notice) -> str:
+    lines = [notice.text, *(f"{note.name}: {note.error}" for note in notice.failed_attachments)]
+    return "\n".join(lines)
+
+
+class TeamsTurn:
+    """The core's turn port for one Teams message: typing as progress (renewed every few seconds, since Teams
+    drops it, until the turn ends), the roster's email, downloads of the files attached in personal chat."""
+
+    def __init__(
+        self,
+        context: TurnContext,
+        message: TeamsMessage,
+        http: Callable[[], aiohttp.ClientSession],
+        file_hosts: FileHosts,
+    ) -> None:
+        self._context = context
+        self._message = message
+        self._http = http
+        self._file_hosts = file_hosts
+        self._typing: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> TeamsTurn:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._typing is not None:
+            self._typing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._typing
+
+    async def show_progress(self, *, private: bool) -> None:
+        if self._typing is None:
+            await self._type()
+            self._typing = asyncio.create_task(self._keep_typing())
+
+    async def _type(self) -> None:
         try:
-            await context.send_activity(Activity(type=ActivityTypes.typing))
+            await self._context.send_activity(Activity(type=ActivityTypes.typing))
         except Exception as exc:  # best effort: a lost typing indicator must not lose the answer
             log.debug("typing indicator failed: %s", type(exc).__name__)
 
-    async def renew() -> None:
+    async def _keep_typing(self) -> None:
         while True:
             await asyncio.sleep(TYPING_EVERY_SECONDS)
-            await send()
+            await self._type()
 
-    await send()
-    task = asyncio.create_task(renew())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    async def profile_email(self) -> ProfileEmail:
+        message = self._message
+        email = await profile_email(connector_of(self._context), message.roster_id, message.user.id)
+        return ProfileEmail(email)
+
+    async def download(self, file: OfferedFile, room: FileRoom) -> ChatFile | FailedAttachment:
+        if not file.ref.isdigit() or int(file.ref) >= len(self._message.files):
+            return FailedAttachment(file.name, "not read: Teams did not hand it over.")
+        return await download(self._http(), self._message.files[int(file.ref)], self._file_hosts, room)
 
 
 class TeamsAgent(ActivityHandler):
@@ -110,13 +159,11 @@ class TeamsAgent(ActivityHandler):
         core: Core,
         *,
         http: Callable[[], aiohttp.ClientSession],
-        downloads: DownloadBudget,
         file_hosts: FileHosts,
     ) -> None:
         self.core = core
         self.chats = PrivateChats(core)
         self._http = http
-        self.downloads = downloads
         self.file_hosts = file_hosts
 
     # -- messages -----------------------------------------------------------------------------------
@@ -125,51 +172,20 @@ class TeamsAgent(ActivityHandler):
         message = read_message(turn_context.activity)
         if message is None:
             return
-        has_files = bool(message.files or message.unreadable_files)
-        command = parse_command(message.text, with_files=has_files)
-        if command is Command.LINK:
-            await self._send_link(turn_context, message)
-            return
-        async with typing(turn_context):
-            reply, notes = await self._ask(message, fetch=command is None)
-        if reply is None:  # only unreadable files: say why rather than answer nothing
-            await turn_context.send_activity(text_activity("\n".join(f"{n.name}: {n.error}" for n in notes)))
+        async with TeamsTurn(turn_context, message, self._http, self.file_hosts) as turn:
+            reply = await self.core.handle(message_of(message), turn)
+        if reply is None:
             return
         if isinstance(reply, Answer):
-            await self._send_answer(turn_context, message, reply, notes)
+            await self._send_answer(turn_context, message, reply)
         else:
             await self._send_notice(turn_context, message, reply)
 
-    async def _ask(self, message: TeamsMessage, *, fetch: bool) -> tuple[Reply | None, tuple[FailedAttachment, ...]]:
-        """The core's reply (None: nothing to ask), with the files read under the download budget; their bytes
-        (and the room reserved for them) are let go as soon as the core has answered."""
-        async with self.downloads.turn(message.identity.key) as allowance:
-            files: tuple[ChatFile, ...] = ()
-            notes: tuple[FailedAttachment, ...] = message.unreadable_files
-            if fetch and message.files:
-                files, fetched_notes = await fetch_files(self._http(), message.files, self.file_hosts, allowance)
-                notes += fetched_notes
-            if not message.text and not files:
-                return None, notes
-            reply = await self.core.handle(
-                IncomingMessage(
-                    identity=message.identity,
-                    text=message.text,  # may be empty when files came alone: the core asks about the files
-                    channel=message.channel,
-                    thread=message.thread,
-                    message_id=message.message_id,
-                    files=files,
-                )
-            )
-            return reply, notes
-
-    async def _send_answer(
-        self, context: TurnContext, message: TeamsMessage, answer: Answer, notes: tuple[FailedAttachment, ...]
-    ) -> None:
-        """In place; or, with QBOT_CHANNEL_REPLY_MODE=ephemeral, channel and group answers go to the personal
-        chat (Teams has no messages only one member sees), so documents of the asker stay with the asker."""
-        cards = answer_cards(answer, notes)
-        if message.scope is not Scope.PERSONAL and self.core.settings.channel_reply_mode == "ephemeral":
+    async def _send_answer(self, context: TurnContext, message: TeamsMessage, answer: Answer) -> None:
+        """In place; or, when the core made it private, to the personal chat (Teams has no messages only one
+        member of a channel or group chat sees), so documents of the asker stay with the asker."""
+        cards = answer_cards(answer)
+        if answer.private and message.scope is not Scope.PERSONAL:
             if not await self._send_privately(context, message, [card_activity(card) for card in cards]):
                 return
         else:
@@ -187,12 +203,14 @@ class TeamsAgent(ActivityHandler):
             log.warning("could not keep the answer card for its rating: %s", type(exc).__name__)
 
     async def _send_notice(self, context: TurnContext, message: TeamsMessage, notice: Notice) -> None:
-        if notice.kind in (NoticeKind.NOT_LINKED, NoticeKind.LINK):
-            await self._send_link(context, message, intro=notice.text if notice.kind is NoticeKind.NOT_LINKED else None)
+        if notice.kind is NoticeKind.NOT_LINKED:  # the prompt comes with a link to act on at once
+            await self._offer_link(context, message, intro=notice.text)
+        elif notice.kind is NoticeKind.LINK and notice.url:
+            await self._send_link(context, message, notice)
         elif notice.private and message.scope is not Scope.PERSONAL:
-            await self._send_privately(context, message, [text_activity(notice.text)])
+            await self._send_privately(context, message, [text_activity(notice_text(notice))])
         else:
-            await context.send_activity(text_activity(notice.text))
+            await context.send_activity(text_activity(notice_text(notice)))
 
     async def _send_privately(self, context: TurnContext, message: TeamsMessage, activities: list[Activity]) -> bool:
         """Into the asker's personal chat, with a pointer where they asked (or how to open that chat)."""
@@ -206,20 +224,24 @@ class TeamsAgent(ActivityHandler):
         await context.send_activity(text_activity(ANSWERED_PRIVATELY if delivered else OPEN_A_CHAT))
         return delivered
 
-    async def _send_link(self, context: TurnContext, message: TeamsMessage, *, intro: str | None = None) -> None:
-        """A fresh one-time link as a sign-in card in the personal chat; never where others can see it."""
+    async def _offer_link(self, context: TurnContext, message: TeamsMessage, *, intro: str) -> None:
+        """Run qlink for an unlinked asker, so the prompt arrives as a sign-in card they can use."""
+        qlink = dataclasses.replace(message_of(message), text="qlink", offered=(), delivery_ids=())
+        async with TeamsTurn(context, message, self._http, self.file_hosts) as turn:
+            link = await self.core.handle(qlink, turn)
+        if isinstance(link, Notice) and link.kind is NoticeKind.LINK and link.url:
+            await self._send_link(context, message, link, intro=intro)
+        elif isinstance(link, Notice):
+            await context.send_activity(text_activity(f"{intro}\n\n{notice_text(link)}"))
+
+    async def _send_link(
+        self, context: TurnContext, message: TeamsMessage, link: Notice, *, intro: str | None = None
+    ) -> None:
+        """A one-time link as a sign-in card in the personal chat; never where others can see it."""
         connector = connector_of(context)
-        email = await profile_email(connector, message.roster_id, message.user.id)
-        if email is None:  # no link anybody could open: the core refuses those
-            await context.send_activity(text_activity(ProfileEmailUnknown.user_message))
-            return
         address = await self.chats.open(connector, context.activity, message)
-        if address is None:
+        if address is None or link.url is None:
             await context.send_activity(text_activity(OPEN_A_CHAT))
-            return
-        link = await self.core.create_link(message.identity, email)
-        if not link.url:
-            await context.send_activity(text_activity(link.text))
             return
         text = f"{intro}\n\n{link.text}" if intro else link.text
         if not await self.chats.send(connector, address, card_activity(sign_in_card(text, link.url))):

@@ -111,10 +111,10 @@ def feedback_actions(answer: Answer) -> list[dict[str, Any]]:
     return [action("👍 Helpful", True), action("👎 Not helpful", False)]
 
 
-def answer_cards(answer: Answer, notes: Sequence[FailedAttachment] = ()) -> list[Card]:
+def answer_cards(answer: Answer) -> list[Card]:
     """The answer as cards in reading order; every card serializes to at most `MAX_CARD_BYTES`."""
     blocks: list[tuple[dict[str, Any], str]] = []
-    for line in _note_lines([*notes, *answer.failed_attachments]):
+    for line in _note_lines(answer.failed_attachments):
         blocks.append((_text_block(line, isSubtle=True, size="Small"), line))
     segments = to_teams(answer.text) or [Segment(EMPTY_ANSWER)]
     for segment in segments:

@@ -1,27 +1,25 @@
-"""Fetching the files a user attaches in personal chat, under the core's attachment policy and download budget.
+"""Reading a file a user attached in personal chat, when the core asks (it picks the files and keeps the budget).
 
 Teams hands the bot a short-lived, pre-authorised `downloadUrl` per file (no bot token is sent with it). The URL
 comes inside the activity, so it is fetched only from Microsoft's file hosts (`FileHosts`: https on port 443 to
 a host on `QBOT_TEAMS_FILE_HOSTS`, by default `*.sharepoint.com`, where Teams keeps chat files); plain http
 and loopback addresses only in anonymous development mode (`QBOT_TEAMS_ALLOW_ANONYMOUS`, for local stand-ins).
-Redirects are never followed. Teams does not say a file's size up front, so each file's room in the budget is
-the per-file maximum until it has been read, and a download stops as soon as it passes the size cap.
+Redirects are never followed. Teams does not say a file's size up front, so the core reserves the per-file
+maximum for it, and a download stops as soon as its `FileRoom` refuses more.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import mimetypes
-from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from adapters.teams.activities import FileOffer
-from bot.attachments import MAX_FILE_BYTES, MAX_FILES, FileAllowance, file_problem, too_large, too_many
+from bot.attachments import FileRoom
 from bot.errors import ConfigError
 from bot.model import ChatFile, FailedAttachment
 
@@ -88,15 +86,14 @@ class FileHosts:
         return any(host.endswith(p[1:]) if p.startswith("*.") else host == p for p in self.patterns)
 
 
-async def _download(
-    http: aiohttp.ClientSession, offer: FileOffer, hosts: FileHosts, allowance: FileAllowance
+async def download(
+    http: aiohttp.ClientSession, offer: FileOffer, hosts: FileHosts, room: FileRoom
 ) -> ChatFile | FailedAttachment:
-    """Read one file within the room reserved for it (the per-file maximum); the rest goes back at once."""
-    kept = 0
+    """Read one file within its room; a note says why it was not read."""
+    if not hosts.allows(offer.download_url):
+        log.warning("refused a Teams file download outside the allowed file hosts")
+        return FailedAttachment(offer.name, NOT_FROM_MICROSOFT)
     try:
-        if not hosts.allows(offer.download_url):
-            log.warning("refused a Teams file download outside the allowed file hosts")
-            return FailedAttachment(offer.name, NOT_FROM_MICROSOFT)
         async with http.get(offer.download_url, allow_redirects=False) as response:
             if response.status != 200:
                 log.warning("file download answered HTTP %s", response.status)
@@ -105,35 +102,11 @@ async def _download(
             size = 0
             async for chunk in response.content.iter_chunked(CHUNK_BYTES):
                 size += len(chunk)
-                if size > MAX_FILE_BYTES:
-                    return FailedAttachment(offer.name, f"not read: {too_large()}")
+                if refusal := room.refuse(size):
+                    return FailedAttachment(offer.name, refusal)
                 chunks.append(chunk)
-        kept = size
-        mime_type = mimetypes.guess_type(offer.name)[0] or "application/octet-stream"
-        return ChatFile(offer.name, b"".join(chunks), mime_type)
     except (TimeoutError, aiohttp.ClientError) as exc:
         log.warning("file download failed: %s", type(exc).__name__)
         return FailedAttachment(offer.name, "not read: the download failed. Try sending it again.")
-    finally:
-        allowance.give_back(MAX_FILE_BYTES - kept)
-
-
-async def fetch_files(
-    http: aiohttp.ClientSession, offers: Sequence[FileOffer], hosts: FileHosts, allowance: FileAllowance
-) -> tuple[tuple[ChatFile, ...], tuple[FailedAttachment, ...]]:
-    """The files to send to Q, and a note for each file left out (and why)."""
-    notes: list[FailedAttachment] = []
-    wanted: list[FileOffer] = []
-    for offer in offers[:MAX_FILES]:
-        problem = file_problem(offer.name)
-        if problem:
-            notes.append(FailedAttachment(offer.name, f"not read: {problem}"))
-        else:
-            wanted.append(offer)
-    admitted = await allowance.reserve([MAX_FILE_BYTES] * len(wanted))
-    notes.extend(admitted.notes([offer.name for offer in wanted]))
-    results = await asyncio.gather(*(_download(http, o, hosts, allowance) for o in wanted[: admitted.count]))
-    files = tuple(r for r in results if isinstance(r, ChatFile))
-    notes.extend(r for r in results if isinstance(r, FailedAttachment))
-    notes.extend(too_many(offer.name) for offer in offers[MAX_FILES:])
-    return files, tuple(notes)
+    mime_type = mimetypes.guess_type(offer.name)[0] or "application/octet-stream"
+    return ChatFile(offer.name, b"".join(chunks), mime_type)

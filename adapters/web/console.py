@@ -337,12 +337,15 @@ class WebConsole:
         thread = _id_field(body, "thread")
         message_id = _id_field(body, "message_id")
         identity = identity_of(session.sid)
+        reply: Reply | None
         if parse_command(text) is Command.LINK:
-            reply: Reply = await self._sign_in_is_the_link(identity)
+            reply = await self._sign_in_is_the_link(identity)
         else:
             reply = await self.core.handle(
                 IncomingMessage(identity, text, channel=CHANNEL, thread=thread, message_id=message_id)
             )
+        if reply is None:  # the console names no deliveries, so the core never sees one twice
+            raise Refused(409, "This message was already answered.")
         response = web.json_response(render_reply(reply), headers=API_HEADERS)
         await self._keep_alive(response, session)
         return response

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import pytest
 
-from adapters.slack.files import Fetched, SlackFiles
+from adapters.slack.files import SlackFiles, offered
 from adapters.slack.replies import SlackReplies
 from adapters.slack.settings import SlackSettings
-from bot.attachments import MAX_FILE_BYTES, DownloadBudget
+from bot.attachments import MAX_FILE_BYTES, DownloadBudget, read_files
 from bot.errors import ConfigError
+from bot.model import ChatFile, FailedAttachment
 from sandbox.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack
 from tests.adapters.slack.conftest import SlackBot
 
@@ -22,10 +24,21 @@ def _files(fake: FakeSlack) -> SlackFiles:
     return SlackFiles(bot_token=BOT_TOKEN, api_url=fake.api_url())
 
 
-async def _fetch(files: SlackFiles, shared: list[dict[str, object]]) -> Fetched:
+@dataclass
+class Fetched:
+    files: tuple[ChatFile, ...]
+    skipped: tuple[FailedAttachment, ...]
+
+
+async def _fetch(files: SlackFiles, shared: list[dict[str, Any]]) -> Fetched:
+    """Slack's files read as the core reads them: chosen by the core's policy, downloaded by the adapter."""
     budget = DownloadBudget(100 * MAX_FILE_BYTES, 100 * MAX_FILE_BYTES, 1)
     async with aiohttp.ClientSession() as session, budget.turn("U1") as allowance:
-        return await files.fetch(session, shared, allowance)
+        read, skipped = await read_files(
+            offered(shared), allowance, lambda file, room: files.download(session, shared[int(file.ref)], room)
+        )
+    assert budget.held == 0
+    return Fetched(read, skipped)
 
 
 def test_the_bot_token_is_only_sent_to_slack() -> None:
@@ -122,7 +135,7 @@ def test_a_burst_of_big_files_never_holds_more_than_the_budget(make_slack_bot: C
         assert "BLUEBIRD" in answer["text"] and "not read" not in _notes(answer), answer
     assert len(slack.fake.calls_to("file")) == 18
     assert slack.sandbox.q.stats.max_in_flight <= 2
-    downloads = slack.graph.adapters[0].downloads  # type: ignore[attr-defined]
+    downloads = slack.graph.core.downloads
     assert 900 * KIB <= downloads.high_water <= 2 * 1024 * KIB
     assert downloads.held == 0  # all given back once the turns ended
 
@@ -150,4 +163,4 @@ def test_files_beyond_the_budget_are_left_out_with_a_note(make_slack_bot: Callab
     assert "B0.txt: not read: I'm busy reading other files right now" in _notes(busy)
     assert "BLUEBIRD" in slack.answer_in("DU_ALICE", alice, timeout=30)["text"]
     assert "B0" not in {c.args["id"] for c in slack.fake.calls_to("file")}
-    assert slack.graph.adapters[0].downloads.held == 0  # type: ignore[attr-defined]
+    assert slack.graph.core.downloads.held == 0

@@ -126,9 +126,12 @@ def test_splitting_keeps_code_blocks_and_links_whole() -> None:
 def test_failed_attachments_and_sources_without_url() -> None:
     answer = Answer(
         "Answer", (Source(1, "Intranet page", None), Source(2, "Bad", "javascript:alert(1)")), "c", "m",
-        failed_attachments=(FailedAttachment("scan.png", "The file type is not supported"),),
+        failed_attachments=(
+            FailedAttachment("big.pdf", "not read: larger than the 10 MB limit"),
+            FailedAttachment("scan.png", "The file type is not supported"),
+        ),
     )
-    [message] = render_answer(answer, [FailedAttachment("big.pdf", "not read: larger than the 10 MB limit")])
+    [message] = render_answer(answer)
     contexts = [e["text"] for b in message.blocks if b["type"] == "context" for e in b["elements"]]
     assert contexts[0].startswith("*Files not read:*")
     assert "big.pdf: not read: larger than the 10 MB limit" in contexts[0] and "scan.png" in contexts[0]

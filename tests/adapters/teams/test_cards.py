@@ -92,9 +92,11 @@ def test_failed_attachments_empty_answers_and_unsafe_sources() -> None:
         sources=(Source(1, "Evil", "javascript:alert(1)"), Source(2, "No link", None)),
         conversation_id="c",
         message_id="m",
-        failed_attachments=(FailedAttachment("a.pdf", "could not be read"),),
+        failed_attachments=(
+            FailedAttachment("b.exe", "not read: unsupported"), FailedAttachment("a.pdf", "could not be read")
+        ),
     )
-    (card,) = answer_cards(answer, [FailedAttachment("b.exe", "not read: unsupported")])
+    (card,) = answer_cards(answer)
     texts = [b["text"] for b in card["body"]]
     assert texts[0].startswith("⚠️ b.exe") and texts[1].startswith("⚠️ a.pdf")
     assert "Amazon Q returned no text" in texts[2]

@@ -1,0 +1,55 @@
+"""The core's turn port for one Slack message, slash command or button click.
+
+Progress is a "Thinking…" placeholder in the thread (ephemeral when the answer will be private); the profile
+email comes from `users.info`; offered files are read with the bot token. The placeholder's ts is kept so the
+reply can replace it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import aiohttp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.events import Place
+from adapters.slack.files import SlackFiles
+from adapters.slack.profile import profile_email
+from adapters.slack.replies import SlackReplies
+from bot.attachments import FileRoom
+from bot.model import ChatFile, FailedAttachment, OfferedFile, ProfileEmail
+
+
+class SlackTurn:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        user: str,
+        *,
+        place: Place | None = None,
+        replies: SlackReplies | None = None,
+        files: SlackFiles | None = None,
+        shared_files: Sequence[dict[str, Any]] = (),
+        session: Callable[[], aiohttp.ClientSession] | None = None,
+    ) -> None:
+        self._client = client
+        self._user = user
+        self._place = place
+        self._replies = replies
+        self._files = files
+        self._shared_files = list(shared_files)
+        self._session = session
+        self.placeholder: str | None = None  # the ts of the public "Thinking…" message, to replace
+
+    async def show_progress(self, *, private: bool) -> None:
+        if self._place is not None and self._replies is not None:
+            self.placeholder = await self._replies.placeholder(self._place, private=private)
+
+    async def profile_email(self) -> ProfileEmail:
+        return await profile_email(self._client, self._user)
+
+    async def download(self, file: OfferedFile, room: FileRoom) -> ChatFile | FailedAttachment:
+        if self._files is None or self._session is None or not file.ref.isdigit():
+            return FailedAttachment(file.name, "not read: Slack did not share it with the bot.")
+        return await self._files.download(self._session(), self._shared_files[int(file.ref)], room)
