@@ -1,10 +1,8 @@
-"""AWS STS stand-in: AssumeRoleWithWebIdentity, checked the way AWS checks it.
+"""The STS endpoint: IAM's OIDC providers and roles, the Query protocol, and each role's trust.
 
-The bot turns each user's id_token into AWS credentials here, and Q Business answers as whoever those
-credentials name. A stand-in that waved tokens through (as moto's does) would prove nothing about that chain,
-so this one verifies the token against the issuer's published keys, applies the role's trust (provider,
-audience, an Email session tag) and answers in STS's own Query-protocol XML, so the bot's real boto3 client
-parses successes and raises the same ClientError codes AWS would.
+A call is checked in AWS's order: the request's shape, then the token (`webidentity`), then the role's trust
+policy; a caller without a valid token learns nothing about roles. Credentials go into the registry that
+Q Business's SigV4 check reads, carrying the Email session tag Q answers as.
 """
 
 from __future__ import annotations
@@ -12,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import json
 import math
 import re
-import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,75 +19,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from xml.sax.saxutils import escape
 
-import aiohttp
 from aiohttp import web
-from joserfc import jws, jwt
-from joserfc.errors import BadSignatureError, InvalidKeyIdError, JoseError
-from joserfc.jwk import KeySet
 
 from sandbox.credentials import ACCOUNT_ID, CredentialRegistry
+from sandbox.sts.errors import CANNED_ERRORS, TOO_LONG_FOR_ROLE, STSError, access_denied
+from sandbox.sts.webidentity import IssuerKeys, OIDCProvider, WebIdentity, verify_web_identity
 
 API_VERSION = "2011-06-15"
 XML_NAMESPACE = "https://sts.amazonaws.com/doc/2011-06-15/"
 ACTION = "AssumeRoleWithWebIdentity"
-TAGS_CLAIM = "https://aws.amazon.com/tags"
 EMAIL_TAG = "Email"
-SIGNING_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
 MIN_DURATION = 900
 MAX_DURATION = 43200
 DEFAULT_DURATION = 3600
 SESSION_NAME = re.compile(r"[\w+=,.@-]*", re.ASCII)
-KEY_FETCH_TIMEOUT = aiohttp.ClientTimeout(total=5)
-
-TOO_LONG_FOR_ROLE = "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."
-NOT_AUTHORIZED = "Not authorized to perform sts:AssumeRoleWithWebIdentity"
-NO_VERIFICATION_KEY = (
-    "Couldn't retrieve verification key from your identity provider,  "
-    "please reference AssumeRoleWithWebIdentity documentation for requirements"
-)
-
-# Status and message AWS answers with for the codes a test may inject through `faults.error_next`.
-CANNED_ERRORS: dict[str, tuple[int, str]] = {
-    "Throttling": (400, "Rate exceeded"),
-    "IDPCommunicationError": (400, "Couldn't connect to the identity provider, please retry"),
-    "IDPRejectedClaim": (403, "The identity provider rejected the claim"),
-    "InvalidIdentityToken": (400, NO_VERIFICATION_KEY),
-    "ExpiredTokenException": (400, "Token expired"),
-    "AccessDenied": (403, NOT_AUTHORIZED),
-    "RegionDisabledException": (403, "STS is not activated in this region for this account"),
-    "InternalFailure": (500, "An internal error occurred"),
-    "ServiceUnavailable": (503, "Service unavailable"),
-}
-
-
-class STSError(Exception):
-    """An error STS answers with: code, message and HTTP status, rendered as an ErrorResponse."""
-
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.status = status
-
-
-def invalid_token(message: str) -> STSError:
-    return STSError("InvalidIdentityToken", message)
-
-
-def access_denied() -> STSError:
-    return STSError("AccessDenied", NOT_AUTHORIZED, 403)
-
-
-@dataclass(frozen=True)
-class OIDCProvider:
-    """An IAM OIDC identity provider: the issuer URL and the client ids (audiences) it accepts."""
-
-    url: str
-    client_ids: tuple[str, ...]
-
-    @property
-    def arn(self) -> str:
-        return f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/{self.url.split('://', 1)[-1]}"
 
 
 @dataclass(frozen=True)
@@ -114,16 +55,6 @@ class Role:
         digest = base64.b32encode(hashlib.sha256(self.arn.encode()).digest()).decode()
         return "AROA" + digest[:17]
 
-
-@dataclass(frozen=True)
-class WebIdentity:
-    """What a verified token says: who, from which provider, for which client, with which session tags."""
-
-    provider: OIDCProvider
-    subject: str
-    audiences: tuple[str, ...]
-    tags: dict[str, str]
-    transitive_tag_keys: tuple[str, ...]
 
 
 @dataclass
@@ -152,84 +83,6 @@ class STSStats:
         self.key_fetches.clear()
 
 
-class IssuerKeys:
-    """Each issuer's signing keys, found like AWS finds them: discovery document, then jwks_uri.
-
-    Cached per issuer and fetched again once when a token names a kid the cache lacks, so a key rotation at
-    the IdP works without restarting STS while a forged kid still fails.
-    """
-
-    def __init__(self, stats: STSStats) -> None:
-        self._stats = stats
-        self._key_sets: dict[str, KeySet] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._http: aiohttp.ClientSession | None = None
-
-    async def verify(self, token: str, issuer: str) -> dict[str, Any]:
-        """The token's claims once its signature checks out against the issuer's keys."""
-        try:
-            return self._decode(token, await self._key_set(issuer))
-        except InvalidKeyIdError:
-            pass
-        try:
-            return self._decode(token, await self._key_set(issuer, refresh=True))
-        except InvalidKeyIdError as err:
-            raise invalid_token(NO_VERIFICATION_KEY) from err
-
-    async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
-
-    @staticmethod
-    def _decode(token: str, keys: KeySet) -> dict[str, Any]:
-        try:
-            claims = jwt.decode(token, keys, algorithms=SIGNING_ALGORITHMS).claims
-        except InvalidKeyIdError:
-            raise
-        except BadSignatureError as err:
-            raise invalid_token("The signature of the web identity token could not be verified") from err
-        except (JoseError, ValueError) as err:
-            raise invalid_token("The web identity token is not a valid signed JWT") from err
-        return dict(claims)
-
-    async def _key_set(self, issuer: str, refresh: bool = False) -> KeySet:
-        async with self._locks.setdefault(issuer, asyncio.Lock()):
-            if refresh or issuer not in self._key_sets:
-                self._key_sets[issuer] = await self._fetch(issuer)
-            return self._key_sets[issuer]
-
-    async def _fetch(self, issuer: str) -> KeySet:
-        self._stats.key_fetches[issuer] += 1
-        discovery = await self._get_json(issuer.rstrip("/") + "/.well-known/openid-configuration")
-        jwks_uri = discovery.get("jwks_uri")
-        if not isinstance(jwks_uri, str):
-            raise invalid_token(NO_VERIFICATION_KEY)
-        try:
-            return KeySet.import_key_set(await self._get_json(jwks_uri))  # type: ignore[arg-type]
-        except (JoseError, ValueError, KeyError, TypeError) as err:
-            raise invalid_token(NO_VERIFICATION_KEY) from err
-
-    async def _get_json(self, url: str) -> dict[str, Any]:
-        """A JSON document from the IdP: unreachable is IDPCommunicationError, unusable is no key."""
-        if self._http is None:
-            self._http = aiohttp.ClientSession(timeout=KEY_FETCH_TIMEOUT)
-        try:
-            async with self._http.get(url, allow_redirects=False) as response:
-                if response.status >= 500:
-                    raise STSError("IDPCommunicationError", f"{url} answered {response.status}")
-                if response.status != 200:
-                    raise invalid_token(NO_VERIFICATION_KEY)
-                document = await response.json(content_type=None)
-        except (aiohttp.ClientConnectionError, TimeoutError) as err:
-            raise STSError("IDPCommunicationError", "Couldn't connect to the identity provider") from err
-        except (aiohttp.ContentTypeError, json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise invalid_token(NO_VERIFICATION_KEY) from err
-        if not isinstance(document, dict):
-            raise invalid_token(NO_VERIFICATION_KEY)
-        return document
-
-
 class SandboxSTS:
     """The STS endpoint: OIDC providers and roles as IAM would hold them, credentials into the registry."""
 
@@ -239,7 +92,7 @@ class SandboxSTS:
         self.roles: dict[str, Role] = {}
         self.stats = STSStats()
         self.faults = STSFaults()
-        self._keys = IssuerKeys(self.stats)
+        self._keys = IssuerKeys(self.stats.key_fetches)
 
     def add_oidc_provider(self, issuer_url: str, client_ids: list[str]) -> OIDCProvider:
         provider = OIDCProvider(issuer_url, tuple(client_ids))
@@ -289,7 +142,7 @@ class SandboxSTS:
     async def assume_role_with_web_identity(self, params: dict[str, str], request_id: str) -> str:
         """The request's shape, then the token, then the role's trust: no token, no word about roles."""
         duration = _validate_request(params)
-        identity = await self._verify_token(params["WebIdentityToken"])
+        identity = await verify_web_identity(params["WebIdentityToken"], self.providers, self._keys)
         role = self._trusting_role(params["RoleArn"], identity)
         if duration > role.max_session_duration:
             raise STSError("ValidationError", TOO_LONG_FOR_ROLE)
@@ -313,24 +166,6 @@ class SandboxSTS:
             },
             request_id,
         )
-
-    async def _verify_token(self, token: str) -> WebIdentity:
-        unverified = _unverified_claims(token)
-        issuer = unverified.get("iss")
-        provider = self.providers.get(issuer) if isinstance(issuer, str) else None
-        if provider is None:
-            raise invalid_token(f"No OpenIDConnect provider found in your account for {issuer}")
-        claims = await self._keys.verify(token, provider.url)
-        _check_expiry(claims)
-        audiences = _audiences(claims)
-        accepted = tuple(aud for aud in audiences if aud in provider.client_ids)
-        if not accepted:
-            raise invalid_token("Incorrect token audience")
-        subject = claims.get("sub")
-        if not isinstance(subject, str) or not subject:
-            raise invalid_token("The web identity token has no sub claim")
-        tags, transitive = _session_tags(claims)
-        return WebIdentity(provider, subject, accepted, tags, transitive)
 
     def _trusting_role(self, role_arn: str, identity: WebIdentity) -> Role:
         """The role, if its trust policy lets this identity in: provider, `<issuer>:aud`, and TagSession."""
@@ -412,56 +247,6 @@ def _duration(value: str | None) -> tuple[int, list[str]]:
     if seconds > MAX_DURATION:
         return seconds, [f"{at} have value less than or equal to {MAX_DURATION}"]
     return seconds, []
-
-
-def _unverified_claims(token: str) -> dict[str, Any]:
-    """The claims before any check: only to learn which issuer's keys to verify the token with."""
-    try:
-        claims = json.loads(jws.extract_compact(token.encode()).payload)
-    except (JoseError, ValueError, UnicodeDecodeError) as err:
-        raise invalid_token("The web identity token is not a valid signed JWT") from err
-    if not isinstance(claims, dict):
-        raise invalid_token("The web identity token is not a valid signed JWT")
-    return claims
-
-
-def _check_expiry(claims: dict[str, Any]) -> None:
-    expires = claims.get("exp")
-    if isinstance(expires, bool) or not isinstance(expires, int | float):
-        raise invalid_token("The web identity token has no valid exp claim")
-    now = int(time.time())
-    if now >= expires:
-        raise STSError(
-            "ExpiredTokenException",
-            f"Token expired: current date/time {now} must be before the expiration date/time {int(expires)}",
-        )
-
-
-def _audiences(claims: dict[str, Any]) -> tuple[str, ...]:
-    audience = claims.get("aud")
-    if isinstance(audience, str):
-        return (audience,)
-    if isinstance(audience, list):
-        return tuple(aud for aud in audience if isinstance(aud, str))
-    return ()
-
-
-def _session_tags(claims: dict[str, Any]) -> tuple[dict[str, str], tuple[str, ...]]:
-    """Session tags from the `https://aws.amazon.com/tags` claim: principal_tags {key: [value]}."""
-    claim = claims.get(TAGS_CLAIM)
-    if claim is None:
-        return {}, ()
-    if not isinstance(claim, dict) or not isinstance(claim.get("principal_tags", {}), dict):
-        raise invalid_token(f"The {TAGS_CLAIM} claim is malformed")
-    tags: dict[str, str] = {}
-    for key, values in claim.get("principal_tags", {}).items():
-        if not (isinstance(values, list) and len(values) == 1 and isinstance(values[0], str)):
-            raise invalid_token(f"Session tag {key} must have exactly one string value")
-        tags[key] = values[0]
-    transitive = claim.get("transitive_tag_keys", [])
-    if not isinstance(transitive, list) or not set(transitive) <= set(tags):
-        raise invalid_token("transitive_tag_keys must name principal tags")
-    return tags, tuple(transitive)
 
 
 def _packed_policy_size(tags: dict[str, str]) -> int:
