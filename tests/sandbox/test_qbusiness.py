@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 from sandbox.credentials import ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY, CredentialRegistry
 from sandbox.directory import sample_directory
 from sandbox.qbusiness import SandboxQBusiness
-from sandbox.retrieval import NO_ANSWER
+from sandbox.qbusiness.retrieval import NO_ANSWER
 from sandbox.serving import Served, bind
 
 REGION = "us-east-1"

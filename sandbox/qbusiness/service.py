@@ -1,37 +1,32 @@
-"""A local Amazon Q Business: the rest-json API boto3 speaks, SigV4-authenticated, answering as the signer.
+"""The Q Business endpoint: authenticate (SigV4), route (botocore's service model), authorize, then answer.
 
-Like the real service for an IAM-federated application (identityType AWS_IAM_IDP_OIDC), it learns who is
-asking from the Email session tag of the web-identity credentials that signed the request, and answers
-only from documents that user may read. Administrators (static keys) run the control plane and may not
-chat; users may chat and may not touch the control plane.
-
-Tests and `qbot sandbox` steer it through `faults` (throttling, errors, latency, first-call subscription
-errors, conversation expiry) and observe it through `stats`.
+Users chat as themselves and nothing else; administrators provision and may not chat. The switches tests
+flip (`faults`) and the counters they read (`stats`) live here; ChatSync turns are taken by `chat`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
-import json
 import logging
 import re
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
-from pathlib import PurePosixPath
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
-from sandbox.controlplane import Application, ControlPlane
-from sandbox.conversations import ClientTokens, Conversation, ConversationStore, Message, new_id
-from sandbox.corpus import Acl, Document, load_corpus
 from sandbox.credentials import ACCOUNT_ID, CredentialRegistry, IssuedCredentials
-from sandbox.restjson import (
+from sandbox.qbusiness.chat import ChatTurns
+from sandbox.qbusiness.controlplane import Application, ControlPlane
+from sandbox.qbusiness.conversations import Conversation, ConversationStore
+from sandbox.qbusiness.corpus import load_corpus
+from sandbox.qbusiness.errors import CONVERSATION_GONE, IDENTITY_REQUIRED, SUBSCRIPTION_MISSING, from_request
+from sandbox.qbusiness.groups import Groups
+from sandbox.qbusiness.restjson import (
     ServiceError,
     ServiceModel,
     access_denied,
@@ -41,7 +36,7 @@ from sandbox.restjson import (
     paginate,
     validation_error,
 )
-from sandbox.retrieval import Answer, AnswerEngine, Citation, compose
+from sandbox.qbusiness.retrieval import AnswerEngine
 from sandbox.sigv4 import SignedRequest, SigV4Error, SigV4Verifier
 
 logger = logging.getLogger(__name__)
@@ -50,15 +45,11 @@ SERVICE = "qbusiness"
 API_VERSION = "2023-11-27"
 DEFAULT_CONVERSATION_TTL = 30 * 24 * 3600.0
 MAX_ATTACHMENT_BYTES = 50 * 1024 * 1024
-TEXT_ATTACHMENTS = frozenset({".txt", ".text", ".md", ".markdown", ".csv", ".json", ".html", ".htm"})
 
 USER_OPERATIONS = frozenset({"ChatSync", "PutFeedback", "ListConversations", "ListMessages", "DeleteConversation"})
-ADMIN_OPERATIONS = frozenset(
+GROUP_OPERATIONS = frozenset({"PutGroup", "GetGroup", "ListGroups", "DeleteGroup"})
+ADMIN_OPERATIONS = GROUP_OPERATIONS | frozenset(
     {
-        "PutGroup",
-        "GetGroup",
-        "ListGroups",
-        "DeleteGroup",
         "CreateApplication",
         "GetApplication",
         "ListApplications",
@@ -74,21 +65,6 @@ ADMIN_OPERATIONS = frozenset(
         "ListWebExperiences",
     }
 )
-
-# Messages real users were shown. The subscription error (AccessDeniedException, then auto-subscribed) is
-# quoted in aws-samples/amazon-q-business-samples (IAM federation samples); the expired conversation in
-# aws-samples/amazon-q-slack-gateway issue 51; the identity one in amazon-q-business-code-analysis issue 27.
-SUBSCRIPTION_MISSING = "User does not have a subscription for the given application."
-CONVERSATION_GONE = "Conversation not found or has expired"
-IDENTITY_REQUIRED = (
-    "User ID must be null and identity-aware credentials must be passed for applications with identity type "
-    "AWS_IAM_IDP_OIDC."
-)
-
-
-def _from_request(request_id: str, message: str) -> str:
-    """Q Business wraps many messages this way; clients that show them verbatim show this."""
-    return f"Exception occurred for requestId: {request_id} with message: {message}"
 
 
 @dataclass
@@ -155,10 +131,11 @@ class SandboxQBusiness:
         self.max_attachment_bytes = MAX_ATTACHMENT_BYTES
         self.sigv4 = SigV4Verifier(registry, region, SERVICE)
         self.control = ControlPlane(region, account, lambda: self.faults.control_plane_delay)
+        self.groups = Groups(self.control.index)
         self.conversations = ConversationStore(lambda: self.faults.conversation_ttl)
         self.engine = AnswerEngine()
+        self.chat = ChatTurns(self.conversations, self.engine, lambda: self.max_attachment_bytes)
         self._model = _service_model()
-        self._client_tokens = ClientTokens()
         self._subscribed: set[tuple[str, str]] = set()
         self._handlers: dict[str, Handler] = {
             "ChatSync": self._chat_sync,
@@ -197,7 +174,7 @@ class SandboxQBusiness:
             app, index_id, {"displayName": "qbot-sandbox-index", "type": "ENTERPRISE"}, load_corpus()
         )
         app.ready_at = index.ready_at = 0.0
-        self.control.seed_groups(index, groups)
+        self.groups.seed(index, groups)
         retriever = self.control.add_retriever(
             app,
             str(uuid.uuid5(uuid.NAMESPACE_URL, f"retriever/{app_id}")),
@@ -235,7 +212,7 @@ class SandboxQBusiness:
         except Exception:
             # A bug here must still look like AWS to the client (a retryable 500), and be visible in the log.
             logger.exception("Q Business sandbox failed on %s %s", request.method, request.raw_path)
-            failure = ServiceError("InternalServerException", _from_request(request_id, "Internal server error."), 500)
+            failure = ServiceError("InternalServerException", from_request(request_id, "Internal server error."), 500)
             return error_response(failure, request_id)
         return json_response(result, request_id)
 
@@ -267,7 +244,8 @@ class SandboxQBusiness:
             )
 
     def _admin_handler(self, operation: str) -> Handler:
-        method = getattr(self.control, re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower())
+        owner = self.groups if operation in GROUP_OPERATIONS else self.control
+        method = getattr(owner, re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower())
 
         async def handle(credentials: IssuedCredentials, params: dict[str, Any], request_id: str) -> dict[str, Any]:
             if operation == "PutGroup":
@@ -292,7 +270,7 @@ class SandboxQBusiness:
                 await asyncio.sleep(self.faults.delay_seconds)
             app = self.control.application(params["applicationId"])
             self._check_subscription(app, email, request_id)
-            return self._answer_turn(app, email, params, request_id)
+            return self.chat.take(app, email, params, request_id)
         finally:
             self.stats.in_flight -= 1
 
@@ -303,7 +281,7 @@ class SandboxQBusiness:
         if self.faults.internal_error_next > 0:
             self.faults.internal_error_next -= 1
             raise ServiceError(
-                "InternalServerException", _from_request(request_id, "Internal server error. Try again later."), 500
+                "InternalServerException", from_request(request_id, "Internal server error. Try again later."), 500
             )
 
     def _check_subscription(self, app: Application, email: str, request_id: str) -> None:
@@ -313,152 +291,8 @@ class SandboxQBusiness:
             return
         self._subscribed.add(key)
         if self.faults.subscription_error_first_call:
-            raise access_denied(_from_request(request_id, SUBSCRIPTION_MISSING))
+            raise access_denied(from_request(request_id, SUBSCRIPTION_MISSING))
 
-    def _answer_turn(self, app: Application, email: str, params: dict[str, Any], request_id: str) -> dict[str, Any]:
-        token = params.get("clientToken")
-        fingerprint = _fingerprint(params)
-        if token:
-            remembered = self._client_tokens.recall(app.id, email, token)
-            if remembered is not None:
-                if remembered.fingerprint != fingerprint:
-                    raise ServiceError(
-                        "ConflictException",
-                        f"The clientToken {token} was already used with different request parameters.",
-                        409,
-                        resourceId=token,
-                        resourceType="ClientToken",
-                    )
-                return remembered.response
-        message = params.get("userMessage") or ""
-        if not message.strip() and not params.get("attachments"):
-            raise validation_error(
-                "Either userMessage or attachments must be provided.", ("userMessage", "Member must not be blank")
-            )
-        conversation = self._continued(app, email, params, request_id)
-        accepted, failed = self._read_attachments(app, email, params.get("attachments", []))
-        earlier = conversation.attachments if conversation else []
-        answer = self._answer(app, email, message, [*earlier, *accepted], conversation)
-        response = self._record_turn(app, email, conversation, message, accepted, failed, answer)
-        if token:
-            self._client_tokens.remember(app.id, email, token, fingerprint, response)
-        return response
-
-    def _continued(self, app: Application, email: str, params: dict[str, Any], request_id: str) -> Conversation | None:
-        """The conversation this turn continues (None: a new one), its parent message checked."""
-        conversation_id = params.get("conversationId")
-        parent = params.get("parentMessageId")
-        if conversation_id is None:
-            if parent is not None:
-                raise validation_error(
-                    "parentMessageId is only valid together with conversationId.",
-                    ("parentMessageId", "requires conversationId"),
-                )
-            return None
-        conversation = self.conversations.find(app.id, email, conversation_id)
-        if conversation is None:
-            raise not_found(_from_request(request_id, CONVERSATION_GONE), conversation_id, "Conversation")
-        latest = conversation.latest_system_message()
-        if parent is not None and (latest is None or parent != latest.message_id):
-            raise validation_error(
-                f"parentMessageId {parent} is not the latest system message of conversation {conversation_id}.",
-                ("parentMessageId", "must be the conversation's latest system message id"),
-            )
-        return conversation
-
-    def _read_attachments(
-        self, app: Application, email: str, attachments: list[dict[str, Any]]
-    ) -> tuple[list[Document], list[dict[str, Any]]]:
-        """Text-like files become documents only this user can read; anything else is reported FAILED."""
-        accepted: list[Document] = []
-        failed: list[dict[str, Any]] = []
-        enabled = (app.spec.get("attachmentsConfiguration") or {}).get("attachmentsControlMode") != "DISABLED"
-        for attachment in attachments:
-            name = attachment.get("name") or "attachment"
-            problem = self._attachment_problem(name, attachment, enabled)
-            text = None if problem else _attachment_text(name, attachment["data"])
-            if problem is None and text is None:
-                problem = f"{name} could not be read as UTF-8 text."
-            if problem is not None or text is None:
-                failed.append(
-                    {
-                        "name": name,
-                        "status": "FAILED",
-                        "error": {"errorCode": "InvalidRequest", "errorMessage": problem},
-                        "attachmentId": new_id(),
-                    }
-                )
-                continue
-            accepted.append(Document(f"attachment-{new_id()}", name, text, Acl.only(email), None, datetime.now(UTC)))
-        return accepted, failed
-
-    def _attachment_problem(self, name: str, attachment: dict[str, Any], enabled: bool) -> str | None:
-        if not enabled:
-            return "File uploads are disabled for this application."
-        if "data" not in attachment:
-            return f"{name} has no data; copying attachments from another conversation is not supported here."
-        if len(attachment["data"]) > self.max_attachment_bytes:
-            limit = self.max_attachment_bytes // (1024 * 1024)
-            return f"{name} is larger than the {limit} MB size limit for a file uploaded to a conversation."
-        if PurePosixPath(name).suffix.lower() not in TEXT_ATTACHMENTS:
-            return f"The file type of {name} is not supported. Upload a .txt, .md, .csv, .json or .html file."
-        return None
-
-    def _answer(
-        self,
-        app: Application,
-        email: str,
-        message: str,
-        attachments: list[Document],
-        conversation: Conversation | None,
-    ) -> Answer:
-        if not message.strip():
-            return compose(attachments, [])
-        readable = [
-            document
-            for index in app.native_indices()
-            for document in index.documents
-            if document.acl.allows(email, index.groups_of(email))
-        ]
-        previous = conversation.latest_question() if conversation else None
-        return self.engine.answer(message, [*readable, *attachments], previous)
-
-    def _record_turn(
-        self,
-        app: Application,
-        email: str,
-        conversation: Conversation | None,
-        message: str,
-        accepted: list[Document],
-        failed: list[dict[str, Any]],
-        answer: Answer,
-    ) -> dict[str, Any]:
-        if conversation is None:
-            conversation = self.conversations.start(app.id, email, message or (accepted[0].title if accepted else ""))
-        now = datetime.now(UTC)
-        conversation.attachments.extend(accepted)
-        attached = [
-            {
-                "name": doc.title,
-                "status": "SUCCESS",
-                "attachmentId": doc.document_id.removeprefix("attachment-"),
-                "conversationId": conversation.conversation_id,
-            }
-            for doc in accepted
-        ] + [{**item, "conversationId": conversation.conversation_id} for item in failed]
-        user_message = Message(new_id(), "USER", message, now, attachments=attached)
-        sources = [_source(citation, app) for citation in answer.citations]
-        system_message = Message(new_id(), "SYSTEM", answer.text, now, source_attributions=sources)
-        conversation.messages.extend([user_message, system_message])
-        self.conversations.touch(conversation)
-        return {
-            "conversationId": conversation.conversation_id,
-            "systemMessage": answer.text,
-            "systemMessageId": system_message.message_id,
-            "userMessageId": user_message.message_id,
-            "sourceAttributions": sources,
-            "failedAttachments": [{**item, "conversationId": conversation.conversation_id} for item in failed],
-        }
 
     # -- conversations and feedback ----------------------------------------------------------------------
 
@@ -466,7 +300,7 @@ class SandboxQBusiness:
         self.control.application(params["applicationId"])
         conversation = self.conversations.find(params["applicationId"], email, params["conversationId"])
         if conversation is None:
-            raise not_found(_from_request(request_id, CONVERSATION_GONE), params["conversationId"], "Conversation")
+            raise not_found(from_request(request_id, CONVERSATION_GONE), params["conversationId"], "Conversation")
         return conversation
 
     async def _put_feedback(
@@ -526,51 +360,3 @@ def _identity(credentials: IssuedCredentials, params: dict[str, Any]) -> str:
     if params.get("userId") is not None or params.get("userGroups") is not None or not credentials.email:
         raise access_denied(IDENTITY_REQUIRED)
     return credentials.email.lower()
-
-
-def _fingerprint(params: dict[str, Any]) -> str:
-    def plain(value: Any) -> Any:
-        if isinstance(value, bytes):
-            return hashlib.sha256(value).hexdigest()
-        if isinstance(value, datetime):
-            return value.isoformat()
-        if isinstance(value, dict):
-            return {key: plain(item) for key, item in value.items()}
-        if isinstance(value, list):
-            return [plain(item) for item in value]
-        return value
-
-    significant = {key: value for key, value in params.items() if key != "clientToken"}
-    return hashlib.sha256(json.dumps(plain(significant), sort_keys=True).encode()).hexdigest()
-
-
-def _attachment_text(name: str, data: bytes) -> str | None:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if PurePosixPath(name).suffix.lower() in (".html", ".htm"):
-        text = re.sub(r"<(script|style)\b.*?</\1>", " ", text, flags=re.DOTALL | re.IGNORECASE)
-        text = re.sub(r"<[^>]+>", "\n", text)
-    return text
-
-
-def _source(citation: Citation, app: Application) -> dict[str, Any]:
-    document = citation.document
-    index_id = next((index.id for index in app.indices.values() if document in index.documents), None)
-    return {
-        "title": document.title,
-        "snippet": citation.excerpt,
-        "url": document.url,
-        "citationNumber": citation.number,
-        "updatedAt": document.updated,
-        "documentId": document.document_id,
-        "indexId": index_id,
-        "textMessageSegments": [
-            {
-                "beginOffset": citation.begin,
-                "endOffset": citation.end,
-                "snippetExcerpt": {"text": citation.excerpt},
-            }
-        ],
-    }

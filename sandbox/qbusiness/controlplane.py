@@ -1,5 +1,5 @@
-"""The Q Business control plane: applications and what hangs off them (indices, retrievers, web experiences,
-and the PutGroup groups that document ACLs name).
+"""The Q Business control plane: applications and what hangs off them (indices, retrievers, web experiences;
+the PutGroup groups that document ACLs name are in `groups`).
 
 Enough of it for an idempotent provisioning tool to create, read back, list and update resources: each
 method is one operation, takes the operation's validated input and returns its output. Resources are
@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sandbox.corpus import Document
-from sandbox.restjson import not_found, paginate, validation_error
+from sandbox.qbusiness.corpus import Document
+from sandbox.qbusiness.groups import Group, memberships
+from sandbox.qbusiness.restjson import not_found, paginate, validation_error
 
 Params = dict[str, Any]
 Output = dict[str, Any]
@@ -46,16 +47,6 @@ class Resource:
 
 
 @dataclass
-class Group:
-    name: str
-    data_source_id: str | None
-    type: str
-    member_users: list[str]
-    member_groups: list[str]
-    updated_at: datetime = field(default_factory=_now)
-
-
-@dataclass
 class Index(Resource):
     documents: list[Document] = field(default_factory=list)
     groups: dict[tuple[str, str], Group] = field(default_factory=dict)
@@ -65,14 +56,7 @@ class Index(Resource):
 
     def groups_of(self, email: str) -> set[str]:
         """Every group the user is in, directly or through member groups (as PutGroup wrote them)."""
-        email = email.lower()
-        member_of = {g.name for g in self.groups.values() if email in g.member_users}
-        grew = True
-        while grew:
-            wider = {g.name for g in self.groups.values() if member_of & set(g.member_groups)}
-            grew = not wider <= member_of
-            member_of |= wider
-        return member_of
+        return memberships(self.groups.values(), email)
 
 
 @dataclass
@@ -362,64 +346,6 @@ class ControlPlane:
             ],
             "nextToken": token,
         }
-
-    # -- groups (what document ACLs name; IAM federation brings no IdP groups) ---------------------------
-
-    def put_group(self, params: Params) -> Output:
-        index = self.index(params["applicationId"], params["indexId"])
-        members = params["groupMembers"]
-        if "s3PathForGroupMembers" in members:
-            raise validation_error(
-                "The sandbox does not read group members from S3; send memberUsers and memberGroups.",
-                ("groupMembers.s3PathForGroupMembers", "not supported by the sandbox"),
-            )
-        if params["type"] == "DATASOURCE" and not params.get("dataSourceId"):
-            raise validation_error(
-                "A DATASOURCE group needs a dataSourceId.", ("dataSourceId", "Member must not be null")
-            )
-        index.put_group(
-            Group(
-                name=params["groupName"],
-                data_source_id=params.get("dataSourceId"),
-                type=params["type"],
-                member_users=[user["userId"].lower() for user in members.get("memberUsers", [])],
-                member_groups=[group["groupName"] for group in members.get("memberGroups", [])],
-            )
-        )
-        return {}
-
-    def seed_groups(self, index: Index, groups: dict[str, list[str]]) -> None:
-        for name, emails in groups.items():
-            index.put_group(Group(name, None, "INDEX", [email.lower() for email in emails], []))
-
-    def _group(self, params: Params) -> tuple[Index, Group]:
-        index = self.index(params["applicationId"], params["indexId"])
-        group = index.groups.get((params.get("dataSourceId") or "", params["groupName"]))
-        if group is None:
-            raise not_found(f"Group {params['groupName']} not found.", params["groupName"], "Group")
-        return index, group
-
-    def get_group(self, params: Params) -> Output:
-        _, group = self._group(params)
-        status = {"status": "SUCCEEDED", "lastUpdatedAt": group.updated_at}
-        return {"status": status, "statusHistory": [status]}
-
-    def list_groups(self, params: Params) -> Output:
-        index = self.index(params["applicationId"], params["indexId"])
-        cutoff = params["updatedEarlierThan"]
-        data_source = params.get("dataSourceId") or ""
-        names = sorted(
-            group.name
-            for (source, _), group in index.groups.items()
-            if source == data_source and group.updated_at <= cutoff
-        )
-        page, token = paginate(names, params, 10)
-        return {"items": [{"groupName": name} for name in page], "nextToken": token}
-
-    def delete_group(self, params: Params) -> Output:
-        index, group = self._group(params)
-        del index.groups[(group.data_source_id or "", group.name)]
-        return {}
 
 
 _APPLICATION_FIELDS = (

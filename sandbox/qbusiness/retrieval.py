@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from rank_bm25 import BM25Okapi
 
-from sandbox.corpus import Document
+from sandbox.qbusiness.corpus import Document
 
 NO_ANSWER = "Sorry, I couldn't find enough information to answer."
 MAX_SOURCES = 3

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sandbox.corpus import Document
+from sandbox.qbusiness.corpus import Document
 
 
 def new_id() -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-SAMPLE_CORPUS = Path(__file__).parent / "corpus"
+SAMPLE_CORPUS = Path(__file__).resolve().parents[1] / "corpus"  # sandbox/corpus, package data
 
 
 @dataclass(frozen=True)
