@@ -17,14 +17,10 @@ import time
 from typing import Any
 
 import aiohttp
-from cryptography.fernet import Fernet
 
-from bench.chain import SandboxChild
-from bench.slack import BotChild
+from bench.slack import start_slack_world
 from qbot.cli import run_async
-from qbot.embedded_redis import EmbeddedRedis
-from sandbox.serving import Served, bind, url_of
-from sandbox.slack import BOT_TOKEN, SIGNING_SECRET, TEAM, FakeSlack, signed_headers
+from sandbox.slack import TEAM, FakeSlack, signed_headers
 
 MB = 1024 * 1024
 TARGET_GROWTH = 400 * MB
@@ -60,23 +56,8 @@ async def _until_answered(fake: FakeSlack, asked: set[tuple[str, str]], patience
 
 
 async def main(users: int, files_per_dm: int, file_mb: int, env_extra: dict[str, str]) -> None:
-    redis_server = EmbeddedRedis().start()
-    probe = bind("127.0.0.1", 0)
-    port = probe.getsockname()[1]
-    bot_url = url_of(probe)
-    probe.close()
-    sandbox = SandboxChild(bot_url, users)
-    fake = FakeSlack()
-    fake_served = Served(fake.app(), bind("127.0.0.1", 0))
-    await fake_served.start()
-    fake.url = fake_served.url
-    env = {
-        **sandbox.env, "QBOT_REDIS_URL": redis_server.url, "QBOT_TOKEN_KEYS": Fernet.generate_key().decode(),
-        "QBOT_PUBLIC_URL": bot_url, "QBOT_SLACK_BOT_TOKEN": BOT_TOKEN, "QBOT_SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "QBOT_SLACK_API_URL": fake.api_url(), **env_extra,
-    }
-    bot = BotChild(env, port)
-    await bot.started()
+    world = await start_slack_world(users, env_extra)
+    sandbox, fake, bot = world.sandbox, world.fake, world.bot
     shared = [fake.add_file(f"F{k}", f"report{k}.txt", _file_bytes(k, file_mb * MB)) for k in range(files_per_dm)]
     try:
         async with aiohttp.ClientSession() as session:
@@ -125,10 +106,7 @@ async def main(users: int, files_per_dm: int, file_mb: int, env_extra: dict[str,
             print(f"bot RSS before the burst {before / MB:.0f} MB, peak {peak / MB:.0f} MB "
                   f"(+{(peak - before) / MB:.0f} MB; target +{TARGET_GROWTH // MB} MB), after {now / MB:.0f} MB{held}")
     finally:
-        await bot.call("stop")
-        sandbox.call("stop")
-        await fake_served.stop()
-        redis_server.stop()
+        await world.stop()
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import json
 import multiprocessing
 import resource
 import time
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -216,7 +217,25 @@ class Load:
         return time.perf_counter()
 
 
-async def main(users: int, fast_questions: int, slow_questions: int, rate: float, profile: bool = False) -> None:
+@dataclass
+class SlackWorld:
+    """Everything a Slack bench runs, each part in a process of its own where it matters: Redis, the sandbox,
+    the bot; the fake Slack Web API on this process's loop."""
+
+    redis_server: EmbeddedRedis
+    sandbox: SandboxChild
+    fake: FakeSlack
+    fake_served: Served
+    bot: BotChild
+
+    async def stop(self) -> None:
+        await self.bot.call("stop")
+        self.sandbox.call("stop")
+        await self.fake_served.stop()
+        self.redis_server.stop()
+
+
+async def start_slack_world(users: int, env_extra: dict[str, str] | None = None) -> SlackWorld:
     redis_server = EmbeddedRedis().start()
     probe = bind("127.0.0.1", 0)
     port = probe.getsockname()[1]
@@ -230,10 +249,16 @@ async def main(users: int, fast_questions: int, slow_questions: int, rate: float
     env = {
         **sandbox.env, "QBOT_REDIS_URL": redis_server.url, "QBOT_TOKEN_KEYS": Fernet.generate_key().decode(),
         "QBOT_PUBLIC_URL": bot_url, "QBOT_SLACK_BOT_TOKEN": BOT_TOKEN, "QBOT_SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "QBOT_SLACK_API_URL": fake.api_url(),
+        "QBOT_SLACK_API_URL": fake.api_url(), **(env_extra or {}),
     }
     bot = BotChild(env, port)
     await bot.started()
+    return SlackWorld(redis_server, sandbox, fake, fake_served, bot)
+
+
+async def main(users: int, fast_questions: int, slow_questions: int, rate: float, profile: bool = False) -> None:
+    world = await start_slack_world(users)
+    sandbox, fake, bot = world.sandbox, world.fake, world.bot
     load = Load(bot.url, fake)
     connector = aiohttp.TCPConnector(limit=256)
     try:
@@ -282,10 +307,7 @@ async def main(users: int, fast_questions: int, slow_questions: int, rate: float
                   f"{sandbox.call('stats')['max_in_flight']}")
             sandbox.call("delay", 0.0)
     finally:
-        await bot.call("stop")
-        sandbox.call("stop")
-        await fake_served.stop()
-        redis_server.stop()
+        await world.stop()
 
 
 if __name__ == "__main__":

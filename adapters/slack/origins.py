@@ -8,7 +8,6 @@ host (`files.slack.com.evil.example`), a URL that cannot be parsed.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -33,15 +32,6 @@ def origin_of(url: str) -> Origin | None:
     if scheme not in DEFAULT_PORTS or not host or port is None:
         return None
     return Origin(scheme, host, port)
-
-
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _is_slack_host(host: str) -> bool:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from adapters.slack.origins import is_loopback_host, origin_of
+from adapters.hosts import is_loopback_host
+from adapters.slack.origins import origin_of
 from bot.errors import ConfigError
 
 DEFAULT_API_URL = "https://slack.com/api/"

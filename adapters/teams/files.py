@@ -10,7 +10,6 @@ maximum for it, and a download stops as soon as its `FileRoom` refuses more.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import mimetypes
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from adapters.hosts import is_loopback_host
 from adapters.teams.activities import FileOffer
 from bot.attachments import FileRoom
 from bot.errors import ConfigError
@@ -30,22 +30,13 @@ DEFAULT_FILE_HOSTS = ("*.sharepoint.com",)
 NOT_FROM_MICROSOFT = "not read: its download link doesn't point to Microsoft's file storage."
 
 
-def _is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def is_loopback_url(url: str) -> bool:
     """http(s) to localhost or a loopback address: where local stand-ins of Microsoft services run."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname) and _is_loopback_host(parts.hostname or "")
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and is_loopback_host(parts.hostname or "")
 
 
 def parse_file_hosts(raw: str | None) -> tuple[str, ...]:
@@ -77,7 +68,7 @@ class FileHosts:
             return False
         if not host or parts.scheme not in ("http", "https"):
             return False
-        if self.development and _is_loopback_host(host):
+        if self.development and is_loopback_host(host):
             return True
         if parts.scheme != "https" and not self.development:
             return False
