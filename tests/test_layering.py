@@ -4,7 +4,8 @@
   HTTP routes and pages belong to the adapters (sign-in: adapters/web) and the shell (health: qbot/), so the
   core is the same whichever server carries it;
 - adapters never import the sandbox or the composition root, and never talk to Redis, STS or Q directly;
-- the sandbox never imports bot/, adapters/ or qbot/ (a stand-in sharing the bot's code shares its bugs).
+- the sandbox never imports bot/, adapters/ or qbot/ (a stand-in sharing the bot's code shares its bugs);
+- nothing outside tests/ imports tests/: the benchmarks take their stand-ins from the sandbox.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ CHAT_SDKS = ("slack_bolt", "slack_sdk", "microsoft_agents", "botbuilder")
 AWS_AND_REDIS = ("boto3", "botocore", "redis")
 
 FORBIDDEN: dict[str, tuple[str, ...]] = {
-    "bot": ("adapters", "sandbox", "qbot", "aiohttp", *CHAT_SDKS),
-    "adapters": ("sandbox", "qbot", *AWS_AND_REDIS),
-    "sandbox": ("bot", "adapters", "qbot"),
+    "bot": ("adapters", "sandbox", "qbot", "aiohttp", "tests", *CHAT_SDKS),
+    "adapters": ("sandbox", "qbot", "tests", *AWS_AND_REDIS),
+    "sandbox": ("bot", "adapters", "qbot", "tests"),
+    "qbot": ("tests",),
+    "bench": ("tests",),
 }
 
 
