@@ -113,7 +113,7 @@ def pct(values: list[float], q: float) -> float:
 
 async def link_user(core: Any, http: httpx.AsyncClient, identity: ChatIdentity, username: str) -> None:
     # The sandbox directory's users are <username>@example.com: the link names that profile email.
-    notice = await core.create_link(identity, f"{username}@example.com")
+    notice = await core.accounts.create_link(identity, f"{username}@example.com")
     start = await http.get(notice.url)
     page = await http.get(start.headers["location"])
     action, fields = login_form(page.text, username)

@@ -16,6 +16,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from adapters.ports import Adapter
 from adapters.web.signin import auth_routes
+from bot.accounts import Accounts
 from bot.adapter_memory import AdapterMemory
 from bot.attachments import DownloadBudget
 from bot.broker import CredentialBroker
@@ -24,7 +25,7 @@ from bot.config import Settings
 from bot.conversations import Conversations
 from bot.core import Core
 from bot.deliveries import Deliveries
-from bot.group_sync import build_group_sync
+from bot.group_sync import GroupSync, build_group_sync
 from bot.link_deadlines import LinkDeadlines
 from bot.links import LinkTokens, LoginStates
 from bot.metrics import Metrics
@@ -53,6 +54,9 @@ class BotGraph:
     core: Core
     metrics: Metrics
     adapters: list[Adapter]
+    broker: CredentialBroker
+    deliveries: Deliveries
+    group_sync: GroupSync | None
 
 
 GRAPH = web.AppKey("graph", BotGraph)
@@ -100,22 +104,31 @@ def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) 
         executor=executor, max_concurrency=settings.q_max_concurrency, metrics=metrics,
         client_cache_size=settings.q_client_cache,
     )
-    core = Core(
+    conversations = Conversations(redis, settings.conversation_ttl_seconds)
+    deliveries = Deliveries(redis)
+    accounts = Accounts(
         settings,
         vault=vault,
         links=LinkTokens(redis, settings.link_ttl_seconds, cipher),
         login_states=LoginStates(redis, cipher, settings.link_ttl_seconds),
         link_deadlines=LinkDeadlines(redis),
-        conversations=Conversations(redis, settings.conversation_ttl_seconds),
+        conversations=conversations,
         oidc=oidc,
+        metrics=metrics,
+        group_observer=group_sync,
+    )
+    core = Core(
+        settings,
+        accounts=accounts,
+        vault=vault,
+        conversations=conversations,
         broker=broker,
         q=q,
         metrics=metrics,
-        deliveries=Deliveries(redis),
+        deliveries=deliveries,
         turns=TurnLock(redis),
         adapter_memory=AdapterMemory(redis, cipher),
         downloads=DownloadBudget.from_env(settings.extra),  # one budget for every platform's files
-        group_observer=group_sync,
     )
     app = web.Application()
     app.add_routes(health_routes(redis, metrics))
@@ -126,7 +139,7 @@ def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) 
         if adapter is not None:
             app.add_routes(adapter.routes())
             built.append(adapter)
-    app[GRAPH] = BotGraph(settings, redis, core, metrics, built)
+    app[GRAPH] = BotGraph(settings, redis, core, metrics, built, broker, deliveries, group_sync)
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         for adapter in built:

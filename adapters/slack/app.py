@@ -126,7 +126,7 @@ class SlackAdapter:
             process_before_response=True,  # listeners only ack and spawn: the response waits for nothing
         )
         self._register()
-        core.on_linked(PLATFORM, self._confirm_link)
+        core.accounts.on_linked(PLATFORM, self._confirm_link)
 
     # -- the Adapter protocol -------------------------------------------------------------------------------
 

@@ -158,7 +158,7 @@ class TeamsAdapter:
         )
         self._turns: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
-        core.on_linked(PLATFORM, self._confirm_link)
+        core.accounts.on_linked(PLATFORM, self._confirm_link)
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/api/messages", self.messages)]

@@ -250,7 +250,7 @@ class WebConsole:
     async def _sweep_until_stopped(self) -> None:
         while not self._stopping.is_set():
             try:
-                ended = await self.core.end_overdue_links()
+                ended = await self.core.accounts.end_overdue_links()
                 if ended:
                     log.info("ended %d web console link(s) whose session was over", ended)
             except Exception:  # Redis or the IdP briefly away: the next sweep tries again
@@ -290,14 +290,14 @@ class WebConsole:
             identity = identity_of(current.sid)
             if self.sessions.live(current) and await self._email(identity) is not None:
                 return web.Response(status=302, headers={**SECURITY_HEADERS, "Location": "/"})
-            if await self.core.is_linked(identity):
-                await self.core.unlink(identity)
+            if await self.core.accounts.is_linked(identity):
+                await self.core.accounts.unlink(identity)
         session = self.sessions.new()
         pending = PendingLink(
             identity_of(session.sid), return_to="/", expires_in=self.sessions.lifetime_left(session)
         )
         try:
-            login = await self.core.begin_login(pending)
+            login = await self.core.accounts.begin_login(pending)
         except QBotError as exc:
             return error_page(exc.user_message, status=503)
         except Exception:
@@ -305,7 +305,7 @@ class WebConsole:
             return error_page("Something went wrong on our side. Try again in a minute.", status=500)
         response = web.Response(status=302, headers={**SECURITY_HEADERS, "Location": login.authorize_url})
         self.sessions.set(response, session)
-        set_login_cookie(response, login, max_age=self.core.login_states.ttl_seconds, secure=self._secure)
+        set_login_cookie(response, login, max_age=self.core.accounts.login_states.ttl_seconds, secure=self._secure)
         return response
 
     # -- the API -----------------------------------------------------------------------------------
@@ -378,7 +378,7 @@ class WebConsole:
         response = web.json_response({"signed_in": False}, headers=API_HEADERS)
         if self.sessions.read(request) is not None:
             session = self._session_for_change(request)
-            await self.core.unlink(identity_of(session.sid))
+            await self.core.accounts.unlink(identity_of(session.sid))
         self.sessions.clear(response)
         return response
 
@@ -399,7 +399,7 @@ class WebConsole:
         """A use: the session's idle lifetime starts again (new cookie), and its link's end moves with it."""
         session = self.sessions.used(session)
         self.sessions.set(response, session)
-        await self.core.extend_link(identity_of(session.sid), self.sessions.lifetime_left(session))
+        await self.core.accounts.extend_link(identity_of(session.sid), self.sessions.lifetime_left(session))
 
     async def _sign_in_is_the_link(self, identity: ChatIdentity) -> Notice:
         """`qlink` in the console: no link to hand out (it could be forwarded); signing in is the link."""
@@ -426,4 +426,4 @@ class WebConsole:
 
     async def _email(self, identity: ChatIdentity) -> str | None:
         """The email this session is linked as, or None when it is not (yet, or any more) linked."""
-        return await self.core.linked_email(identity)
+        return await self.core.accounts.linked_email(identity)

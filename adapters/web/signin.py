@@ -13,7 +13,8 @@ import logging
 from aiohttp import web
 
 from adapters.web.pages import SECURITY_HEADERS, error_page, page
-from bot.core import Core, LoginStart
+from bot.accounts import LoginStart
+from bot.core import Core
 from bot.errors import QBotError
 
 log = logging.getLogger(__name__)
@@ -45,21 +46,21 @@ def auth_routes(core: Core) -> list[web.RouteDef]:
     async def start(request: web.Request) -> web.StreamResponse:
         token = request.query.get("t", "")
         try:
-            login = await core.start_login(token, browser_secret=request.cookies.get(LINK_COOKIE))
+            login = await core.accounts.start_login(token, browser_secret=request.cookies.get(LINK_COOKIE))
         except QBotError as exc:
             return error_page(exc.user_message)
         except Exception:
             log.exception("auth start failed")
             return error_page("Something went wrong on our side. Run qlink again in a minute.", status=500)
         response = web.Response(status=302, headers={**SECURITY_HEADERS, "Location": login.authorize_url})
-        set_login_cookie(response, login, max_age=core.login_states.ttl_seconds, secure=secure)
+        set_login_cookie(response, login, max_age=core.accounts.login_states.ttl_seconds, secure=secure)
         return response
 
     async def callback(request: web.Request) -> web.StreamResponse:
         state = request.query.get("state", "")
         cookie = login_cookie_name(state)
         try:
-            result = await core.finish_login(request.query, login_cookie=request.cookies.get(cookie))
+            result = await core.accounts.finish_login(request.query, login_cookie=request.cookies.get(cookie))
         except QBotError as exc:
             response = error_page(exc.user_message)
         except Exception:

@@ -85,7 +85,7 @@ def test_tampered_and_expired_link_tokens_are_refused(make_bot: Any) -> None:
     bot.run(asyncio.sleep(1.2))
     expired = httpx.get(notice.url, follow_redirects=False)
     assert expired.status_code == 400
-    assert bot.run(bot.core.vault.load(ALICE)) is None
+    assert bot.run(bot.core.accounts.vault.load(ALICE)) is None
 
 
 def test_replayed_and_tampered_state_are_refused(bot: RunningBot) -> None:
@@ -124,7 +124,7 @@ def test_forged_id_tokens_are_refused_and_store_nothing(bot: RunningBot) -> None
         page = link(bot, ALICE, "alice")
         assert page.status_code == 400, case
         assert "Traceback" not in page.text
-        assert bot.run(bot.core.vault.load(ALICE)) is None, case
+        assert bot.run(bot.core.accounts.vault.load(ALICE)) is None, case
     faults.reset()
     assert link(bot, ALICE, "alice").status_code == 200
 
@@ -138,7 +138,7 @@ def test_missing_email_tag_says_what_to_fix(bot: RunningBot) -> None:
 def test_email_mismatch_refuses_a_forwarded_link(bot: RunningBot) -> None:
     page = link(bot, BOB, "alice", profile_email="bob@example.com")
     assert page.status_code == 400 and "bob@example.com" in page.text
-    assert bot.run(bot.core.vault.load(BOB)) is None
+    assert bot.run(bot.core.accounts.vault.load(BOB)) is None
     assert link(bot, BOB, "bob", profile_email="Bob@Example.com").status_code == 200
 
 
@@ -163,7 +163,7 @@ def test_email_and_the_aws_email_tag_must_name_the_same_person(bot: RunningBot) 
     bot.sandbox.idp.faults.id_token_claims = {"email": "carol@example.com"}
     page = link(bot, ALICE, "alice", profile_email="carol@example.com")
     assert page.status_code == 400 and "https://aws.amazon.com/tags" in page.text
-    assert bot.run(bot.core.vault.load(ALICE)) is None
+    assert bot.run(bot.core.accounts.vault.load(ALICE)) is None
     assert bot.sandbox.idp.live_refresh_tokens("alice") == []
 
 
@@ -174,7 +174,7 @@ def test_the_profile_email_is_matched_against_the_aws_email_tag(bot: RunningBot)
     }  # consistent with each other, but alice signed in for a chat user whose profile says alice
     page = link(bot, ALICE, "alice", profile_email="alice@example.com")
     assert page.status_code == 400 and "carol@example.com" in page.text
-    assert bot.run(bot.core.vault.load(ALICE)) is None
+    assert bot.run(bot.core.accounts.vault.load(ALICE)) is None
 
 
 def test_relinking_revokes_the_previous_sign_in(bot: RunningBot) -> None:
@@ -188,13 +188,13 @@ def test_relinking_revokes_the_previous_sign_in(bot: RunningBot) -> None:
 def test_with_the_email_check_off_a_different_profile_email_still_links(make_bot: Any) -> None:
     bot = make_bot(QBOT_REQUIRE_EMAIL_MATCH="false")
     assert link(bot, BOB, "alice", profile_email="bob@example.com").status_code == 200
-    assert bot.run(bot.core.linked_email(BOB)) == "alice@example.com"
+    assert bot.run(bot.core.accounts.linked_email(BOB)) == "alice@example.com"
 
 
 def test_credentials_q_rejects_are_replaced_once_and_the_question_answered(bot: RunningBot) -> None:
     link(bot, ALICE, "alice")
     assert cites_aurora(bot.ask(ALICE, AURORA))
-    cached = bot.run(bot.core.vault.load_credentials(ALICE))
+    cached = bot.run(bot.core.accounts.vault.load_credentials(ALICE))
     assert cached is not None
     bot.sandbox.credentials.revoke(cached.access_key_id)  # revoked at AWS, still cached by the bot
     assert cites_aurora(bot.ask(ALICE, AURORA, thread="t2"))
@@ -212,7 +212,7 @@ def test_revoked_refresh_token_asks_to_relink_and_clears_the_link(bot: RunningBo
     bot.sandbox.idp.revoke_user("alice")
     reply = bot.ask(ALICE, AURORA)
     assert isinstance(reply, Notice) and "qlink" in reply.text
-    assert bot.run(bot.core.vault.load(ALICE)) is None
+    assert bot.run(bot.core.accounts.vault.load(ALICE)) is None
     status = bot.ask(ALICE, "qstatus")
     assert isinstance(status, Notice) and status.kind is NoticeKind.NOT_LINKED
 
@@ -374,7 +374,7 @@ def test_a_login_forwarded_to_another_browser_is_refused(bot: RunningBot) -> Non
         redirect = sign_in_at_idp(alices_browser, idp_url, "alice")
         page = alices_browser.get(redirect.headers["location"])
     assert page.status_code == 400 and "same browser" in page.text
-    assert bot.run(bot.core.vault.load(mallory)) is None
+    assert bot.run(bot.core.accounts.vault.load(mallory)) is None
     assert bot.sandbox.idp.live_refresh_tokens("alice") == []  # the code was never exchanged
 
 

@@ -84,7 +84,7 @@ def test_automatic_sync_follows_the_groups_claim_at_link_and_refresh(
     assert cites_aurora(bot.ask(ALICE, AURORA))
 
     move_bob(sandbox, ("sales",))
-    bot.run(bot.core.broker.forget(BOB))  # credentials expire: the next question refreshes at the IdP
+    bot.run(bot.graph.broker.forget(BOB))  # credentials expire: the next question refreshes at the IdP
     bot.ask(BOB, "How many vacation days do I get?")
     eventually(lambda: members_at_q(sandbox, "core-team") == ["alice@example.com"])
     assert not cites_aurora(bot.ask(BOB, AURORA, thread="after-refresh"))
@@ -98,7 +98,7 @@ def test_automatic_sync_catches_up_after_a_crash(
     move_bob(sandbox, ("sales", "core-team"))
     link(first, BOB, "bob")
     link(first, ALICE, "alice")
-    sync: Any = first.core.group_observer
+    sync: Any = first.graph.group_sync
     first.run(sync.stop())
     assert sandbox.q.stats.put_group_calls == 0
     assert not cites_aurora(first.ask(BOB, AURORA))

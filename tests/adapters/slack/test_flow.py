@@ -135,7 +135,7 @@ def test_an_unlinked_user_gets_a_private_prompt_and_q_is_not_called(slack: Slack
 def test_email_mismatch_is_refused_with_the_reason(slack: SlackBot) -> None:
     page = slack.link("U_BOB", "alice")
     assert page.status_code == 400 and "bob@example.com" in page.text and "alice@example.com" in page.text
-    assert slack.run(slack.graph.core.linked_email(_identity("U_BOB"))) is None
+    assert slack.run(slack.graph.core.accounts.linked_email(_identity("U_BOB"))) is None
     assert not [c for c in slack.fake.calls_to("chat.postMessage") if c.args["channel"] == "DU_BOB"]
 
 
@@ -241,7 +241,7 @@ def test_errors_are_said_in_the_thread_never_silently(slack: SlackBot) -> None:
     nothing = slack.answer_in(CHANNEL, slack.mention("U_ALICE", "xyzzy plugh frobnicate"))
     assert "couldn't find" in nothing["text"]
     slack.sandbox.idp.revoke_user("alice")
-    slack.run(slack.graph.core.vault.delete_credentials(_identity("U_ALICE")))
+    slack.run(slack.graph.core.accounts.vault.delete_credentials(_identity("U_ALICE")))
     expired = slack.answer_in(CHANNEL, slack.mention("U_ALICE", AURORA))
     assert "/qlink" in expired["text"]
     for message in slack.fake.messages.values():

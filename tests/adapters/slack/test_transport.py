@@ -59,7 +59,7 @@ def test_unsigned_badly_signed_and_stale_requests_get_401_and_nothing_happens(sl
     assert slack.post(form, "application/x-www-form-urlencoded", secret="wrong").status_code == 401
     time.sleep(0.2)
     assert web_api_calls(slack) == []
-    assert slack.run(slack.graph.core.deliveries.first("slack", "event:Ev1"))  # not even de-duplicated
+    assert slack.run(slack.graph.deliveries.first("slack", "event:Ev1"))  # not even de-duplicated
 
 
 def test_garbage_is_refused_before_parsing_and_never_an_error(

@@ -121,7 +121,7 @@ def test_email_mismatch_is_refused_with_the_reason(teams: TeamsBot) -> None:
 
     page = follow_link(sign_in_url(replies[0]), "bob")
     assert page.status_code == 400 and "bob@example.com" in page.text and "alice@example.com" in page.text
-    assert teams.bot.run(teams.bot.core.linked_email(_identity(ALICE))) is None
+    assert teams.bot.run(teams.bot.core.accounts.linked_email(_identity(ALICE))) is None
 
 
 def _identity(user):  # type: ignore[no-untyped-def]

@@ -31,7 +31,7 @@ def _flip(value: str) -> str:
 def _conversation(bot: WebBot, http: httpx.Client, thread: str) -> ConversationRef | None:
     """The Q conversation this browser's session continues in `thread`, if any."""
     identity = ChatIdentity("web", "", http.cookies["qbot_session"].partition(".")[0])
-    return bot.servers.run(bot.graph.core.conversations.get(identity, "web", thread))
+    return bot.servers.run(bot.graph.core.accounts.conversations.get(identity, "web", thread))
 
 
 def test_page_is_served_with_a_strict_policy_and_no_inline_script(web_bot: WebBot) -> None:
@@ -89,13 +89,13 @@ def test_sign_in_ask_cited_answer_feedback_and_sign_out(web_bot: WebBot) -> None
     assert web_bot.me(http)["linked"] is True
 
     identity = ChatIdentity("web", "", http.cookies["qbot_session"].partition(".")[0])
-    assert web_bot.servers.run(web_bot.graph.core.vault.load(identity)) is not None
+    assert web_bot.servers.run(web_bot.graph.core.accounts.vault.load(identity)) is not None
     out = web_bot.post(http, "/web/logout", {}, csrf=me["csrf"])
     assert out.status_code == 200
     assert 'qbot_session=""' in out.headers["set-cookie"] and "Max-Age=0" in out.headers["set-cookie"]
     assert web_bot.me(http)["signed_in"] is False
     assert _ask(web_bot, http, me, AURORA).status_code == 401
-    assert web_bot.servers.run(web_bot.graph.core.vault.load(identity)) is None  # unlinked, not just forgotten
+    assert web_bot.servers.run(web_bot.graph.core.accounts.vault.load(identity)) is None  # unlinked, not just forgotten
 
 
 def test_https_sessions_are_secure_host_only_cookies() -> None:

@@ -124,11 +124,11 @@ def test_an_ended_session_has_its_refresh_token_revoked(make_web_bot: Callable[.
     bot.sign_in(http, "alice")
     core, idp = bot.graph.core, bot.sandbox.idp
     assert len(idp.live_refresh_tokens("alice")) == 1
-    assert bot.servers.run(core.end_overdue_links(now=time.time() + IDLE - 60)) == 0  # not yet over
+    assert bot.servers.run(core.accounts.end_overdue_links(now=time.time() + IDLE - 60)) == 0  # not yet over
     assert bot.me(http)["linked"] is True
-    assert bot.servers.run(core.end_overdue_links(now=time.time() + IDLE + 60)) == 1
+    assert bot.servers.run(core.accounts.end_overdue_links(now=time.time() + IDLE + 60)) == 1
     assert idp.live_refresh_tokens("alice") == []
-    assert bot.servers.run(core.vault.load(identity(http))) is None
+    assert bot.servers.run(core.accounts.vault.load(identity(http))) is None
     assert bot.me(http)["linked"] is False
 
 
@@ -142,7 +142,7 @@ def test_the_console_sweeps_ended_sessions_by_itself(make_web_bot: Callable[...,
     while idp.live_refresh_tokens("alice") and time.monotonic() < give_up:
         time.sleep(0.2)  # waiting for the sweep's outcome, not asserting on time
     assert idp.live_refresh_tokens("alice") == []
-    assert bot.servers.run(bot.graph.core.vault.load(identity(http))) is None
+    assert bot.servers.run(bot.graph.core.accounts.vault.load(identity(http))) is None
 
 
 def test_signing_out_revokes_the_refresh_token(web_bot: WebBot) -> None:
@@ -163,5 +163,5 @@ def test_a_new_sign_in_replacing_an_ended_session_revokes_its_token(make_web_bot
     assert bot.sign_in(http, "bob")["email"] == "bob@example.com"
     assert session_of(http).sid != old.sid  # a fresh session id, never the one the browser brought
     assert bot.sandbox.idp.live_refresh_tokens("alice") == []
-    assert bot.servers.run(bot.graph.core.vault.load(ChatIdentity("web", "", old.sid))) is None
+    assert bot.servers.run(bot.graph.core.accounts.vault.load(ChatIdentity("web", "", old.sid))) is None
     assert len(bot.sandbox.idp.live_refresh_tokens("bob")) == 1

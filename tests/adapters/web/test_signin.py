@@ -189,13 +189,13 @@ def test_console_api_refuses_deep_and_huge_json_without_an_error_log(
 
 def test_a_browser_bound_chat_link_opens_only_in_its_browser(web_bot: WebBot, store: redis.Redis) -> None:
     """An adapter may still bind a link to a browser (create_link's browser_secret): elsewhere it is refused."""
-    core = web_bot.graph.core
-    notice = web_bot.servers.run(core.create_link(ChatIdentity("slack", "T1", "U1"), None, browser_secret="s" * 43))
+    accounts = web_bot.graph.core.accounts
+    notice = web_bot.servers.run(accounts.create_link(ChatIdentity("slack", "T1", "U1"), None, browser_secret="s" * 43))
     assert notice.url
     elsewhere = web_bot.browser().get(notice.url)
     assert elsewhere.status_code == 400 and "another browser" in elsewhere.text
     assert store.dbsize() == 0  # the link was used up, nothing else stored
-    notice = web_bot.servers.run(core.create_link(ChatIdentity("slack", "T1", "U1"), None, browser_secret="s" * 43))
+    notice = web_bot.servers.run(accounts.create_link(ChatIdentity("slack", "T1", "U1"), None, browser_secret="s" * 43))
     assert notice.url
     owner = web_bot.browser()
     owner.cookies.set(LINK_COOKIE, "s" * 43, domain="127.0.0.1", path="/auth/start")

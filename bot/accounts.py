@@ -1,0 +1,301 @@
+"""The account link's whole lifecycle: one-time links, the IdP login, the vault entry, unlinking.
+
+A chat identity is linked only through a sign-in that can be checked: a one-time link (single use, sealed,
+expiring) bound to the browser that asked for it or to the chat profile's email, redeemed by an OIDC login
+(code + PKCE + nonce, its state sealed into the browser's own cookie) whose verified email and AWS Email tag
+name the same person. Linking again, unlinking, or the end of a link's lifetime revokes the previous refresh
+token at the IdP. Every failure raises a domain error and stores nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from bot.broker import fingerprint
+from bot.config import Settings
+from bot.conversations import Conversations
+from bot.errors import (
+    EmailMismatch,
+    EmailTagMismatch,
+    EmailTagMissing,
+    IdentityProviderError,
+    IdTokenInvalid,
+    LinkNotBindable,
+    LinkTokenInvalid,
+    LoginStateInvalid,
+    QBotError,
+)
+from bot.group_sync import GroupObserver
+from bot.link_deadlines import GRACE_SECONDS, LinkDeadlines
+from bot.links import LinkTokens, LoginStates, PendingLink, browser_binding
+from bot.metrics import Metrics
+from bot.model import ChatIdentity, Notice, NoticeKind
+from bot.oidc import OidcClient
+from bot.vault import LinkedAccount, Vault
+
+log = logging.getLogger(__name__)
+
+LinkedListener = Callable[[ChatIdentity, str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class LoginStart:
+    authorize_url: str
+    state: str
+    cookie_value: str = field(repr=False)  # the sealed login state: the browser keeps it until the callback
+
+
+@dataclass(frozen=True)
+class LinkResult:
+    identity: ChatIdentity
+    email: str
+    return_to: str | None
+
+
+class Accounts:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        vault: Vault,
+        links: LinkTokens,
+        login_states: LoginStates,
+        link_deadlines: LinkDeadlines,
+        conversations: Conversations,
+        oidc: OidcClient,
+        metrics: Metrics,
+        group_observer: GroupObserver | None = None,
+    ) -> None:
+        self.settings = settings
+        self.vault = vault
+        self.links = links
+        self.login_states = login_states
+        self.link_deadlines = link_deadlines
+        self.conversations = conversations
+        self.oidc = oidc
+        self.metrics = metrics
+        self.group_observer = group_observer  # automatic group sync (QBOT_GROUP_SYNC), when on
+        self._linked_listeners: dict[str, LinkedListener] = {}
+
+    def on_linked(self, platform: str, listener: LinkedListener) -> None:
+        """An adapter asks to be told when one of its users finishes linking (to confirm it in chat)."""
+        self._linked_listeners[platform] = listener
+
+    async def create_link(
+        self,
+        identity: ChatIdentity,
+        profile_email: str | None,
+        *,
+        return_to: str | None = None,
+        browser_secret: str | None = None,
+    ) -> Notice:
+        """A one-time sign-in link for `identity`; with `browser_secret`, it opens only in the browser holding it.
+
+        Never a link that is both unbound to a browser and without a profile email to check the sign-in
+        against (`LinkNotBindable`): whoever opened such a link would bind their IdP account to this chat
+        account. (With QBOT_REQUIRE_EMAIL_MATCH=false the email is not enforced, and links are forwardable:
+        the start-up log and `qbot doctor` say so.)
+        """
+        if not browser_secret and not profile_email:
+            raise LinkNotBindable(detail=f"no browser binding and no profile email for {identity.key}")
+        token = await self.links.create(
+            PendingLink(
+                identity=identity,
+                profile_email=profile_email,
+                return_to=return_to,
+                created_at=time.time(),
+                browser_binding=browser_binding(browser_secret) if browser_secret else None,
+            )
+        )
+        url = f"{self.settings.public_url}/auth/start?t={token}"
+        minutes = max(1, self.settings.link_ttl_seconds // 60)
+        text = (
+            f"Open this link within {minutes} minutes to sign in with your company account. "
+            "It works once and is only for you: don't share it."
+        )
+        return Notice(NoticeKind.LINK, text, url=url, private=True)
+
+    async def unlink(self, identity: ChatIdentity) -> Notice:
+        account = await self.vault.delete(identity)  # its cached credentials go with it, atomically
+        await self.conversations.forget_all(identity)
+        if account is None:
+            return Notice(NoticeKind.INFO, "You weren't linked. Nothing to forget.", private=True)
+        await self._revoke_quietly(account.refresh_token)  # the link is gone here either way
+        self.metrics.links.labels("unlinked").inc()
+        return Notice(
+            NoticeKind.INFO, f"Unlinked {account.email}. Your sign-in and conversations are forgotten.", private=True
+        )
+
+    async def is_linked(self, identity: ChatIdentity) -> bool:
+        """Cheap (no decryption): whether a link is stored. `linked_email` tells whether it still opens."""
+        return await self.vault.exists(identity)
+
+    async def linked_email(self, identity: ChatIdentity) -> str | None:
+        """The email an identity is linked as, or None: what an adapter may know of the vault."""
+        account = await self.vault.load(identity)
+        return account.email if account else None
+
+    async def status(self, identity: ChatIdentity) -> Notice:
+        account = await self.vault.load(identity)
+        if account is None:
+            return Notice(NoticeKind.NOT_LINKED, "You aren't linked. Run qlink to sign in once.", private=True)
+        since = time.strftime("%Y-%m-%d", time.gmtime(account.linked_at))
+        return Notice(NoticeKind.INFO, f"Linked as {account.email} since {since}.", private=True)
+
+    # -- the account link ---------------------------------------------------------------------------
+
+    async def start_login(self, link_token: str, *, browser_secret: str | None = None) -> LoginStart:
+        """Consume the one-time link (single use) and begin the IdP login for it (see `begin_login`).
+
+        A link the adapter bound to a browser opens only in the browser holding `browser_secret`.
+        """
+        pending = await self.links.consume(link_token)
+        if pending.browser_binding and (
+            not browser_secret or not hmac.compare_digest(browser_binding(browser_secret), pending.browser_binding)
+        ):
+            raise LinkTokenInvalid(
+                "This sign-in link was made for another browser. Start signing in again from there.",
+                detail="link opened outside its browser",
+            )
+        return await self.begin_login(pending)
+
+    async def begin_login(self, pending: PendingLink) -> LoginStart:
+        """Begin the IdP login (code + PKCE S256 + nonce + state) that will link `pending.identity`.
+
+        Stores nothing: the login state is sealed into `cookie_value`, which must come back with the callback
+        (the route keeps it in a cookie). So anonymous visitors cannot grow Redis, and a login finishes only in
+        the browser that began it: forwarding the IdP page to a colleague cannot bind their sign-in to you.
+        """
+        nonce = secrets.token_urlsafe(24)
+        code_verifier = secrets.token_urlsafe(64)
+        state, sealed = self.login_states.seal(pending, nonce, code_verifier)
+        return LoginStart(await self.oidc.authorization_url(state, nonce, code_verifier), state, sealed)
+
+    async def extend_link(self, identity: ChatIdentity, lifetime_seconds: float) -> bool:
+        """A link that ends (a web session) now ends `lifetime_seconds` from now: its refresh token is revoked
+        then by `end_overdue_links`, and the vault keeps it a grace period longer so that sweep still finds it.
+        False (and nothing recorded) when `identity` is not linked."""
+        if not await self.vault.touch(identity, math.ceil(lifetime_seconds) + GRACE_SECONDS):
+            return False
+        await self.link_deadlines.set(identity, time.time() + lifetime_seconds)
+        return True
+
+    async def end_overdue_links(self, now: float | None = None) -> int:
+        """Unlink every link whose lifetime is over, revoking its refresh token; returns how many were claimed.
+        Safe to run in every bot process at once: each overdue link is claimed by exactly one."""
+        moment = time.time() if now is None else now
+        claimed = 0
+        while batch := await self.link_deadlines.claim_due(moment):
+            for identity in batch:
+                await self.unlink(identity)
+            claimed += len(batch)
+        return claimed
+
+    async def finish_login(self, params: Mapping[str, str], *, login_cookie: str | None = None) -> LinkResult:
+        """Handle the IdP's redirect. Any failure raises a domain error and stores nothing."""
+        state = params.get("state", "")
+        if not state:
+            raise LoginStateInvalid(detail="callback without state")
+        if not login_cookie:
+            self.metrics.links.labels("other_browser").inc()
+            minutes = max(1, self.login_states.ttl_seconds // 60)
+            raise LoginStateInvalid(
+                "This sign-in is over, or was started in another browser. Start again (run qlink, or Sign in on "
+                f"the web console) and finish within {minutes} minutes in the same browser.",
+                detail="callback without its login cookie (another browser, or expired)",
+            )
+        login = self.login_states.open(state, login_cookie)
+        if "error" in params:
+            description = params.get("error_description") or params["error"]
+            self.metrics.links.labels("idp_error").inc()
+            raise IdentityProviderError(
+                f"The sign-in service refused the login: {description[:200]}. Run qlink to try again.",
+                detail=f"authorize error {params['error']}",
+            )
+        code = params.get("code", "")
+        if not code:
+            raise IdentityProviderError("The sign-in service sent no authorization code. Run qlink again.")
+        tokens = await self.oidc.exchange_code(code, login.code_verifier)
+        try:
+            await self.login_states.spend(state, login)  # the IdP really sent the user back: once only
+            claims = await self.oidc.verify_id_token(tokens.id_token, nonce=login.nonce)
+            if not claims.email:
+                raise IdTokenInvalid(
+                    "Your sign-in has no email address, which Amazon Q needs. Ask your administrator.",
+                    detail="id_token without email",
+                )
+            if not claims.email_verified:
+                raise IdTokenInvalid(
+                    "Your sign-in's email address is not verified. Ask your administrator.",
+                    detail="email_verified is false",
+                )
+            if not claims.email_tag:
+                raise EmailTagMissing(detail="id_token without the Email principal tag")
+            # STS and Q act on the Email tag, not on `email`: the two must name the same, verified person.
+            if claims.email_tag.lower() != claims.email.lower():
+                raise EmailTagMismatch(detail="the Email principal tag differs from the verified email")
+            expected = login.pending.profile_email
+            if (
+                self.settings.require_email_match
+                and expected
+                and claims.email_tag.lower() != expected.lower()
+            ):
+                raise EmailMismatch(
+                    f"You signed in as {claims.email_tag}, but your chat profile says {expected}. "
+                    "Sign in with your own account: run qlink again for a new link.",
+                    detail="email mismatch",
+                )
+            if not tokens.refresh_token:
+                raise IdentityProviderError(
+                    "The sign-in service issued no refresh token, so qbot cannot act for you later. "
+                    "Ask your administrator to allow offline_access for the qbot app.",
+                    detail="no refresh token",
+                )
+        except QBotError:
+            self.metrics.links.labels("refused").inc()
+            if tokens.refresh_token:
+                await self._revoke_quietly(tokens.refresh_token)
+            raise
+        identity = login.pending.identity
+        replaced = await self.vault.store(
+            identity,
+            LinkedAccount(
+                refresh_token=tokens.refresh_token,
+                email=claims.email_tag,
+                subject=claims.subject,
+                issuer=claims.issuer,
+                linked_at=time.time(),
+                groups=claims.groups,
+            ),
+            ttl_seconds=login.pending.expires_in,
+        )
+        if replaced is not None and replaced.refresh_token != tokens.refresh_token:
+            await self._revoke_quietly(replaced.refresh_token)  # a relink: the previous sign-in is over
+        if login.pending.expires_in is not None:  # a link that ends (a web session) is revoked when it does
+            await self.extend_link(identity, login.pending.expires_in)
+        self.metrics.links.labels("linked").inc()
+        if self.group_observer is not None:
+            await self.group_observer.observe(claims.email_tag, claims.groups)
+        log.info(
+            "linked %s as %s (refresh token %s)", identity.key, claims.email_tag, fingerprint(tokens.refresh_token)
+        )
+        listener = self._linked_listeners.get(identity.platform)
+        if listener is not None:
+            try:
+                await listener(identity, claims.email_tag)
+            except Exception:  # the link stands even if the chat confirmation cannot be sent
+                log.exception("could not confirm the link to %s in chat", identity.key)
+        return LinkResult(identity, claims.email_tag, login.pending.return_to)
+
+    async def _revoke_quietly(self, refresh_token: str) -> None:
+        """Best effort: a token the IdP could not revoke now still expires there on its own."""
+        try:
+            await self.oidc.revoke(refresh_token)
+        except QBotError as exc:
+            log.warning("revocation of refresh token %s failed: %s", fingerprint(refresh_token), exc.detail)
