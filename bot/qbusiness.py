@@ -43,6 +43,7 @@ from bot.conversations import ConversationRef
 from bot.errors import QBotError, QRefused, QThrottled, QUnavailable
 from bot.metrics import Metrics
 from bot.model import Answer, ChatFile, FailedAttachment, Source, Usefulness
+from bot.urls import safe_link
 from bot.vault import AwsCredentials
 
 if TYPE_CHECKING:
@@ -356,11 +357,15 @@ def _reason(message: str) -> str:
 
 
 def answer_of(response: ChatSyncOutputTypeDef) -> Answer:
-    """Q's reply in neutral terms: sources ordered by citation number, one per number."""
+    """Q's reply in neutral terms: sources ordered by citation number, one per number.
+
+    A source's URL is kept only when `safe_link` allows it (http(s), no credentials): this is the one place
+    source links are checked, and every adapter renders `Source.url` as given.
+    """
     by_number: dict[int, Source] = {}
     unnumbered: list[Source] = []
     for attribution in response.get("sourceAttributions") or []:
-        url = attribution.get("url") or None
+        url = safe_link(attribution.get("url"))
         source = Source(
             number=attribution.get("citationNumber") or 0,
             title=attribution.get("title") or url or "Untitled source",

@@ -13,8 +13,9 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.blocks import SlackMessage
 from adapters.slack.events import PLATFORM
-from adapters.slack.render import SlackMessage, render_answer, render_notice
+from adapters.slack.render import render_answer, render_notice
 from adapters.slack.replies import SlackReplies
 from adapters.slack.turn import SlackTurn
 from bot.core import Core

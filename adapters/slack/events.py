@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.slack.render import from_slack_text
+from adapters.slack.mrkdwn import from_slack_text
 from bot.model import ChatIdentity
 
 PLATFORM = "slack"

@@ -12,16 +12,10 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.blocks import SlackMessage
 from adapters.slack.commands import identity_of
-from adapters.slack.render import (
-    FEEDBACK_UP,
-    THANKS,
-    SlackMessage,
-    commands_as_slash,
-    parse_feedback_value,
-    text_message,
-    thanked,
-)
+from adapters.slack.mrkdwn import commands_as_slash
+from adapters.slack.render import FEEDBACK_UP, THANKS, parse_feedback_value, text_message, thanked
 from adapters.slack.replies import SlackReplies
 from bot.core import Core
 from bot.errors import QBotError

@@ -18,9 +18,10 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.blocks import SlackMessage
 from adapters.slack.events import Place
 from adapters.slack.origins import SlackOrigins
-from adapters.slack.render import SlackMessage, render_answer, render_notice, thinking
+from adapters.slack.render import render_answer, render_notice, thinking
 from bot.model import Answer, Notice, Reply
 
 log = logging.getLogger(__name__)

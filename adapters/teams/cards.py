@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.teams.markdown import Segment, link_label, safe_url, to_teams
+from adapters.teams.markdown import Segment, link_label, link_target, to_teams
 from bot.model import Answer, FailedAttachment, Source, Usefulness
 
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
@@ -71,9 +71,8 @@ def _split(text: str, limit: int) -> list[str]:
 
 def _source_line(source: Source) -> str:
     title = link_label(source.title or source.url or "Untitled")[:300]
-    url = safe_url(source.url)
-    if url and len(url) <= 2000:
-        return f"[{source.number}] [{title}]({url})"
+    if source.url:  # checked where the Answer was built (bot.urls.safe_link): only escaped here
+        return f"[{source.number}] [{title}]({link_target(source.url)})"
     return f"[{source.number}] {title}"
 
 

@@ -2,15 +2,18 @@
 
 The subset: **bold**, _italic_, bulleted (`- `) and numbered (`1. `) lists, and [links](https://…). Headings
 become bold lines, `*`/`+` bullets become `-`, `__bold__` becomes `**bold**`, ~~strikethrough~~ loses its
-tildes, images become links, links other than http(s) lose their target, and fenced code becomes segments of
-its own (shown in a monospace block). Citation markers like [1] are kept: the Sources list uses the numbers.
+tildes, images become links, links the core's `safe_link` refuses (anything but plain http(s)) lose their
+target, and fenced code becomes segments of its own (shown in a monospace block). Citation markers like [1]
+are kept: the Sources list uses the numbers.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
+
+from bot.urls import safe_link
 
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
@@ -27,18 +30,9 @@ class Segment:
     code: bool = False
 
 
-def safe_url(url: str | None) -> str | None:
-    """An http(s) URL fit for a markdown link target (spaces and parentheses escaped), else None."""
-    if not url:
-        return None
-    url = url.strip()
-    try:
-        scheme = urlsplit(url).scheme.lower()
-    except ValueError:
-        return None
-    if scheme not in ("http", "https"):
-        return None
-    return quote(url, safe=":/?#@!$&'*+,;=%~-._[]")
+def link_target(url: str) -> str:
+    """A URL the core has vouched for, fit for a markdown link target: spaces and parentheses escaped."""
+    return quote(url.strip(), safe=":/?#@!$&'*+,;=%~-._[]")
 
 
 def link_label(text: str) -> str:
@@ -56,8 +50,8 @@ def _line(line: str) -> str:
     line = _IMAGE.sub(lambda m: f"[{m.group(1) or 'image'}]({m.group(2)})", line)
 
     def link(match: re.Match[str]) -> str:
-        target = safe_url(match.group(2))
-        return f"[{match.group(1)}]({target})" if target else match.group(1)
+        target = safe_link(match.group(2))
+        return f"[{match.group(1)}]({link_target(target)})" if target else match.group(1)
 
     return _LINK.sub(link, line)
 

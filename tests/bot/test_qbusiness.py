@@ -18,7 +18,8 @@ from bot.model import ChatFile, FailedAttachment, Usefulness
 from bot.qbusiness import ACCESS_DENIED, NO_ANSWER, ConversationGone, CredentialsRejected, QBusinessClient, answer_of
 from bot.vault import AwsCredentials
 from sandbox.credentials import ACCOUNT_ID, ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY
-from sandbox.world import APP_ID, REGION, Sandbox
+from sandbox.qbusiness.corpus import Acl, Document
+from sandbox.world import APP_ID, INDEX_ID, REGION, Sandbox
 
 AURORA = "When does Project Aurora launch?"
 
@@ -299,6 +300,30 @@ async def test_a_cancelled_chat_keeps_its_slot_until_its_call_returns(
     await ask(q, alice, token="c-2")
     assert abandoned.cancelled()
     assert sandbox.q.stats.max_in_flight == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(document.cookie)",
+        "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
+        "mailto:helpdesk@example.com",
+        "https://svc:hunter2@intranet.example.com/zephyr",
+        "/wiki/zephyr",
+    ],
+)
+async def test_a_source_link_that_is_not_plain_http_never_leaves_the_core(
+    sandbox: Sandbox, make_q: MakeQ, alice: AwsCredentials, url: str
+) -> None:
+    """Q may cite a document with any URL; the Answer keeps the citation and drops the link for every adapter."""
+    body = "The Zephyr badge printer stands on the third floor next to the east elevators."
+    sandbox.q.control.index(APP_ID, INDEX_ID).documents.append(
+        Document("zephyr-printer", "Zephyr badge printer", body, Acl(public=True), url)
+    )
+    answer = await ask(make_q(), alice, "Where is the Zephyr badge printer?")
+    (zephyr,) = [s for s in answer.sources if s.title == "Zephyr badge printer"]
+    assert zephyr.url is None and zephyr.snippet
+    assert url not in repr(answer)
 
 
 def test_sources_are_numbered_once_in_order() -> None:

@@ -6,7 +6,7 @@ import json
 
 from adapters.teams.agent import card_activity
 from adapters.teams.cards import MAX_CARD_BYTES, answer_cards, parse_feedback, sign_in_card, thanked
-from adapters.teams.markdown import Segment, safe_url, to_teams
+from adapters.teams.markdown import Segment, link_target, to_teams
 from bot.model import Answer, FailedAttachment, Source, Usefulness
 
 TEAMS_MESSAGE_LIMIT = 28 * 1024
@@ -86,10 +86,10 @@ def test_feedback_buttons_carry_the_turn_and_thanks_removes_them() -> None:
     assert done["body"][-1]["text"] == "Thanks for the feedback." and "actions" in card
 
 
-def test_failed_attachments_empty_answers_and_unsafe_sources() -> None:
+def test_failed_attachments_empty_answers_and_sources_with_and_without_links() -> None:
     answer = Answer(
         text="",
-        sources=(Source(1, "Evil", "javascript:alert(1)"), Source(2, "No link", None)),
+        sources=(Source(1, "Wiki (old)", "https://wiki.example/a b(c)"), Source(2, "No link", None)),
         conversation_id="c",
         message_id="m",
         failed_attachments=(
@@ -100,13 +100,15 @@ def test_failed_attachments_empty_answers_and_unsafe_sources() -> None:
     texts = [b["text"] for b in card["body"]]
     assert texts[0].startswith("⚠️ b.exe") and texts[1].startswith("⚠️ a.pdf")
     assert "Amazon Q returned no text" in texts[2]
-    assert "[1] Evil" in texts and "[2] No link" in texts and "javascript" not in json.dumps(card)
+    # the core left no URL where there was no safe one; a kept URL is only escaped for the markdown link
+    assert "[1] [Wiki (old)](https://wiki.example/a%20b%28c%29)" in texts and "[2] No link" in texts
 
 
 def test_markdown_is_converted_to_the_teams_subset() -> None:
     markdown = (
         "# Overview\n"
-        "Some __bold__ and ~~old~~ text with [a link](https://example.com/a) and [bad](javascript:x).\n"
+        "Some __bold__ and ~~old~~ text with [a link](https://example.com/a) and [bad](javascript:x)"
+        " [mail](mailto:a@b.c) [creds](https://u:p@example.com/).\n"
         "* first\n"
         "  + nested\n"
         "![diagram](https://example.com/d.png)\n"
@@ -116,7 +118,7 @@ def test_markdown_is_converted_to_the_teams_subset() -> None:
     segments = to_teams(markdown)
     assert segments[0] == Segment(
         "**Overview**\n"
-        "Some **bold** and old text with [a link](https://example.com/a) and bad.\n"
+        "Some **bold** and old text with [a link](https://example.com/a) and bad mail creds.\n"
         "- first\n"
         "  - nested\n"
         "[diagram](https://example.com/d.png)"
@@ -125,7 +127,7 @@ def test_markdown_is_converted_to_the_teams_subset() -> None:
     assert segments[2] == Segment("After [1].")
     (card,) = answer_cards(_answer(markdown))
     assert card["body"][1]["fontType"] == "Monospace"
-    assert safe_url("ftp://x") is None and safe_url("https://x/a b") == "https://x/a%20b"
+    assert link_target("https://x/a b") == "https://x/a%20b"
 
 
 def test_sign_in_card_opens_the_link() -> None:
