@@ -5,8 +5,8 @@ broker refreshes at the IdP with the stored refresh token, stores the rotated re
 the fresh id_token, and trades it at STS (AssumeRoleWithWebIdentity) for credentials it caches.
 
 Single flight per identity: within a process, concurrent callers share one in-flight task; across processes, a
-Redis lock (SET NX PX with a random token, released by compare-and-delete) lets one holder mint while the
-others poll the cache with short backoff, for a bounded time. So N simultaneous messages of one user cost one
+`RedisLock` lets one holder mint while the others wait, with short backoff and for a bounded time, for the
+lock or for the holder's credentials in the cache. So N simultaneous messages of one user cost one
 IdP refresh and one STS call, wherever they land.
 
 Credentials belong to one link generation (see `bot.vault`): an unlink or relink that lands while a flight is
@@ -23,10 +23,7 @@ import asyncio
 import functools
 import hashlib
 import logging
-import random
 import re
-import secrets
-import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, TypeVar
@@ -42,7 +39,7 @@ from bot.group_sync import GroupObserver
 from bot.metrics import Metrics
 from bot.model import ChatIdentity
 from bot.oidc import OidcClient
-from bot.redis_lock import RELEASE_IF_HELD
+from bot.redis_lock import RedisLock
 from bot.vault import AwsCredentials, LinkedAccount, Vault
 
 if TYPE_CHECKING:
@@ -111,7 +108,7 @@ class CredentialBroker:
         self._flight_timeout = flight_timeout_seconds
         # The lock outlives the longest flight (which `flight_timeout_seconds` bounds), so two holders never
         # overlap; a crashed holder's lock frees itself a few seconds later, within the waiters' patience.
-        self._lock_ttl_ms = int((flight_timeout_seconds + 5) * 1000)
+        self._lock_ttl = flight_timeout_seconds + 5
         self._wait_seconds = flight_timeout_seconds + 10 if lock_wait_seconds is None else lock_wait_seconds
         # STS AssumeRoleWithWebIdentity is unsigned: no AWS credentials are looked up for this client.
         self._sts: STSClient = boto3.session.Session().client(
@@ -126,7 +123,6 @@ class CredentialBroker:
                 max_pool_connections=50,
             ),
         )
-        self._release = redis.register_script(RELEASE_IF_HELD)
         self._flights: dict[str, asyncio.Task[AwsCredentials]] = {}
 
     async def credentials(self, identity: ChatIdentity) -> AwsCredentials:
@@ -163,37 +159,35 @@ class CredentialBroker:
 
     async def _fly(self, identity: ChatIdentity) -> AwsCredentials:
         """Take the Redis lock and mint, or wait for the process that holds it to fill the cache."""
-        lock_key = LOCK_PREFIX + identity.key
-        token = secrets.token_hex(16)
-        deadline = time.monotonic() + self._wait_seconds
-        delay = 0.01
-        while True:
-            if await self._redis.set(lock_key, token, nx=True, px=self._lock_ttl_ms):
-                try:
-                    # the previous holder may have finished between our cache check and the lock
-                    cached = await self._usable_cached(identity)
-                    if cached is not None:
-                        return cached
-                    try:
-                        async with asyncio.timeout(self._flight_timeout):
-                            return await self._mint(identity)
-                    except TimeoutError:
-                        raise QUnavailable(
-                            "Getting your AWS credentials is taking too long. Please try again in a minute.",
-                            detail=f"minting credentials for {identity.key} took over {self._flight_timeout}s",
-                        ) from None
-                finally:
-                    await self._release(keys=[lock_key], args=[token])
+        lock = RedisLock(
+            self._redis, LOCK_PREFIX + identity.key, ttl_seconds=self._lock_ttl, wait_seconds=self._wait_seconds
+        )
+        if not await lock.acquire(stop_waiting=functools.partial(self._cache_filled, identity)):
+            cached = await self._usable_cached(identity)
+            if cached is not None:  # the holder minted them while we waited
+                return cached
+            raise QUnavailable(
+                "Getting your AWS credentials is taking too long. Please try again in a minute.",
+                detail=f"waited {self._wait_seconds:.0f}s for the credential lock of {identity.key}",
+            )
+        try:
+            # the previous holder may have finished between our cache check and the lock
             cached = await self._usable_cached(identity)
             if cached is not None:
                 return cached
-            if time.monotonic() >= deadline:
+            try:
+                async with asyncio.timeout(self._flight_timeout):
+                    return await self._mint(identity)
+            except TimeoutError:
                 raise QUnavailable(
                     "Getting your AWS credentials is taking too long. Please try again in a minute.",
-                    detail=f"waited {self._wait_seconds:.0f}s for the credential lock of {identity.key}",
-                )
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 0.2)
+                    detail=f"minting credentials for {identity.key} took over {self._flight_timeout}s",
+                ) from None
+        finally:
+            await lock.release()
+
+    async def _cache_filled(self, identity: ChatIdentity) -> bool:
+        return await self._usable_cached(identity) is not None
 
     async def _usable_cached(self, identity: ChatIdentity) -> AwsCredentials | None:
         cached = await self._vault.load_credentials(identity)

@@ -26,7 +26,6 @@ import asyncio
 import fnmatch
 import functools
 import logging
-import secrets
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from bot.aws_clients import AWS_ERRORS, AdminAws, describe
 from bot.config import env_flag
 from bot.errors import ConfigError
 from bot.groups import IndexGroups, normalise_members
-from bot.redis_lock import RELEASE_IF_HELD
+from bot.redis_lock import RedisLock
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +83,6 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
 end
 return 0
 """
-
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
 
 class GroupObserver(Protocol):
     """What the core and the credential broker tell about each verified id_token."""
@@ -216,9 +207,7 @@ class GroupSync:
         self._debounce = debounce_seconds
         self._sweep = sweep_seconds
         self._retry = retry_seconds
-        self._lock_ms = int(lock_seconds * 1000)
-        self._renew = redis.register_script(_RENEW)
-        self._release = redis.register_script(RELEASE_IF_HELD)
+        self._lock_seconds = lock_seconds
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -273,13 +262,13 @@ class GroupSync:
 
     async def drain(self) -> DrainResult:
         """Write every dirty group once (if no other replica is draining). Safe to call any time."""
-        token = secrets.token_hex(16)
-        if not await self._redis.set(DRAIN_LOCK, token, nx=True, px=self._lock_ms):
+        lock = RedisLock(self._redis, DRAIN_LOCK, ttl_seconds=self._lock_seconds)  # no wait: another replica drains
+        if not await lock.acquire():
             return DrainResult(busy=True)
         written = failed = 0
         try:
             for group in sorted(await self.memberships.dirty()):
-                if not await self._renew(keys=[DRAIN_LOCK], args=[token, self._lock_ms]):
+                if not await lock.extend():
                     log.warning("group sync lost its drain lock; another replica continues")
                     return DrainResult(written, failed, busy=True)
                 generation, members = await self.memberships.snapshot(group)
@@ -296,7 +285,7 @@ class GroupSync:
                     log.info("group %s changed again while it was written; writing it once more", group)
                 log.info("PutGroup %s: %d member(s)", group, len(members))
         finally:
-            await self._release(keys=[DRAIN_LOCK], args=[token])
+            await lock.release()
         return DrainResult(written, failed)
 
     async def _off_loop(self, call: functools.partial[None]) -> None:

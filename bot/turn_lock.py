@@ -2,17 +2,13 @@
 
 Each turn's parentMessageId is the previous turn's answer, so two turns of one thread must not overlap: the
 second would name a stale parent and Q would refuse it. In-process waiters queue on an asyncio lock; between
-processes a Redis lock (SET NX PX with a random token, released by compare-and-delete) does the same. The
-lock outlives the longest turn and frees itself if its holder dies.
+processes a `RedisLock` does the same. The lock outlives the longest turn and frees itself if its holder dies;
+a waiter gives up after `wait_seconds` with a message that says why.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import random
-import secrets
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,7 +16,7 @@ from redis.asyncio import Redis
 
 from bot.errors import QUnavailable
 from bot.keyed_locks import KeyedLocks
-from bot.redis_lock import RELEASE_IF_HELD
+from bot.redis_lock import RedisLock
 
 PREFIX = "qbot:lock:turn:"
 
@@ -28,31 +24,26 @@ PREFIX = "qbot:lock:turn:"
 class TurnLock:
     def __init__(self, redis: Redis, *, hold_seconds: float = 120.0, wait_seconds: float = 150.0) -> None:
         self._redis = redis
-        self._hold_ms = int(hold_seconds * 1000)
+        self._hold_seconds = hold_seconds
         self._wait_seconds = wait_seconds
         self._local: KeyedLocks[str] = KeyedLocks()
-        self._release = redis.register_script(RELEASE_IF_HELD)
+
+    @staticmethod
+    def key(identity_key: str, channel: str, thread: str) -> str:
+        """The thread's lock in Redis (hashed: thread ids are the platform's and may be long)."""
+        return PREFIX + hashlib.sha256(f"{identity_key}\0{channel}\0{thread}".encode()).hexdigest()[:32]
 
     @asynccontextmanager
     async def hold(self, identity_key: str, channel: str, thread: str) -> AsyncIterator[None]:
-        digest = hashlib.sha256(f"{identity_key}\0{channel}\0{thread}".encode()).hexdigest()[:32]
-        key = PREFIX + digest
+        key = self.key(identity_key, channel, thread)
         async with self._local.hold(key):
-            token = secrets.token_hex(16)
-            await self._acquire(key, token)
-            try:
-                yield
-            finally:
-                await self._release(keys=[key], args=[token])
-
-    async def _acquire(self, key: str, token: str) -> None:
-        deadline = time.monotonic() + self._wait_seconds
-        delay = 0.01
-        while not await self._redis.set(key, token, nx=True, px=self._hold_ms):
-            if time.monotonic() >= deadline:
+            lock = RedisLock(self._redis, key, ttl_seconds=self._hold_seconds, wait_seconds=self._wait_seconds)
+            if not await lock.acquire():
                 raise QUnavailable(
                     "Your previous question in this thread is still being answered. Please try again in a minute.",
                     detail=f"waited {self._wait_seconds:.0f}s for the turn lock {key}",
                 )
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 0.25)
+            try:
+                yield
+            finally:
+                await lock.release()

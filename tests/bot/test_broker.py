@@ -168,6 +168,26 @@ async def test_waiting_for_a_stuck_holder_is_bounded(make_process: Callable[...,
     assert sandbox.idp.stats.refreshes["alice"] == 0
 
 
+async def test_a_waiter_takes_the_holders_credentials_without_waiting_out_its_lock(
+    make_process: Callable[..., Process], sandbox: Sandbox
+) -> None:
+    one, two = make_process(), make_process(lock_wait_seconds=60)
+    await link_user(sandbox, one.vault, ALICE, oidc=one.oidc)
+    minted = await one.broker.credentials(ALICE)
+    await one.broker.forget(ALICE)
+    await one.redis.set(LOCK_PREFIX + ALICE.key, "another-process", px=60_000)  # ... which is minting again
+    waiting = asyncio.create_task(two.broker.credentials(ALICE))
+    await asyncio.sleep(0.05)  # let the waiter reach the lock
+    assert not waiting.done()
+    account = await one.vault.load(ALICE)
+    assert account is not None
+    assert await one.vault.store_credentials(ALICE, minted, generation=account.generation)  # the holder lands
+    # a guard, not a timing claim: without noticing the cache it would wait out the lock's minute
+    assert await asyncio.wait_for(waiting, 10) == minted
+    assert await one.redis.get(LOCK_PREFIX + ALICE.key) == b"another-process"
+    assert sandbox.sts.stats.calls[ALICE_EMAIL] == 1
+
+
 async def test_revoked_sign_in_clears_the_link(bot: Process, sandbox: Sandbox) -> None:
     await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
     await bot.broker.credentials(ALICE)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import boto3
 import pytest
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from bot.config import Settings
 from bot.errors import ConfigError
-from bot.group_sync import DIRTY, GroupSync, GroupSyncSettings, build_group_sync
+from bot.group_sync import DIRTY, DRAIN_LOCK, GroupSync, GroupSyncSettings, build_group_sync
 from bot.groups import IndexGroups
 from sandbox.credentials import ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY
 from sandbox.world import APP_ID, INDEX_ID, Sandbox
@@ -24,15 +26,18 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-def index_groups(sandbox: Sandbox, index_id: str = INDEX_ID) -> IndexGroups:
-    client = boto3.client(
+def admin_q(sandbox: Sandbox) -> Any:
+    return boto3.client(
         "qbusiness",
         endpoint_url=sandbox.q_url,
         region_name="us-east-1",
         aws_access_key_id=ADMIN_ACCESS_KEY_ID,
         aws_secret_access_key=ADMIN_SECRET_ACCESS_KEY,
     )
-    return IndexGroups(client, APP_ID, index_id)
+
+
+def index_groups(sandbox: Sandbox, index_id: str = INDEX_ID) -> IndexGroups:
+    return IndexGroups(admin_q(sandbox), APP_ID, index_id)
 
 
 def members_at_q(sandbox: Sandbox, group: str) -> list[str] | None:
@@ -148,10 +153,30 @@ async def test_failed_putgroup_keeps_the_group_dirty(redis: Redis, sandbox: Sand
 async def test_one_drainer_at_a_time_across_replicas(redis: Redis, sandbox: Sandbox) -> None:
     first, second = make_sync(redis, sandbox), make_sync(redis, sandbox)
     await first.observe("alice@example.com", ["core-team"])
-    await redis.set("qbot:{groups}:drain-lock", "held by another replica", px=5000)
+    await redis.set(DRAIN_LOCK, "held by another replica", px=5000)
     assert (await second.drain()).busy
-    await redis.delete("qbot:{groups}:drain-lock")
+    assert await redis.get(DRAIN_LOCK) == b"held by another replica"
+    await redis.delete(DRAIN_LOCK)
     assert (await second.drain()).written == 1
+
+
+async def test_a_drainer_that_lost_its_lock_stops_and_leaves_the_rest(
+    redis: Redis, redis_url: str, sandbox: Sandbox
+) -> None:
+    client = admin_q(sandbox)
+    other_replica = SyncRedis.from_url(redis_url)
+
+    def lock_expires_and_is_taken(**_: object) -> None:  # during the first PutGroup, in the executor's thread
+        other_replica.set(DRAIN_LOCK, "another replica", px=60_000)
+
+    client.meta.events.register("before-call.qbusiness.PutGroup", lock_expires_and_is_taken)
+    sync = GroupSync(redis, IndexGroups(client, APP_ID, INDEX_ID), debounce_seconds=0.05, sweep_seconds=0.2)
+    await sync.observe("alice@example.com", ["core-team", "engineering"])
+    result = await sync.drain()
+    assert (result.written, result.busy) == (1, True)
+    assert set(await sync.memberships.dirty()) == {"engineering"}  # left for the replica holding the lock
+    assert await redis.get(DRAIN_LOCK) == b"another replica"  # not released by the one that lost it
+    other_replica.close()
 
 
 async def test_a_burst_of_sign_ins_is_one_putgroup_per_group(redis: Redis, sandbox: Sandbox) -> None:

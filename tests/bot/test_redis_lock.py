@@ -1,0 +1,94 @@
+"""RedisLock on the real Redis, held from two clients as two bot processes would."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from bot.redis_lock import LockTimeout, RedisLock
+
+KEY = "qbot:lock:test"
+
+
+@pytest.fixture
+async def clients(redis_url: str) -> AsyncIterator[tuple[Redis, Redis]]:
+    one, two = Redis.from_url(redis_url), Redis.from_url(redis_url)
+    yield one, two
+    await one.aclose()
+    await two.aclose()
+
+
+async def test_one_holder_at_a_time_among_concurrent_acquirers_of_two_processes(
+    clients: tuple[Redis, Redis],
+) -> None:
+    inside = most = entered = 0
+
+    async def hold(client: Redis) -> None:
+        nonlocal inside, most, entered
+        async with RedisLock(client, KEY, ttl_seconds=10, wait_seconds=30):
+            inside += 1
+            entered += 1
+            most = max(most, inside)
+            await asyncio.sleep(0.01)
+            inside -= 1
+
+    await asyncio.gather(*(hold(clients[n % 2]) for n in range(12)))
+    assert (most, entered) == (1, 12)
+    assert await clients[0].exists(KEY) == 0  # the last holder let it go
+
+
+async def test_only_the_holder_releases_or_extends(clients: tuple[Redis, Redis]) -> None:
+    one, two = clients
+    holder = RedisLock(one, KEY, ttl_seconds=10)
+    other = RedisLock(two, KEY, ttl_seconds=60)
+    assert await holder.acquire()
+    assert not await other.acquire()  # no wait: one attempt
+    assert not await other.release() and not await other.extend()
+    assert await one.exists(KEY) == 1 and await one.pttl(KEY) <= 10_000  # untouched by the other
+
+    assert await holder.extend()
+    assert await holder.release()
+    assert not await holder.release()  # a second release is harmless
+    assert await other.acquire()
+
+
+async def test_a_crashed_holders_lock_expires_and_its_late_release_frees_nothing(
+    clients: tuple[Redis, Redis],
+) -> None:
+    one, two = clients
+    crashed = RedisLock(one, KEY, ttl_seconds=0.2)
+    assert await crashed.acquire()  # ... and its process dies without releasing
+    survivor = RedisLock(two, KEY, ttl_seconds=10, wait_seconds=5)
+    assert await survivor.acquire()
+    assert not await crashed.extend() and not await crashed.release()  # it lost the lock to its TTL
+    assert await two.exists(KEY) == 1  # still the survivor's
+    assert await survivor.release()
+
+
+async def test_patience_is_bounded(clients: tuple[Redis, Redis]) -> None:
+    one, two = clients
+    await one.set(KEY, "another process", px=60_000)
+    assert not await RedisLock(two, KEY, ttl_seconds=10, wait_seconds=0.1).acquire()
+    with pytest.raises(LockTimeout):
+        async with RedisLock(two, KEY, ttl_seconds=10, wait_seconds=0.1):
+            pass
+    assert await one.get(KEY) == b"another process"  # giving up releases nothing
+
+
+async def test_a_waiter_stops_when_the_holders_work_makes_its_own_moot(clients: tuple[Redis, Redis]) -> None:
+    one, two = clients
+    await one.set(KEY, "another process", px=60_000)
+    done = asyncio.Event()
+
+    async def holder_is_done() -> bool:
+        return done.is_set()
+
+    waiter = asyncio.create_task(
+        RedisLock(two, KEY, ttl_seconds=10, wait_seconds=60).acquire(stop_waiting=holder_is_done)
+    )
+    done.set()
+    assert await asyncio.wait_for(waiter, 10) is False
+    assert await one.get(KEY) == b"another process"
