@@ -37,10 +37,10 @@ from redis.asyncio import Redis
 from bot.errors import EmailTagMismatch, EmailTagMissing, IdTokenInvalid, LinkExpired, NotLinked, QUnavailable
 from bot.group_sync import GroupObserver
 from bot.metrics import Metrics
-from bot.model import ChatIdentity
+from bot.model import AwsCredentials, ChatIdentity
 from bot.oidc import OidcClient
 from bot.redis_lock import RedisLock
-from bot.vault import AwsCredentials, LinkedAccount, Vault
+from bot.vault import LinkedAccount, Vault
 
 if TYPE_CHECKING:
     from mypy_boto3_sts import STSClient

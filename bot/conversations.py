@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from urllib.parse import quote
 
 from redis.asyncio import Redis
 
-from bot.model import ChatIdentity
+from bot.model import ChatIdentity, ConversationRef
 
 PREFIX = "qbot:"
 TURN_PIN_SECONDS = 24 * 3600
@@ -40,14 +39,6 @@ for _, key in ipairs(KEYS) do
 end
 return removed
 """
-
-
-@dataclass(frozen=True)
-class ConversationRef:
-    """Where the next message of a thread continues: Q's conversation and its last system message."""
-
-    conversation_id: str
-    parent_message_id: str
 
 
 def _text(value: bytes | str) -> str:

@@ -1,8 +1,12 @@
-"""The neutral types adapters translate to and from. Nothing here knows a chat platform's wire format."""
+"""The core's value types: the neutral message, answer and notice adapters translate to and from, and the
+values the core's stores and clients hand each other (credentials, conversation references). Nothing here
+knows a chat platform's wire format or does I/O."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
 from urllib.parse import quote
 
@@ -114,3 +118,25 @@ Reply = Answer | Notice
 class Usefulness(Enum):
     USEFUL = "USEFUL"
     NOT_USEFUL = "NOT_USEFUL"
+
+
+@dataclass(frozen=True)
+class AwsCredentials:
+    """Temporary AWS credentials from STS; `expiration` is timezone-aware (UTC). Secrets stay out of `repr`."""
+
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    session_token: str = field(repr=False)
+    expiration: datetime
+
+    def seconds_left(self, now: float | None = None) -> float:
+        """Seconds until `expiration` (negative once expired)."""
+        return self.expiration.timestamp() - (time.time() if now is None else now)
+
+
+@dataclass(frozen=True)
+class ConversationRef:
+    """Where the next message of a thread continues: Q's conversation and its last system message."""
+
+    conversation_id: str
+    parent_message_id: str

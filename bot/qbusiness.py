@@ -39,12 +39,10 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from bot.conversations import ConversationRef
 from bot.errors import QBotError, QRefused, QThrottled, QUnavailable
 from bot.metrics import Metrics
-from bot.model import Answer, ChatFile, FailedAttachment, Source, Usefulness
+from bot.model import Answer, AwsCredentials, ChatFile, ConversationRef, FailedAttachment, Source, Usefulness
 from bot.urls import safe_link
-from bot.vault import AwsCredentials
 
 if TYPE_CHECKING:
     from mypy_boto3_qbusiness.client import QBusinessClient as QBusinessApi

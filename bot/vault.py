@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from bot.cipher import CipherError, TokenCipher
-from bot.model import ChatIdentity
+from bot.model import AwsCredentials, ChatIdentity
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +49,6 @@ class LinkedAccount:
     linked_at: float = field(default_factory=time.time)
     groups: tuple[str, ...] = ()
     generation: str = ""  # set by `Vault.store`: which link this is; credentials are minted per generation
-
-
-@dataclass(frozen=True)
-class AwsCredentials:
-    """Temporary AWS credentials from STS; `expiration` is timezone-aware (UTC)."""
-
-    access_key_id: str
-    secret_access_key: str = field(repr=False)
-    session_token: str = field(repr=False)
-    expiration: datetime
-
-    def seconds_left(self, now: float | None = None) -> float:
-        """Seconds until `expiration` (negative once expired)."""
-        return self.expiration.timestamp() - (time.time() if now is None else now)
 
 
 def _account_to_dict(account: LinkedAccount) -> dict[str, Any]:

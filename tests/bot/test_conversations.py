@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from bot.conversations import ConversationRef, Conversations
-from bot.model import ChatIdentity
+from bot.conversations import Conversations
+from bot.model import ChatIdentity, ConversationRef
 
 ALICE = ChatIdentity("slack", "T1", "U-alice")
 BOB = ChatIdentity("slack", "T1", "U-bob")
@@ -152,10 +152,6 @@ async def test_works_with_decoded_responses(redis_url: str) -> None:
 
 
 async def test_pin_turn_keeps_the_first_deliverys_conversation(redis_url: str) -> None:
-    from redis.asyncio import Redis
-
-    from bot.conversations import ConversationRef, Conversations
-
     client = Redis.from_url(redis_url)
     store = Conversations(client, 3600)
     first = ConversationRef("c" * 36, "m" * 36)

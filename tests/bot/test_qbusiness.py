@@ -11,12 +11,10 @@ from typing import Any
 
 import pytest
 
-from bot.conversations import ConversationRef
 from bot.errors import QRefused, QThrottled, QUnavailable
 from bot.metrics import Metrics
-from bot.model import ChatFile, FailedAttachment, Usefulness
+from bot.model import AwsCredentials, ChatFile, ConversationRef, FailedAttachment, Usefulness
 from bot.qbusiness import ACCESS_DENIED, NO_ANSWER, ConversationGone, CredentialsRejected, QBusinessClient, answer_of
-from bot.vault import AwsCredentials
 from sandbox.credentials import ACCOUNT_ID, ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY
 from sandbox.qbusiness.corpus import Acl, Document
 from sandbox.world import APP_ID, INDEX_ID, REGION, Sandbox

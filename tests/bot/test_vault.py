@@ -13,8 +13,8 @@ from cryptography.fernet import Fernet
 from redis.asyncio import Redis
 
 from bot.cipher import TokenCipher
-from bot.model import ChatIdentity
-from bot.vault import AwsCredentials, LinkedAccount, Vault
+from bot.model import AwsCredentials, ChatIdentity
+from bot.vault import LinkedAccount, Vault
 
 ALICE = ChatIdentity("slack", "T1", "U-alice")
 BOB = ChatIdentity("slack", "T1", "U-bob")

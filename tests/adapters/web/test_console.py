@@ -10,8 +10,7 @@ from aiohttp import web
 
 from adapters.web.console import MAX_TEXT, WebConsole
 from adapters.web.session import Session, Sessions
-from bot.conversations import ConversationRef
-from bot.model import ChatIdentity
+from bot.model import ChatIdentity, ConversationRef
 from tests.adapters.web.conftest import WebBot
 from tests.signin import sign_in_at_idp
 
