@@ -293,7 +293,6 @@ class SandboxQBusiness:
         if self.faults.subscription_error_first_call:
             raise access_denied(from_request(request_id, SUBSCRIPTION_MISSING))
 
-
     # -- conversations and feedback ----------------------------------------------------------------------
 
     def _own_conversation(self, email: str, params: dict[str, Any], request_id: str) -> Conversation:

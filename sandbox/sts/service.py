@@ -56,7 +56,6 @@ class Role:
         return "AROA" + digest[:17]
 
 
-
 @dataclass
 class STSFaults:
     """Switches that make STS misbehave the ways the real one can, for the bot's error paths."""

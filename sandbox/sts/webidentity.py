@@ -41,7 +41,6 @@ class OIDCProvider:
         return f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/{self.url.split('://', 1)[-1]}"
 
 
-
 @dataclass(frozen=True)
 class WebIdentity:
     """What a verified token says: who, from which provider, for which client, with which session tags."""
@@ -51,7 +50,6 @@ class WebIdentity:
     audiences: tuple[str, ...]
     tags: dict[str, str]
     transitive_tag_keys: tuple[str, ...]
-
 
 
 class IssuerKeys:

@@ -58,4 +58,3 @@ def idp(servers: LoopThread, clock: Clock, signing_key: RSAKey) -> Iterator[Sand
 def http(idp: SandboxIdP) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=idp.issuer, follow_redirects=False, timeout=5, verify=TLS) as client:
         yield client
-

@@ -41,7 +41,6 @@ class Clock:
         self.now += seconds
 
 
-
 @dataclass
 class Login:
     url: str

@@ -54,7 +54,6 @@ class QEndpoint:
         return self._client(ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY, None, **config)
 
 
-
 def refusal(call: Any, **kwargs: Any) -> dict[str, Any]:
     with pytest.raises(ClientError) as caught:
         call(**kwargs)
