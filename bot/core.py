@@ -11,12 +11,9 @@ import dataclasses
 import hashlib
 import logging
 import time
-from collections.abc import Mapping
 from functools import partial
-from typing import Any
 
 from bot.accounts import Accounts
-from bot.adapter_memory import AdapterMemory
 from bot.attachments import DownloadBudget, read_files
 from bot.broker import CredentialBroker
 from bot.commands import HELP_TEXT, Command, parse_command
@@ -60,7 +57,6 @@ class Core:
         metrics: Metrics,
         deliveries: Deliveries,
         turns: TurnLock,
-        adapter_memory: AdapterMemory,
         downloads: DownloadBudget,
     ) -> None:
         self.settings = settings
@@ -73,23 +69,6 @@ class Core:
         self._metrics = metrics
         self._deliveries = deliveries
         self._turns = turns
-        self._adapter_memory = adapter_memory
-
-    async def first_delivery(self, platform: str, delivery_id: str, *also_known_as: str) -> bool:
-        """True once per platform delivery across all bot processes: retries and duplicates get False.
-
-        `also_known_as` names the same delivery differently (Slack: the event id and the message's ts), so a
-        message redelivered under a new event id is still recognised.
-        """
-        return await self._deliveries.first(platform, delivery_id, *also_known_as)
-
-    async def remember(self, platform: str, key: str, value: Mapping[str, Any], ttl_seconds: int) -> None:
-        """Keep a small JSON record for an adapter (sealed at rest, expiring): adapters never touch Redis."""
-        await self._adapter_memory.put(platform, key, value, ttl_seconds)
-
-    async def recall(self, platform: str, key: str) -> dict[str, Any] | None:
-        """A record `remember` kept, or None once it expired."""
-        return await self._adapter_memory.get(platform, key)
 
     # -- messages ---------------------------------------------------------------------------------
 

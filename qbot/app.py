@@ -14,7 +14,7 @@ import httpx
 from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from adapters.ports import Adapter
+from adapters.ports import Adapter, AdapterServices
 from adapters.web.signin import auth_routes
 from bot.accounts import Accounts
 from bot.adapter_memory import AdapterMemory
@@ -38,7 +38,7 @@ from qbot.health import health_routes
 
 log = logging.getLogger(__name__)
 
-AdapterFactory = Callable[[Core, Settings], Adapter | None]
+AdapterFactory = Callable[[Core, Settings, AdapterServices], Adapter | None]
 FORWARDABLE_LINKS = (
     "QBOT_REQUIRE_EMAIL_MATCH=false: sign-in links become forwardable. Whoever opens a link and signs in binds "
     "their own IdP account to the chat account that asked for it, and that chat account then asks Q as them."
@@ -57,6 +57,7 @@ class BotGraph:
     broker: CredentialBroker
     deliveries: Deliveries
     group_sync: GroupSync | None
+    services: AdapterServices
 
 
 GRAPH = web.AppKey("graph", BotGraph)
@@ -127,19 +128,19 @@ def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) 
         metrics=metrics,
         deliveries=deliveries,
         turns=TurnLock(redis),
-        adapter_memory=AdapterMemory(redis, cipher),
         downloads=DownloadBudget.from_env(settings.extra),  # one budget for every platform's files
     )
     app = web.Application()
     app.add_routes(health_routes(redis, metrics))
     app.add_routes(auth_routes(core))
     built: list[Adapter] = []
+    services = AdapterServices(memory=AdapterMemory(redis, cipher), deliveries=deliveries)
     for factory in adapters if adapters is not None else default_adapters():
-        adapter = factory(core, settings)
+        adapter = factory(core, settings, services)
         if adapter is not None:
             app.add_routes(adapter.routes())
             built.append(adapter)
-    app[GRAPH] = BotGraph(settings, redis, core, metrics, built, broker, deliveries, group_sync)
+    app[GRAPH] = BotGraph(settings, redis, core, metrics, built, broker, deliveries, group_sync, services)
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         for adapter in built:

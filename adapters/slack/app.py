@@ -32,6 +32,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.ports import AdapterServices
 from adapters.slack.commands import SlashCommands
 from adapters.slack.events import PLATFORM, asked
 from adapters.slack.feedback import Feedback
@@ -67,12 +68,12 @@ BOT_SCOPES = {
 BOT_EVENTS = ("app_mention", "message.im")
 SLASH_COMMANDS = ("/qlink", "/qunlink", "/qstatus", "/qnew")
 
-def slack_adapter(core: Core, settings: Settings) -> SlackAdapter | None:
+def slack_adapter(core: Core, settings: Settings, services: AdapterServices) -> SlackAdapter | None:
     """The adapter factory for `qbot.app`: None when no QBOT_SLACK_* credentials are set."""
     slack = SlackSettings.from_env(settings.extra)
     if slack is None:
         return None
-    return SlackAdapter(core, settings, slack)
+    return SlackAdapter(core, settings, slack, services)
 
 
 def _web_client(slack: SlackSettings, token: str | None) -> AsyncWebClient:
@@ -92,8 +93,9 @@ def _delivery(kind: str, body: dict[str, Any]) -> str | None:
 class SlackAdapter:
     platform = PLATFORM
 
-    def __init__(self, core: Core, settings: Settings, slack: SlackSettings) -> None:
+    def __init__(self, core: Core, settings: Settings, slack: SlackSettings, services: AdapterServices) -> None:
         self.core = core
+        self.deliveries = services.deliveries
         self.settings = settings
         self.slack = slack
         self._signature = SlackSignature(slack.signing_secret) if slack.signing_secret else None
@@ -262,7 +264,7 @@ class SlackAdapter:
 
     async def _once(self, delivery_id: str | None, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` for the first delivery of a command or click only (Socket Mode may redeliver)."""
-        if not delivery_id or await self.core.first_delivery(PLATFORM, delivery_id):
+        if not delivery_id or await self.deliveries.first(PLATFORM, delivery_id):
             await work
         else:
             work.close()

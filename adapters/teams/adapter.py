@@ -36,6 +36,7 @@ from microsoft_agents.hosting.core.authorization import (
 from microsoft_agents.hosting.core.connector import ConnectorClientBase
 from pydantic import ValidationError
 
+from adapters.ports import AdapterServices
 from adapters.teams.activities import PLATFORM, tenant_of
 from adapters.teams.agent import LINKED, TeamsAgent, text_activity
 from adapters.teams.files import FileHosts, is_loopback_url
@@ -53,7 +54,7 @@ STOP_GRACE_SECONDS = 10.0
 MULTI_TENANT = "botframework.com"  # the MSAL authority of a (legacy) multi-tenant bot registration
 
 
-def teams_adapter(core: Core, settings: Settings) -> TeamsAdapter | None:
+def teams_adapter(core: Core, settings: Settings, services: AdapterServices) -> TeamsAdapter | None:
     """The adapter factory for `qbot.app`: None (Teams off) unless credentials or anonymous mode are set."""
     teams = TeamsSettings.from_settings(settings)
     if not teams.enabled:
@@ -73,7 +74,7 @@ def teams_adapter(core: Core, settings: Settings) -> TeamsAdapter | None:
             "Teams replies go out WITHOUT credentials (QBOT_TEAMS_ALLOW_ANONYMOUS=true, no QBOT_TEAMS_APP_PASSWORD): "
             "only a local Bot Framework stand-in accepts them. Incoming tokens are still checked."
         )
-    return TeamsAdapter(core, teams)
+    return TeamsAdapter(core, teams, services)
 
 
 class _NoAppIdWarning(logging.Filter):
@@ -128,9 +129,10 @@ def _refusal(status: int, message: str) -> web.Response:
 class TeamsAdapter:
     platform = PLATFORM
 
-    def __init__(self, core: Core, teams: TeamsSettings) -> None:
+    def __init__(self, core: Core, teams: TeamsSettings, services: AdapterServices) -> None:
         self.core = core
         self.teams = teams
+        self.deliveries = services.deliveries
         self.tokens = BotFrameworkTokens(teams.app_id, teams.openid_metadata_url) if teams.checks_tokens else None
         if teams.signs_replies:
             connections: Any = MsalConnectionManager(
@@ -153,6 +155,7 @@ class TeamsAdapter:
         self.cloud.on_turn_error = self._on_turn_error
         self.agent = TeamsAgent(
             core,
+            memory=services.memory,
             http=self._files_http,
             file_hosts=FileHosts(teams.file_hosts, development=teams.allow_anonymous),
         )
@@ -235,7 +238,7 @@ class TeamsAdapter:
         if activity.type == ActivityTypes.message:
             if not activity.id:
                 return _refusal(400, "a message activity needs an id")
-            if not await self.core.first_delivery(PLATFORM, f"{activity.conversation.id}|{activity.id}"):
+            if not await self.deliveries.first(PLATFORM, f"{activity.conversation.id}|{activity.id}"):
                 return web.Response(status=200)  # a redelivery: the first delivery is answering it
         elif activity.type not in (ActivityTypes.conversation_update, ActivityTypes.installation_update):
             return web.Response(status=200)  # reactions, edits, typing…: nothing to do

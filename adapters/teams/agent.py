@@ -28,6 +28,7 @@ from microsoft_agents.activity import (
 from microsoft_agents.hosting.core import ActivityHandler, TurnContext
 from microsoft_agents.hosting.core.connector import ConnectorClientBase
 
+from adapters.ports import Memory
 from adapters.teams.activities import PLATFORM, Scope, TeamsMessage, identity_of, read_message, scope_of
 from adapters.teams.cards import (
     CARD_CONTENT_TYPE,
@@ -158,11 +159,13 @@ class TeamsAgent(ActivityHandler):
         self,
         core: Core,
         *,
+        memory: Memory,
         http: Callable[[], aiohttp.ClientSession],
         file_hosts: FileHosts,
     ) -> None:
         self.core = core
-        self.chats = PrivateChats(core)
+        self.memory = memory
+        self.chats = PrivateChats(memory)
         self._http = http
         self.file_hosts = file_hosts
 
@@ -193,7 +196,7 @@ class TeamsAgent(ActivityHandler):
                 await context.send_activity(card_activity(card))
         # Teams' click carries no card: keep the rated one to redraw it (without buttons) after a rating.
         try:
-            await self.core.remember(
+            await self.memory.put(
                 PLATFORM,
                 card_key(answer.conversation_id, answer.message_id),
                 {"card": without_actions(cards[-1])},
@@ -263,7 +266,7 @@ class TeamsAgent(ActivityHandler):
             )
         except QBotError as exc:  # not the asker, not linked, Q unavailable: say so to the one who clicked
             return _message_response(exc.user_message)
-        record = await self.core.recall(PLATFORM, card_key(feedback.conversation_id, feedback.message_id))
+        record = await self.memory.get(PLATFORM, card_key(feedback.conversation_id, feedback.message_id))
         if not record or not isinstance(record.get("card"), dict):
             return _message_response(THANKS)
         card = thanked(record["card"])

@@ -2,7 +2,7 @@
 
 In personal scope that is the current chat; from a channel or group chat the bot creates the 1:1 conversation
 through the turn's connector (user as the member, tenant in channelData), which Teams allows once the app is
-installed for the user. The address is kept through the core for a day, so the link confirmation ("Linked as
+installed for the user. The address is kept (adapter memory) for a day, so the link confirmation ("Linked as
 …"), which arrives from the browser outside any Teams turn, can find the chat.
 """
 
@@ -20,8 +20,8 @@ from microsoft_agents.activity import (
 )
 from microsoft_agents.hosting.core.connector import ConnectorClientBase
 
+from adapters.ports import Memory
 from adapters.teams.activities import PLATFORM, Scope, TeamsMessage
-from bot.core import Core
 from bot.model import ChatIdentity
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,8 @@ def _key(identity: ChatIdentity) -> str:
 
 
 class PrivateChats:
-    def __init__(self, core: Core) -> None:
-        self.core = core
+    def __init__(self, memory: Memory) -> None:
+        self.memory = memory
 
     async def open(self, connector: ConnectorClientBase, activity: Activity, message: TeamsMessage) -> Address | None:
         """The address of the asker's personal chat with the bot, created if need be; None if Teams refuses."""
@@ -87,11 +87,11 @@ class PrivateChats:
             user_id=message.user.id,
             tenant_id=message.tenant_id,
         )
-        await self.core.remember(PLATFORM, _key(message.identity), asdict(address), ADDRESS_SECONDS)
+        await self.memory.put(PLATFORM, _key(message.identity), asdict(address), ADDRESS_SECONDS)
         return address
 
     async def recall(self, identity: ChatIdentity) -> Address | None:
-        record = await self.core.recall(PLATFORM, _key(identity))
+        record = await self.memory.get(PLATFORM, _key(identity))
         return Address.from_dict(record) if record else None
 
     @staticmethod

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from adapters.ports import AdapterServices
 from adapters.web.pages import SECURITY_HEADERS, error_page
 from adapters.web.session import Session, Sessions
 from adapters.web.signin import set_login_cookie
@@ -90,7 +91,7 @@ class Refused(Exception):
         self.kind = kind
 
 
-def web_console(core: Core, settings: Settings) -> WebConsole | None:
+def web_console(core: Core, settings: Settings, services: AdapterServices | None = None) -> WebConsole | None:
     """The console, unless QBOT_WEB_CONSOLE=false (then `/` and `/web/*` do not exist)."""
     if not env_flag(settings.extra, "QBOT_WEB_CONSOLE", True):
         return None

@@ -195,7 +195,7 @@ def test_socket_mode_serves_the_same_listeners_and_dedups_retry_attempts(make_sl
 
 def test_settings_turn_slack_on_only_with_its_credentials() -> None:
     assert SlackSettings.from_env({}) is None
-    assert slack_adapter(None, Settings()) is None  # type: ignore[arg-type]
+    assert slack_adapter(None, Settings(), None) is None  # type: ignore[arg-type]
     http_mode = SlackSettings.from_env({"QBOT_SLACK_BOT_TOKEN": "xoxb-1", "QBOT_SLACK_SIGNING_SECRET": "s"})
     assert http_mode is not None and not http_mode.socket_mode and http_mode.api_url == "https://slack.com/api/"
     socket = SlackSettings.from_env({"QBOT_SLACK_BOT_TOKEN": "xoxb-1", "QBOT_SLACK_APP_TOKEN": "xapp-1",
