@@ -43,7 +43,8 @@ class CodeGrant(AuthorizationCodeGrant):
 
     @property
     def idp(self) -> SandboxIdP:
-        return self.server.idp
+        idp: SandboxIdP = self.server.idp  # authlib's server is untyped; ours carries the provider
+        return idp
 
     def validate_authorization_request(self) -> str:
         redirect_uri: str = super().validate_authorization_request()
@@ -72,7 +73,8 @@ class RotatingRefreshGrant(RefreshTokenGrant):
 
     @property
     def idp(self) -> SandboxIdP:
-        return self.server.idp
+        idp: SandboxIdP = self.server.idp  # authlib's server is untyped; ours carries the provider
+        return idp
 
     def validate_token_request(self) -> None:
         super().validate_token_request()
