@@ -41,6 +41,20 @@ def env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -
     return value
 
 
+def env_seconds(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    """A duration in (possibly fractional) seconds of at least `minimum`; anything else is a ConfigError."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if not value >= minimum:  # also refuses nan
+        raise ConfigError(f"{name} must be at least {minimum:g} seconds")
+    return value
+
+
 def parse_token_keys(raw: str) -> tuple[str, ...]:
     """Comma-separated Fernet keys: the first encrypts, all decrypt (so keys rotate without relinking)."""
     keys = tuple(k.strip() for k in raw.split(",") if k.strip())

@@ -35,7 +35,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bot.aws_clients import AWS_ERRORS, AdminAws, describe
-from bot.config import env_flag
+from bot.config import env_flag, env_seconds
 from bot.errors import ConfigError
 from bot.groups import IndexGroups, normalise_members
 from bot.redis_lock import RedisLock
@@ -115,22 +115,9 @@ class GroupSyncSettings:
             enabled=enabled,
             index_id=index_id,
             patterns=patterns or ("*",),
-            debounce_seconds=_seconds(env, "QBOT_GROUP_SYNC_DEBOUNCE_SECONDS", 5.0),
-            sweep_seconds=_seconds(env, "QBOT_GROUP_SYNC_SWEEP_SECONDS", 60.0),
+            debounce_seconds=env_seconds(env, "QBOT_GROUP_SYNC_DEBOUNCE_SECONDS", 5.0),
+            sweep_seconds=env_seconds(env, "QBOT_GROUP_SYNC_SWEEP_SECONDS", 60.0),
         )
-
-
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
-    if value < 0:
-        raise ConfigError(f"{name} must not be negative")
-    return value
 
 
 @dataclass(frozen=True)
