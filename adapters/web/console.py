@@ -13,29 +13,36 @@ link: it points to the Sign in button. The page then talks to a small JSON API:
 
 Every POST needs the session cookie, the CSRF header `X-QBot-CSRF` (from `/web/api/me`) and, when the
 browser names one, this bot's Origin; it is authenticated before its body (at most `MAX_BODY` bytes of JSON)
-is read. Sessions end `QBOT_WEB_SESSION_TTL_SECONDS` after sign-in or `QBOT_WEB_SESSION_IDLE_SECONDS` after
-their last use (see session.py); the link ends with them and the core revokes its refresh token (a sweep
-runs while the console is started), as it does when a new sign-in replaces an ended session in the browser.
-Like every adapter it only translates: the core decides what to answer, and the page renders it (escaping
-everything: see static/app.js).
+is read (see guards.py). Sessions end `QBOT_WEB_SESSION_TTL_SECONDS` after sign-in or
+`QBOT_WEB_SESSION_IDLE_SECONDS` after their last use (see session.py); the link ends with them and the core
+revokes its refresh token (a sweep runs while the console is started), as it does when a new sign-in replaces
+an ended session in the browser. Like every adapter it only translates: the core decides what to answer,
+render.py turns the reply into JSON, and the page (assets.py, static/) renders it, escaping everything.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import re
-from collections.abc import Awaitable, Callable
-from importlib import resources
-from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from adapters.ports import AdapterServices
+from adapters.web.assets import PageAssets
+from adapters.web.guards import (
+    API_HEADERS,
+    Refused,
+    id_field,
+    json_api,
+    json_object,
+    origin_of,
+    same_origin,
+    session_for_change,
+    text_field,
+)
 from adapters.web.pages import SECURITY_HEADERS, error_page
+from adapters.web.render import render_reply
 from adapters.web.session import Session, Sessions
 from adapters.web.signin import set_login_cookie
 from bot.commands import Command, parse_command
@@ -43,52 +50,14 @@ from bot.config import Settings, env_flag, env_int
 from bot.core import Core
 from bot.errors import LinkExpired, NotLinked, NotYourConversation, QBotError, QUnavailable
 from bot.links import PendingLink
-from bot.model import Answer, ChatIdentity, IncomingMessage, Notice, NoticeKind, Reply, Usefulness
+from bot.model import ChatIdentity, IncomingMessage, Notice, NoticeKind, Reply, Usefulness
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "web"
 CHANNEL = "web"
-MAX_TEXT = 8000
-# A request body is small JSON: MAX_TEXT characters even fully \u-escaped fit, a flood does not.
-MAX_BODY = 64 * 1024
 SESSION_TTL_SECONDS = 8 * 3600  # QBOT_WEB_SESSION_TTL_SECONDS: a working day, then sign in again
 SESSION_IDLE_SECONDS = 3600  # QBOT_WEB_SESSION_IDLE_SECONDS: an hour without use ends the session
-CSRF_HEADER = "X-QBot-CSRF"
-_ID = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
-
-# The page runs only its own script and style, may call only this origin and can't be framed; Trusted Types
-# make any stray innerHTML assignment an error rather than an injection.
-PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'; require-trusted-types-for 'script'"
-    ),
-}
-API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
-ASSET_HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
-_ASSET_TYPES = {
-    "index.html": "text/html",
-    "app.js": "text/javascript",
-    "style.css": "text/css",
-    "icon.svg": "image/svg+xml",
-}
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class Refused(Exception):
-    """A request the API turns down: `message` is what the page shows; nothing was changed."""
-
-    def __init__(self, status: int, message: str, *, kind: str = "error") -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.kind = kind
 
 
 def web_console(core: Core, settings: Settings, services: AdapterServices | None = None) -> WebConsole | None:
@@ -108,97 +77,8 @@ def identity_of(sid: str) -> ChatIdentity:
     return ChatIdentity(PLATFORM, "", sid)
 
 
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
-def _web_url(url: str | None) -> str | None:
-    """Only http(s) links reach the page: a `javascript:` source URL is dropped, not rendered."""
-    if url and urlsplit(url).scheme.lower() in ("http", "https"):
-        return url
-    return None
-
-
-def render_reply(reply: Reply) -> dict[str, Any]:
-    if isinstance(reply, Answer):
-        return {
-            "type": "answer",
-            "text": reply.text,
-            "sources": [
-                {"number": s.number, "title": s.title, "url": _web_url(s.url), "snippet": s.snippet}
-                for s in reply.sources
-            ],
-            "conversation_id": reply.conversation_id,
-            "message_id": reply.message_id,
-            "failed_attachments": [{"name": f.name, "error": f.error} for f in reply.failed_attachments],
-        }
-    return render_notice(reply)
-
-
-def render_notice(notice: Notice) -> dict[str, Any]:
-    return {"type": notice.kind.value, "text": notice.text, "url": _web_url(notice.url)}
-
-
-def _json_api(handler: Handler) -> Handler:
-    """Refusals become JSON with the user's message; anything unexpected a JSON 500, never a stack trace."""
-
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except Refused as exc:
-            return web.json_response(
-                {"error": exc.message, "kind": exc.kind}, status=exc.status, headers=API_HEADERS
-            )
-        except web.HTTPException:
-            raise
-        except Exception:
-            log.exception("web console %s %s failed", request.method, request.path)
-            return web.json_response(
-                {"error": QBotError.user_message, "kind": "error"}, status=500, headers=API_HEADERS
-            )
-
-    return wrapped
-
-
-async def _json_object(request: web.Request) -> dict[str, Any]:
-    """The body as a JSON object, read only up to `MAX_BODY` bytes; call it after authenticating."""
-    if request.content_type != "application/json":
-        raise Refused(400, "Send the request as JSON (Content-Type: application/json).")
-    raw = bytearray()
-    while chunk := await request.content.read(MAX_BODY + 1 - len(raw)):
-        raw += chunk
-        if len(raw) > MAX_BODY:
-            raise Refused(413, f"The request body is too large; the limit is {MAX_BODY // 1024} KB.")
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise Refused(400, "The request body is not valid JSON.") from None
-    except RecursionError:  # the json module recurses once per nesting level
-        raise Refused(400, "The request body is nested too deeply.") from None
-    if not isinstance(body, dict):
-        raise Refused(400, "The request body must be a JSON object.")
-    return body
-
-
-def _text_field(body: dict[str, Any]) -> str:
-    text = body.get("text")
-    if not isinstance(text, str):
-        raise Refused(400, "'text' is required and must be a string.")
-    if len(text) > MAX_TEXT:
-        raise Refused(400, f"Your message is too long ({len(text)} characters); the limit is {MAX_TEXT}.")
-    return text
-
-
-def _id_field(body: dict[str, Any], name: str) -> str:
-    value = body.get(name)
-    if not isinstance(value, str) or not _ID.fullmatch(value):
-        raise Refused(400, f"'{name}' is required: 1 to 100 letters, digits or _ . : -")
-    return value
-
-
 class WebConsole:
-    """The `web` adapter: serves the page and its API on the bot's server; no background work."""
+    """The `web` adapter: the page and its API on the bot's server; its one background task is the sweep."""
 
     platform = PLATFORM
 
@@ -221,19 +101,18 @@ class WebConsole:
         self.sweep_seconds = max(1, min(60, session_idle_seconds // 4))
         self._sweeper: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
-        self._origin = _origin(settings.public_url)
-        static = resources.files("adapters.web").joinpath("static")
-        self._assets = {name: static.joinpath(name).read_bytes() for name in _ASSET_TYPES}
+        self._origin = origin_of(settings.public_url)
+        self._assets = PageAssets()
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.get("/", self.index),
-            web.get("/web/static/{name}", self.asset),
+            web.get("/", self._assets.index),
+            web.get("/web/static/{name}", self._assets.asset),
             web.get("/web/login", self.login),
-            web.get("/web/api/me", _json_api(self.me)),
-            web.post("/web/api/ask", _json_api(self.ask)),
-            web.post("/web/api/feedback", _json_api(self.feedback)),
-            web.post("/web/logout", _json_api(self.logout)),
+            web.get("/web/api/me", json_api(self.me)),
+            web.post("/web/api/ask", json_api(self.ask)),
+            web.post("/web/api/feedback", json_api(self.feedback)),
+            web.post("/web/logout", json_api(self.logout)),
         ]
 
     async def start(self) -> None:
@@ -258,23 +137,6 @@ class WebConsole:
                 log.exception("web session sweep failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.sweep_seconds)
-
-    # -- page and assets ---------------------------------------------------------------------------
-
-    async def index(self, request: web.Request) -> web.Response:
-        return web.Response(
-            body=self._assets["index.html"], content_type="text/html", charset="utf-8", headers=PAGE_HEADERS
-        )
-
-    async def asset(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        if name == "index.html" or name not in self._assets:
-            raise web.HTTPNotFound()
-        content_type = _ASSET_TYPES[name]
-        charset = None if content_type.startswith("image/") else "utf-8"
-        return web.Response(
-            body=self._assets[name], content_type=content_type, charset=charset, headers=ASSET_HEADERS
-        )
 
     # -- sign-in is the link -----------------------------------------------------------------------
 
@@ -327,16 +189,16 @@ class WebConsole:
             },
             headers=API_HEADERS,
         )
-        if email is not None and self._same_origin(request):  # the page was opened: a use
+        if email is not None and same_origin(request, self._origin):  # the page was opened: a use
             await self._keep_alive(response, session)
         return response
 
     async def ask(self, request: web.Request) -> web.Response:
-        session = self._session_for_change(request)
-        body = await _json_object(request)
-        text = _text_field(body)
-        thread = _id_field(body, "thread")
-        message_id = _id_field(body, "message_id")
+        session = session_for_change(request, self.sessions, self._origin)
+        body = await json_object(request)
+        text = text_field(body)
+        thread = id_field(body, "thread")
+        message_id = id_field(body, "message_id")
         identity = identity_of(session.sid)
         reply: Reply | None
         if parse_command(text) is Command.LINK:
@@ -352,10 +214,10 @@ class WebConsole:
         return response
 
     async def feedback(self, request: web.Request) -> web.Response:
-        session = self._session_for_change(request)
-        body = await _json_object(request)
-        conversation_id = _id_field(body, "conversation_id")
-        message_id = _id_field(body, "message_id")
+        session = session_for_change(request, self.sessions, self._origin)
+        body = await json_object(request)
+        conversation_id = id_field(body, "conversation_id")
+        message_id = id_field(body, "message_id")
         useful = body.get("useful")
         if not isinstance(useful, bool):
             raise Refused(400, "'useful' is required and must be true or false.")
@@ -378,23 +240,12 @@ class WebConsole:
         """Unlink (the refresh token is revoked at the IdP) and drop the cookie."""
         response = web.json_response({"signed_in": False}, headers=API_HEADERS)
         if self.sessions.read(request) is not None:
-            session = self._session_for_change(request)
+            session = session_for_change(request, self.sessions, self._origin)
             await self.core.accounts.unlink(identity_of(session.sid))
         self.sessions.clear(response)
         return response
 
     # -- helpers -----------------------------------------------------------------------------------
-
-    def _session_for_change(self, request: web.Request) -> Session:
-        """The live session of a state-changing request that passes the CSRF defences, or a refusal."""
-        session = self.sessions.read(request)
-        if session is None:
-            raise Refused(401, "You are signed out. Sign in to continue.", kind="not_linked")
-        if not self._same_origin(request):
-            raise Refused(403, "This request came from another site and was refused.")
-        if not self.sessions.csrf_ok(session.sid, request.headers.get(CSRF_HEADER, "")):
-            raise Refused(403, "This request lacks a valid CSRF token. Reload the page and try again.")
-        return session
 
     async def _keep_alive(self, response: web.StreamResponse, session: Session) -> None:
         """A use: the session's idle lifetime starts again (new cookie), and its link's end moves with it."""
@@ -417,13 +268,6 @@ class WebConsole:
             "In this console, signing in is the link: use the Sign in button to sign in with your company account.",
             private=True,
         )
-
-    def _same_origin(self, request: web.Request) -> bool:
-        """Browsers name the page's origin on every POST: it must be this bot's (public or as addressed)."""
-        origin = request.headers.get("Origin")
-        if origin is None:
-            return request.headers.get("Sec-Fetch-Site", "same-origin") in ("same-origin", "none")
-        return origin.lower() in (self._origin, f"{request.scheme}://{request.host}".lower())
 
     async def _email(self, identity: ChatIdentity) -> str | None:
         """The email this session is linked as, or None when it is not (yet, or any more) linked."""

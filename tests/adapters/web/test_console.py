@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 from aiohttp import web
 
-from adapters.web.console import MAX_TEXT, WebConsole
+from adapters.web.console import WebConsole
+from adapters.web.guards import MAX_TEXT
 from adapters.web.session import Session, Sessions
 from bot.model import ChatIdentity, ConversationRef
+from sandbox.qbusiness.corpus import Acl, Document
+from sandbox.world import APP_ID, INDEX_ID
 from tests.adapters.web.conftest import WebBot
 from tests.signin import sign_in_at_idp
 
@@ -105,6 +109,21 @@ def test_https_sessions_are_secure_host_only_cookies() -> None:
     assert cookie.startswith("__Host-qbot_session=")
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/" in cookie
     assert "Domain" not in cookie
+
+
+def test_a_cited_script_url_reaches_the_page_as_no_link(web_bot: WebBot) -> None:
+    """The core drops the link where it builds the Answer; the console passes the source on without one."""
+    web_bot.sandbox.q.control.index(APP_ID, INDEX_ID).documents.append(Document(
+        "zephyr", "Zephyr badge printer", "The Zephyr badge printer stands on the third floor.", Acl(public=True),
+        "javascript:fetch('/web/api/me').then(r => r.text()).then(alert)",
+    ))
+    http = web_bot.browser()
+    me = web_bot.sign_in(http, "bob")
+    answer = _ask(web_bot, http, me, "Where is the Zephyr badge printer?").json()
+    assert answer["type"] == "answer", answer
+    (zephyr,) = [s for s in answer["sources"] if s["title"] == "Zephyr badge printer"]
+    assert zephyr["url"] is None and zephyr["snippet"]
+    assert "javascript" not in json.dumps(answer)
 
 
 def test_bob_gets_no_aurora_citation(web_bot: WebBot) -> None:
