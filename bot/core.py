@@ -20,7 +20,7 @@ from bot.commands import HELP_TEXT, Command, parse_command
 from bot.config import Settings
 from bot.conversations import Conversations
 from bot.deliveries import Deliveries
-from bot.errors import NotLinked, NotYourConversation, ProfileEmailUnknown, QBotError, QUnavailable
+from bot.errors import LinkExpired, NotLinked, NotYourConversation, ProfileEmailUnknown, QBotError, QUnavailable
 from bot.metrics import Metrics
 from bot.model import (
     Answer,
@@ -40,6 +40,7 @@ from bot.vault import Vault
 log = logging.getLogger(__name__)
 
 NOTHING_READABLE = "None of your files could be read, so there was nothing to ask."
+FEEDBACK_THANKS = "Thanks for the feedback."
 
 
 class Core:
@@ -195,9 +196,19 @@ class Core:
 
     async def feedback(
         self, identity: ChatIdentity, conversation_id: str, message_id: str, usefulness: Usefulness
-    ) -> None:
-        """Rate an answer: only the identity that owns the conversation may (NotYourConversation otherwise)."""
-        if await self._conversations.owner(conversation_id) != identity.key:
-            raise NotYourConversation(detail=f"{identity.key} rated conversation {conversation_id}")
-        credentials = await self._broker.credentials(identity)
-        await self._q.feedback(credentials, conversation_id, message_id, usefulness)
+    ) -> Notice:
+        """Rate an answer, as `handle` answers a message: a thank-you, or a private notice saying why not
+        (only the identity that owns the conversation may rate it: REFUSED for anyone else)."""
+        try:
+            if await self._conversations.owner(conversation_id) != identity.key:
+                raise NotYourConversation(detail=f"{identity.key} rated conversation {conversation_id}")
+            credentials = await self._broker.credentials(identity)
+            await self._q.feedback(credentials, conversation_id, message_id, usefulness)
+        except NotYourConversation as exc:
+            return Notice(NoticeKind.REFUSED, exc.user_message, private=True)
+        except (NotLinked, LinkExpired) as exc:
+            return Notice(NoticeKind.NOT_LINKED, exc.user_message, private=True)
+        except QBotError as exc:
+            return dataclasses.replace(self._error_notice(exc), private=True)
+        self._metrics.feedback.labels(identity.platform, usefulness.value).inc()
+        return Notice(NoticeKind.INFO, FEEDBACK_THANKS, private=True)

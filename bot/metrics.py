@@ -28,6 +28,9 @@ class Metrics:
             "qbot_sts_calls", "STS AssumeRoleWithWebIdentity calls", ["outcome"], registry=self.registry
         )
         self.links = Counter("qbot_links", "Account links, by outcome", ["outcome"], registry=self.registry)
+        self.feedback = Counter(
+            "qbot_feedback", "Answers rated by their askers", ["platform", "usefulness"], registry=self.registry
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

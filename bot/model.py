@@ -97,6 +97,7 @@ class NoticeKind(Enum):
     INFO = "info"
     LINK = "link"  # carries a one-time sign-in URL: show it to its owner only
     NOT_LINKED = "not_linked"
+    REFUSED = "refused"  # the asker may not do this (rate someone else's answer)
     ERROR = "error"
 
 

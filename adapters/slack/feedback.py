@@ -18,8 +18,7 @@ from adapters.slack.mrkdwn import commands_as_slash
 from adapters.slack.render import FEEDBACK_UP, THANKS, parse_feedback_value, text_message, thanked
 from adapters.slack.replies import SlackReplies
 from bot.core import Core
-from bot.errors import QBotError
-from bot.model import Usefulness
+from bot.model import NoticeKind, Usefulness
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +36,10 @@ class Feedback:
             log.warning("a feedback click carried no answer ids")
             return
         useful = action.get("action_id") == FEEDBACK_UP
-        try:
-            await self.core.feedback(
-                identity_of(body), *ids, Usefulness.USEFUL if useful else Usefulness.NOT_USEFUL
-            )
-        except QBotError as exc:
-            await self.replies.respond(response_url, text_message(commands_as_slash(exc.user_message)))
+        usefulness = Usefulness.USEFUL if useful else Usefulness.NOT_USEFUL
+        rated = await self.core.feedback(identity_of(body), *ids, usefulness)
+        if rated.kind is not NoticeKind.INFO:
+            await self.replies.respond(response_url, text_message(commands_as_slash(rated.text)))
             return
         await self._thank(body, response_url, useful)
 

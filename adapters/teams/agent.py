@@ -46,7 +46,6 @@ from adapters.teams.roster import profile_email
 from bot.attachments import FileRoom
 from bot.commands import HELP_TEXT
 from bot.core import Core
-from bot.errors import QBotError
 from bot.model import Answer, ChatFile, FailedAttachment, IncomingMessage, Notice, NoticeKind, OfferedFile, ProfileEmail
 
 log = logging.getLogger(__name__)
@@ -260,12 +259,11 @@ class TeamsAgent(ActivityHandler):
         feedback = parse_feedback(invoke_value.action.verb, invoke_value.action.data)
         if feedback is None:
             return _message_response("This button no longer does anything.")
-        try:
-            await self.core.feedback(
-                identity_of(turn_context.activity), feedback.conversation_id, feedback.message_id, feedback.usefulness
-            )
-        except QBotError as exc:  # not the asker, not linked, Q unavailable: say so to the one who clicked
-            return _message_response(exc.user_message)
+        rated = await self.core.feedback(
+            identity_of(turn_context.activity), feedback.conversation_id, feedback.message_id, feedback.usefulness
+        )
+        if rated.kind is not NoticeKind.INFO:  # not the asker, not linked, Q unavailable: say so to the clicker
+            return _message_response(rated.text)
         record = await self.memory.get(PLATFORM, card_key(feedback.conversation_id, feedback.message_id))
         if not record or not isinstance(record.get("card"), dict):
             return _message_response(THANKS)

@@ -48,7 +48,7 @@ from adapters.web.signin import set_login_cookie
 from bot.commands import Command, parse_command
 from bot.config import Settings, env_flag, env_int
 from bot.core import Core
-from bot.errors import LinkExpired, NotLinked, NotYourConversation, QBotError, QUnavailable
+from bot.errors import QBotError
 from bot.links import PendingLink
 from bot.model import ChatIdentity, IncomingMessage, Notice, NoticeKind, Reply, Usefulness
 
@@ -222,16 +222,13 @@ class WebConsole:
         if not isinstance(useful, bool):
             raise Refused(400, "'useful' is required and must be true or false.")
         usefulness = Usefulness.USEFUL if useful else Usefulness.NOT_USEFUL
-        try:
-            await self.core.feedback(identity_of(session.sid), conversation_id, message_id, usefulness)
-        except NotYourConversation as exc:
-            raise Refused(403, exc.user_message) from None
-        except (NotLinked, LinkExpired) as exc:
-            raise Refused(401, exc.user_message, kind="not_linked") from None
-        except QUnavailable as exc:
-            raise Refused(503, exc.user_message) from None
-        except QBotError as exc:
-            raise Refused(400, exc.user_message) from None
+        rated = await self.core.feedback(identity_of(session.sid), conversation_id, message_id, usefulness)
+        if rated.kind is NoticeKind.REFUSED:
+            raise Refused(403, rated.text)
+        if rated.kind is NoticeKind.NOT_LINKED:
+            raise Refused(401, rated.text, kind="not_linked")
+        if rated.kind is NoticeKind.ERROR:
+            raise Refused(503, rated.text)
         response = web.json_response({"ok": True}, headers=API_HEADERS)
         await self._keep_alive(response, session)
         return response

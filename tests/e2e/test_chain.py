@@ -306,20 +306,21 @@ def test_help_for_empty_and_unknown_commands(bot: RunningBot) -> None:
 
 
 def test_feedback_only_from_the_asker(bot: RunningBot) -> None:
-    from bot.errors import NotYourConversation
     from bot.model import Usefulness
 
     link(bot, ALICE, "alice")
     link(bot, BOB, "bob")
     answer = bot.ask(ALICE, AURORA)
     assert isinstance(answer, Answer)
-    bot.run(bot.core.feedback(ALICE, answer.conversation_id, answer.message_id, Usefulness.USEFUL))
-    try:
-        bot.run(bot.core.feedback(BOB, answer.conversation_id, answer.message_id, Usefulness.NOT_USEFUL))
-        raise AssertionError("bob rated alice's answer")
-    except NotYourConversation:
-        pass
+    thanks = bot.run(bot.core.feedback(ALICE, answer.conversation_id, answer.message_id, Usefulness.USEFUL))
+    assert thanks.kind is NoticeKind.INFO and thanks.private
+    refused = bot.run(bot.core.feedback(BOB, answer.conversation_id, answer.message_id, Usefulness.NOT_USEFUL))
+    assert refused.kind is NoticeKind.REFUSED and refused.private and "Only the person who asked" in refused.text
     assert len(bot.sandbox.q.stats.feedback) == 1
+    registry = bot.graph.metrics.registry
+    assert registry.get_sample_value("qbot_feedback_total", {"platform": "test", "usefulness": "USEFUL"}) == 1
+    assert registry.get_sample_value("qbot_feedback_total", {"platform": "test", "usefulness": "NOT_USEFUL"}) is None
+
 
 
 def test_health_ready_and_metrics(bot: RunningBot) -> None:
