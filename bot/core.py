@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 NOTHING_READABLE = "None of your files could be read, so there was nothing to ask."
 FEEDBACK_THANKS = "Thanks for the feedback."
+SIGN_IN_IS_THE_LINK = (
+    "Here, signing in is the link: use the Sign in button to sign in with your company account."
+)
 
 
 class Core:
@@ -185,7 +188,17 @@ class Core:
         return Notice(NoticeKind.INFO, HELP_TEXT)
 
     async def _link_command(self, message: IncomingMessage, turn: Turn) -> Notice:
-        """qlink: a link checked against the chat profile's email, or a private word on why there is none."""
+        """qlink: a link checked against the chat profile's email, or a private word on why there is none.
+        Where signing in is the link (the web console), there is no link to hand out: it could be forwarded."""
+        if turn.signs_in_itself:
+            email = await self.accounts.linked_email(message.identity)
+            if email is not None:
+                text = (
+                    f"You're already signed in as {email}; that is your link. "
+                    "To use another account, sign out and sign in again."
+                )
+                return Notice(NoticeKind.INFO, text, private=True)
+            return Notice(NoticeKind.NOT_LINKED, SIGN_IN_IS_THE_LINK, private=True)
         profile = ProfileEmail(message.profile_email) if message.profile_email else await turn.profile_email()
         if not profile.email:
             problem = f" ({profile.problem}.)" if profile.problem else ""

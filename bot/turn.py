@@ -15,6 +15,9 @@ from bot.model import ChatFile, FailedAttachment, IncomingMessage, OfferedFile, 
 
 
 class Turn(Protocol):
+    #: the platform's own sign-in is the account link (the web console): `qlink` hands out no link there
+    signs_in_itself: bool
+
     async def show_progress(self, *, private: bool) -> None:
         """Show the asker that the question is being worked on (a placeholder, typing): only the asker when
         `private`. Best effort: the core carries on if it fails."""
@@ -32,6 +35,8 @@ class Turn(Protocol):
 class QuietTurn:
     """A turn with nothing to show or fetch, whose profile email is the message's own: for callers without a
     platform (benchmarks, tests of the core) and platforms that read nothing more (the web console)."""
+
+    signs_in_itself = False
 
     def __init__(self, message: IncomingMessage) -> None:
         self._email = message.profile_email

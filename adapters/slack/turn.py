@@ -22,6 +22,8 @@ from bot.model import ChatFile, FailedAttachment, OfferedFile, ProfileEmail
 
 
 class SlackTurn:
+    signs_in_itself = False
+
     def __init__(
         self,
         client: AsyncWebClient,

@@ -104,6 +104,8 @@ class TeamsTurn:
     """The core's turn port for one Teams message: typing as progress (renewed every few seconds, since Teams
     drops it, until the turn ends), the roster's email, downloads of the files attached in personal chat."""
 
+    signs_in_itself = False
+
     def __init__(
         self,
         context: TurnContext,

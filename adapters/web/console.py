@@ -45,12 +45,12 @@ from adapters.web.pages import SECURITY_HEADERS, error_page
 from adapters.web.render import render_reply
 from adapters.web.session import Session, Sessions
 from adapters.web.signin import set_login_cookie
-from bot.commands import Command, parse_command
 from bot.config import Settings, env_flag, env_int
 from bot.core import Core
 from bot.errors import QBotError
 from bot.links import PendingLink
-from bot.model import ChatIdentity, IncomingMessage, Notice, NoticeKind, Reply, Usefulness
+from bot.model import ChatIdentity, IncomingMessage, NoticeKind, Usefulness
+from bot.turn import QuietTurn
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,12 @@ def web_console(core: Core, settings: Settings, services: AdapterServices | None
 
 def identity_of(sid: str) -> ChatIdentity:
     return ChatIdentity(PLATFORM, "", sid)
+
+
+class ConsoleTurn(QuietTurn):
+    """The console's turn: nothing to show or fetch, and its own sign-in is the account link."""
+
+    signs_in_itself = True
 
 
 class WebConsole:
@@ -200,13 +206,8 @@ class WebConsole:
         thread = id_field(body, "thread")
         message_id = id_field(body, "message_id")
         identity = identity_of(session.sid)
-        reply: Reply | None
-        if parse_command(text) is Command.LINK:
-            reply = await self._sign_in_is_the_link(identity)
-        else:
-            reply = await self.core.handle(
-                IncomingMessage(identity, text, channel=CHANNEL, thread=thread, message_id=message_id)
-            )
+        message = IncomingMessage(identity, text, channel=CHANNEL, thread=thread, message_id=message_id)
+        reply = await self.core.handle(message, ConsoleTurn(message))
         if reply is None:  # the console names no deliveries, so the core never sees one twice
             raise Refused(409, "This message was already answered.")
         response = web.json_response(render_reply(reply), headers=API_HEADERS)
@@ -249,22 +250,6 @@ class WebConsole:
         session = self.sessions.used(session)
         self.sessions.set(response, session)
         await self.core.accounts.extend_link(identity_of(session.sid), self.sessions.lifetime_left(session))
-
-    async def _sign_in_is_the_link(self, identity: ChatIdentity) -> Notice:
-        """`qlink` in the console: no link to hand out (it could be forwarded); signing in is the link."""
-        email = await self._email(identity)
-        if email is not None:
-            return Notice(
-                NoticeKind.INFO,
-                f"You're already signed in as {email}; that is your link. "
-                "To use another account, sign out and sign in again.",
-                private=True,
-            )
-        return Notice(
-            NoticeKind.NOT_LINKED,
-            "In this console, signing in is the link: use the Sign in button to sign in with your company account.",
-            private=True,
-        )
 
     async def _email(self, identity: ChatIdentity) -> str | None:
         """The email this session is linked as, or None when it is not (yet, or any more) linked."""

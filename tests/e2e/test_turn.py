@@ -43,6 +43,7 @@ class PlatformTurn:
     progress: list[bool] = field(default_factory=list)  # the `private` of every progress shown
     chats_before_download: list[int] = field(default_factory=list)
     failing_progress: bool = False
+    signs_in_itself: bool = False
 
     async def show_progress(self, *, private: bool) -> None:
         self.progress.append(private)
