@@ -21,6 +21,7 @@ from bot.config import Settings
 from bot.conversations import Conversations
 from bot.deliveries import Deliveries
 from bot.errors import LinkExpired, NotLinked, NotYourConversation, ProfileEmailUnknown, QBotError, QUnavailable
+from bot.feedback import InvalidFeedback, rating
 from bot.metrics import Metrics
 from bot.model import (
     Answer,
@@ -208,20 +209,31 @@ class Core:
     # -- feedback ---------------------------------------------------------------------------------
 
     async def feedback(
-        self, identity: ChatIdentity, conversation_id: str, message_id: str, usefulness: Usefulness
+        self,
+        identity: ChatIdentity,
+        conversation_id: str,
+        message_id: str,
+        usefulness: Usefulness,
+        *,
+        reason: str | None = None,
+        comment: str | None = None,
     ) -> Notice:
-        """Rate an answer, as `handle` answers a message: a thank-you, or a private notice saying why not
-        (only the identity that owns the conversation may rate it: REFUSED for anyone else)."""
+        """Rate an answer, as `handle` answers a message: a thank-you, or a private notice saying why not.
+        Only the identity that owns the conversation may rate it (REFUSED for anyone else); a reason that is not
+        Q's or does not fit the rating, or a comment over 1000 characters, is REFUSED with nothing sent."""
         try:
+            rated = rating(usefulness, reason, comment)
             if await self._conversations.owner(conversation_id) != identity.key:
                 raise NotYourConversation(detail=f"{identity.key} rated conversation {conversation_id}")
             credentials = await self._broker.credentials(identity)
-            await self._q.feedback(credentials, conversation_id, message_id, usefulness)
-        except NotYourConversation as exc:
+            await self._q.feedback(
+                credentials, conversation_id, message_id, usefulness, reason=rated.reason, comment=rated.comment
+            )
+        except (NotYourConversation, InvalidFeedback) as exc:
             return Notice(NoticeKind.REFUSED, exc.user_message, private=True)
         except (NotLinked, LinkExpired) as exc:
             return Notice(NoticeKind.NOT_LINKED, exc.user_message, private=True)
         except QBotError as exc:
             return dataclasses.replace(self._error_notice(exc), private=True)
-        self._metrics.feedback.labels(identity.platform, usefulness.value).inc()
+        self._metrics.feedback.labels(identity.platform, usefulness.value, rated.reason_label).inc()
         return Notice(NoticeKind.INFO, FEEDBACK_THANKS, private=True)

@@ -29,7 +29,8 @@ class Metrics:
         )
         self.links = Counter("qbot_links", "Account links, by outcome", ["outcome"], registry=self.registry)
         self.feedback = Counter(
-            "qbot_feedback", "Answers rated by their askers", ["platform", "usefulness"], registry=self.registry
+            "qbot_feedback", "Answers rated by their askers, by usefulness and reason (Q's value, or none)",
+            ["platform", "usefulness", "reason"], registry=self.registry,
         )
 
     def render(self) -> bytes:

@@ -121,6 +121,23 @@ class Usefulness(Enum):
     NOT_USEFUL = "NOT_USEFUL"
 
 
+class FeedbackReason(Enum):
+    """Why an answer was (not) useful: Q Business's `MessageUsefulnessReason` values, exactly."""
+
+    HELPFUL = "HELPFUL"
+    FACTUALLY_CORRECT = "FACTUALLY_CORRECT"
+    COMPLETE = "COMPLETE"
+    RELEVANT_SOURCES = "RELEVANT_SOURCES"
+    NOT_HELPFUL = "NOT_HELPFUL"
+    NOT_FACTUALLY_CORRECT = "NOT_FACTUALLY_CORRECT"
+    NOT_COMPLETE = "NOT_COMPLETE"
+    NOT_CONCISE = "NOT_CONCISE"
+    INCORRECT_OR_MISSING_SOURCES = "INCORRECT_OR_MISSING_SOURCES"
+    NOT_BASED_ON_DOCUMENTS = "NOT_BASED_ON_DOCUMENTS"
+    HARMFUL_OR_UNSAFE = "HARMFUL_OR_UNSAFE"
+    OTHER = "OTHER"
+
+
 @dataclass(frozen=True)
 class AwsCredentials:
     """Temporary AWS credentials from STS; `expiration` is timezone-aware (UTC). Secrets stay out of `repr`."""

@@ -41,12 +41,25 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from bot.errors import QBotError, QRefused, QThrottled, QUnavailable
 from bot.metrics import Metrics
-from bot.model import Answer, AwsCredentials, ChatFile, ConversationRef, FailedAttachment, Source, Usefulness
+from bot.model import (
+    Answer,
+    AwsCredentials,
+    ChatFile,
+    ConversationRef,
+    FailedAttachment,
+    FeedbackReason,
+    Source,
+    Usefulness,
+)
 from bot.urls import safe_link
 
 if TYPE_CHECKING:
     from mypy_boto3_qbusiness.client import QBusinessClient as QBusinessApi
-    from mypy_boto3_qbusiness.type_defs import ChatSyncInputTypeDef, ChatSyncOutputTypeDef
+    from mypy_boto3_qbusiness.type_defs import (
+        ChatSyncInputTypeDef,
+        ChatSyncOutputTypeDef,
+        MessageUsefulnessFeedbackTypeDef,
+    )
 
 T = TypeVar("T")
 
@@ -206,17 +219,29 @@ class QBusinessClient:
         return answer_of(response)
 
     async def feedback(
-        self, credentials: AwsCredentials, conversation_id: str, message_id: str, usefulness: Usefulness
+        self,
+        credentials: AwsCredentials,
+        conversation_id: str,
+        message_id: str,
+        usefulness: Usefulness,
+        *,
+        reason: FeedbackReason | None = None,
+        comment: str | None = None,
     ) -> None:
-        """Record the user's rating of one answer (PutFeedback); ConversationGone if Q no longer has it."""
-        submitted_at = datetime.now(UTC)
+        """Record the user's rating of one answer (PutFeedback), with why and their comment when given (the
+        caller has checked both: bot.feedback); ConversationGone if Q no longer has the answer."""
+        rated: MessageUsefulnessFeedbackTypeDef = {"usefulness": usefulness.value, "submittedAt": datetime.now(UTC)}
+        if reason is not None:
+            rated["reason"] = reason.value
+        if comment:
+            rated["comment"] = comment
         await self._retrying(
             credentials,
             lambda q: q.put_feedback(
                 applicationId=self.app_id,
                 conversationId=conversation_id,
                 messageId=message_id,
-                messageUsefulness={"usefulness": usefulness.value, "submittedAt": submitted_at},
+                messageUsefulness=rated,
             ),
             conversation_id=conversation_id,
         )

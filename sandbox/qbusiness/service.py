@@ -85,12 +85,27 @@ class QFaults:
 
 @dataclass(frozen=True)
 class FeedbackRecord:
+    """One PutFeedback as received, after the model's checks (usefulness and reason in Q's enums, the comment
+    at most 1000 printable characters, submittedAt present)."""
+
     email: str
     application_id: str
     conversation_id: str
     message_id: str
     usefulness: dict[str, Any] | None
     message_copied_at: datetime | None
+
+    @property
+    def rating(self) -> str | None:
+        return (self.usefulness or {}).get("usefulness")
+
+    @property
+    def reason(self) -> str | None:
+        return (self.usefulness or {}).get("reason")
+
+    @property
+    def comment(self) -> str | None:
+        return (self.usefulness or {}).get("comment")
 
 
 @dataclass

@@ -13,7 +13,7 @@ import pytest
 
 from bot.errors import QRefused, QThrottled, QUnavailable
 from bot.metrics import Metrics
-from bot.model import AwsCredentials, ChatFile, ConversationRef, FailedAttachment, Usefulness
+from bot.model import AwsCredentials, ChatFile, ConversationRef, FailedAttachment, FeedbackReason, Usefulness
 from bot.qbusiness import ACCESS_DENIED, NO_ANSWER, ConversationGone, CredentialsRejected, QBusinessClient, answer_of
 from sandbox.credentials import ACCOUNT_ID, ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY
 from sandbox.qbusiness.corpus import Acl, Document
@@ -230,6 +230,22 @@ async def test_feedback_is_recorded(
     assert record.usefulness["submittedAt"]
     with pytest.raises(ConversationGone):
         await q.feedback(bob, answer.conversation_id, answer.message_id, Usefulness.USEFUL)
+
+
+async def test_feedback_carries_the_reason_and_comment(
+    sandbox: Sandbox, make_q: MakeQ, alice: AwsCredentials
+) -> None:
+    q = make_q()
+    answer = await ask(q, alice)
+    await q.feedback(
+        alice, answer.conversation_id, answer.message_id, Usefulness.NOT_USEFUL,
+        reason=FeedbackReason.NOT_COMPLETE, comment="The launch date is missing.",
+    )
+    (record,) = sandbox.q.stats.feedback
+    assert (record.rating, record.reason, record.comment) == (
+        "NOT_USEFUL", "NOT_COMPLETE", "The launch date is missing."
+    )
+    assert record.usefulness is not None and record.usefulness["submittedAt"]
 
 
 async def test_delete_conversation(sandbox: Sandbox, make_q: MakeQ, alice: AwsCredentials) -> None:

@@ -314,12 +314,37 @@ def test_feedback_only_from_the_asker(bot: RunningBot) -> None:
     assert isinstance(answer, Answer)
     thanks = bot.run(bot.core.feedback(ALICE, answer.conversation_id, answer.message_id, Usefulness.USEFUL))
     assert thanks.kind is NoticeKind.INFO and thanks.private
-    refused = bot.run(bot.core.feedback(BOB, answer.conversation_id, answer.message_id, Usefulness.NOT_USEFUL))
+    refused = bot.run(bot.core.feedback(
+        BOB, answer.conversation_id, answer.message_id, Usefulness.NOT_USEFUL, reason="NOT_COMPLETE", comment="meh"
+    ))
     assert refused.kind is NoticeKind.REFUSED and refused.private and "Only the person who asked" in refused.text
     assert len(bot.sandbox.q.stats.feedback) == 1
+
+    # 👎 says why: Q's reason and the asker's comment (made printable) reach PutFeedback
+    why = bot.run(bot.core.feedback(
+        ALICE, answer.conversation_id, answer.message_id, Usefulness.NOT_USEFUL,
+        reason="NOT_COMPLETE", comment="No launch\ndate.",
+    ))
+    assert why.kind is NoticeKind.INFO
+    record = bot.sandbox.q.stats.feedback[-1]
+    assert (record.email, record.rating, record.reason, record.comment) == (
+        "alice@example.com", "NOT_USEFUL", "NOT_COMPLETE", "No launch date."
+    )
+    # a reason that is not Q's, one that does not fit, or too long a comment: refused, nothing sent
+    for reason, comment in (("MEH", None), ("HELPFUL", None), ("OTHER", "x" * 1001)):
+        bad = bot.run(bot.core.feedback(
+            ALICE, answer.conversation_id, answer.message_id, Usefulness.NOT_USEFUL, reason=reason, comment=comment
+        ))
+        assert bad.kind is NoticeKind.REFUSED and bad.private and ("pick one" in bad.text or "too long" in bad.text)
+    assert len(bot.sandbox.q.stats.feedback) == 2
+
     registry = bot.graph.metrics.registry
-    assert registry.get_sample_value("qbot_feedback_total", {"platform": "test", "usefulness": "USEFUL"}) == 1
-    assert registry.get_sample_value("qbot_feedback_total", {"platform": "test", "usefulness": "NOT_USEFUL"}) is None
+    def rated(usefulness: str, reason: str) -> float | None:
+        labels = {"platform": "test", "usefulness": usefulness, "reason": reason}
+        return registry.get_sample_value("qbot_feedback_total", labels)
+
+    assert rated("USEFUL", "none") == 1 and rated("NOT_USEFUL", "NOT_COMPLETE") == 1
+    assert rated("NOT_USEFUL", "none") is None and rated("NOT_USEFUL", "OTHER") is None
 
 
 

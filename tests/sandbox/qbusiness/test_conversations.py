@@ -151,3 +151,32 @@ def test_feedback(qb: QEndpoint) -> None:
     )
     assert stolen["Error"]["Code"] == "ResourceNotFoundException"
     assert len(qb.q.stats.feedback) == 1
+
+
+def test_feedback_fields_are_checked_against_the_model_and_recorded(qb: QEndpoint) -> None:
+    """As Q would: usefulness and reason from the model's enums, a comment of at most 1000 printable characters,
+    submittedAt required; a refused PutFeedback records nothing. (The client's own checks are off, so the
+    stand-in sees what a careless client would send.)"""
+    alice = qb.user("alice@example.com", parameter_validation=False)
+    answer = ask(alice, AURORA)
+    now = datetime.now(UTC)
+    target = {
+        "applicationId": APP_ID, "conversationId": answer["conversationId"], "messageId": answer["systemMessageId"]
+    }
+    bad = {
+        "reason": {"usefulness": "NOT_USEFUL", "reason": "MEH", "submittedAt": now},
+        "comment": {"usefulness": "NOT_USEFUL", "comment": "x" * 1001, "submittedAt": now},
+        "comment line break": {"usefulness": "NOT_USEFUL", "comment": "two\nlines", "submittedAt": now},
+        "usefulness": {"usefulness": "MAYBE", "submittedAt": now},
+        "submittedAt": {"usefulness": "NOT_USEFUL", "reason": "OTHER"},
+    }
+    for what, usefulness in bad.items():
+        refused = refusal(alice.put_feedback, **target, messageUsefulness=usefulness)
+        assert refused["Error"]["Code"] == "ValidationException", what
+        assert what.split()[0] in refused["Error"]["Message"], (what, refused["Error"]["Message"])
+    assert qb.q.stats.feedback == []
+
+    why = {"usefulness": "NOT_USEFUL", "reason": "NOT_COMPLETE", "comment": "x" * 1000, "submittedAt": now}
+    alice.put_feedback(**target, messageUsefulness=why)
+    [record] = qb.q.stats.feedback
+    assert (record.rating, record.reason, record.comment) == ("NOT_USEFUL", "NOT_COMPLETE", "x" * 1000)
