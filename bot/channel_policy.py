@@ -137,7 +137,8 @@ def read_entry(field: bytes | str, raw: bytes | str) -> tuple[str, ChannelPolicy
     try:
         return spec, ChannelPolicy.from_json(raw)
     except ChannelPolicyError as err:
-        raise ChannelPolicyError(f"the stored policy of {spec} does not parse: {err}") from None
+        raise ChannelPolicyError(f"the stored policy of {spec} does not parse: {err}; `qbot admin channels unset "
+                                 f"{spec}` removes it") from None
 
 
 def check_attribute_filter(attribute_filter: dict[str, Any]) -> None:

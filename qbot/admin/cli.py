@@ -1,4 +1,5 @@
-"""The administrator's commands: `qbot admin provision`, `qbot admin groups sync FILE` and `qbot doctor`.
+"""The administrator's commands: `qbot admin provision`, `qbot admin groups sync FILE`, `qbot admin channels …`
+(`channels.py`) and `qbot doctor`.
 
 Defaults come from the same `QBOT_*` environment the bot reads, so an administrator with the bot's
 environment loaded types little. AWS credentials: the default boto3 chain, or `--profile`/`QBOT_AWS_PROFILE`.
@@ -15,13 +16,14 @@ from typing import Any
 from botocore.exceptions import NoCredentialsError
 
 from bot.aws_clients import AWS_ERRORS, AdminAws, describe
+from qbot.admin import channels
 
 Env = Mapping[str, str]
 
 
 def add_commands(commands: Any) -> None:
     """Add `admin` and `doctor` to the `qbot` sub-command parser."""
-    admin = commands.add_parser("admin", help="provisioning and group sync against AWS")
+    admin = commands.add_parser("admin", help="provisioning and group sync against AWS, per-channel policies")
     admin_commands = admin.add_subparsers(dest="admin_command", required=True)
 
     provision = admin_commands.add_parser(
@@ -63,6 +65,8 @@ def add_commands(commands: Any) -> None:
     sync.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
     _add_aws_arguments(sync)
     sync.set_defaults(func=run_group_sync)
+
+    channels.add_commands(admin_commands)
 
     doctor = commands.add_parser("doctor", help="check the configuration end to end; exit status 1 on a failure")
     doctor.set_defaults(func=run_doctor)

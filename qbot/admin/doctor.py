@@ -43,6 +43,7 @@ class Doctor:
             ("Redis", stores.redis),
             ("Redis memory", stores.redis_memory),
             ("token keys", stores.token_keys),
+            ("channel policies", stores.channel_policies),
             ("IdP discovery", idp.idp_discovery),
             ("IdP client", idp.idp_client),
             ("IdP redirect URI", idp.idp_redirect_uri),

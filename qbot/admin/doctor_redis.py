@@ -1,5 +1,5 @@
-"""`qbot doctor`'s Redis checks: it answers (and keeps what it is told), it cannot silently evict a link, and the
-configured token keys open the links stored in it."""
+"""`qbot doctor`'s Redis checks: it answers (and keeps what it is told), it cannot silently evict a link, the
+configured token keys open the links stored in it, and every channel policy stored in it parses."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ from typing import Any
 import redis
 
 from adapters.checks import FAIL, OK, SKIP, WARN, Check
+from bot.channel_policy import KEY as CHANNEL_POLICIES
+from bot.channel_policy import ChannelPolicy, ChannelPolicyError, channel_spec, check_attribute_filter, read_entry
 from bot.cipher import CipherError, TokenCipher
 from bot.config import parse_token_keys
 from bot.errors import ConfigError
 
 _SAMPLE_LINKS = 50
 _SCAN_ROUNDS = 20
+_CHANNELS_SHOWN = 10
 
 
 class RedisChecks:
@@ -125,6 +128,37 @@ class RedisChecks:
             )
         return Check("token keys", OK, detail + (f"; they open all {sampled} stored links sampled" if sampled else ""))
 
+    def channel_policies(self) -> Check:
+        """Lists the channels an administrator gave a policy; fails on one the bot could not read (a question in
+        that channel would fail rather than lose the channel's restriction)."""
+        if self._redis is None:
+            return Check("channel policies", SKIP, "needs a reachable Redis")
+        policies: list[tuple[str, ChannelPolicy]] = []
+        broken: list[tuple[str, str]] = []
+        for field, raw in sorted(self._redis.hgetall(CHANNEL_POLICIES).items()):
+            spec = channel_spec(field)
+            try:
+                spec, policy = read_entry(field, raw)
+                if policy.attribute_filter is not None:  # ChatSync would refuse it: every question there fails
+                    check_attribute_filter(policy.attribute_filter)
+            except ChannelPolicyError as err:
+                problem = str(err)
+                broken.append((spec, problem if spec in problem else f"the stored policy of {spec}: {problem}"))
+            else:
+                policies.append((spec, policy))
+        if broken:
+            spec, problem = broken[0]
+            return Check("channel policies", FAIL, f"{len(broken)} of {len(broken) + len(policies)} stored channel "
+                         f"policies do not parse; questions in those channels fail. First: {problem}",
+                         f"qbot admin channels unset {spec}, then set it again")
+        if not policies:
+            return Check("channel policies", OK, "no channel has a policy: every channel follows "
+                         "QBOT_CHANNEL_REPLY_MODE")
+        shown = "; ".join(f"{spec} ({_summary(policy)})" for spec, policy in policies[:_CHANNELS_SHOWN])
+        more = len(policies) - _CHANNELS_SHOWN
+        rest = f"; and {more} more (qbot admin channels list)" if more > 0 else ""
+        return Check("channel policies", OK, f"{len(policies)} channel(s) with a policy: {shown}{rest}")
+
     def _vault_keys(self) -> Iterator[bytes | str]:
         """Up to _SAMPLE_LINKS stored links, from a bounded number of SCAN rounds (a big keyspace stays cheap)."""
         assert self._redis is not None
@@ -138,6 +172,15 @@ class RedisChecks:
                     return
             if cursor == 0:
                 return
+
+
+def _summary(policy: ChannelPolicy) -> str:
+    parts = [f"reply {policy.reply}" if policy.reply else "reply default"]
+    if policy.chat_mode:
+        parts.append(policy.chat_mode)
+    if policy.attribute_filter is not None:
+        parts.append("attribute filter")
+    return ", ".join(parts)
 
 
 def _text(value: Any) -> str:

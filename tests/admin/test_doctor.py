@@ -105,7 +105,8 @@ def test_a_correct_configuration_passes_every_check(
 
     assert code == 0, checks
     assert list(checks) == [
-        "configuration", "email match", "Redis", "Redis memory", "token keys", "IdP discovery", "IdP client",
+        "configuration", "email match", "Redis", "Redis memory", "token keys", "channel policies", "IdP discovery",
+        "IdP client",
         "IdP redirect URI", "IAM role", "Q Business application", "group sync", "Slack", "Teams",
     ]
     statuses = {name: status for name, (status, _) in checks.items()}
@@ -115,6 +116,7 @@ def test_a_correct_configuration_passes_every_check(
     assert "accepts client id 'qbot'" in checks["IdP client"][1]
     assert "tagged with an Email of any domain and nothing else" in checks["IAM role"][1]
     assert "maxmemory-policy noeviction" in checks["Redis memory"][1]
+    assert checks["channel policies"][1] == "no channel has a policy: every channel follows QBOT_CHANNEL_REPLY_MODE"
 
 
 def test_unconfigured_platforms_are_skipped_not_failed(
@@ -407,3 +409,45 @@ def test_a_redis_that_refuses_config_and_info_is_a_warning_that_says_so(
     assert status == "warn" and "the eviction policy cannot be read here" in text
     assert "make sure it is noeviction or volatile-*" in text
     assert checks["Redis"][0] == "ok" and code == 0, checks
+
+
+def test_channels_with_a_policy_are_listed(good_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["slack:C0GENERAL", "--reply", "thread"],
+                 ["teams:19:general@thread.tacv2", "--chat-mode", "RETRIEVAL_MODE", "--attribute-filter",
+                  '{"equalsTo": {"name": "_data_source_id", "value": {"stringValue": "ds-wiki"}}}']):
+        assert main(["admin", "channels", "set", *argv]) == 0
+    capsys.readouterr()
+
+    code, checks = doctor(capsys)
+
+    assert code == 0, checks
+    assert checks["channel policies"] == ("ok", "2 channel(s) with a policy: slack:C0GENERAL (reply thread); "
+                                          "teams:19:general@thread.tacv2 (reply default, RETRIEVAL_MODE, attribute "
+                                          "filter)")
+
+
+UNPARSEABLE_POLICIES = [
+    ('{"reply": "ephemeral"}', "reply must be thread or private"),
+    ('{"attribute_filter": {"equalTo": {}}}', "not a Q Business AttributeFilter"),  # written by hand, or an old qbot
+]
+
+
+@pytest.mark.parametrize(("raw", "problem"), UNPARSEABLE_POLICIES, ids=[p for _, p in UNPARSEABLE_POLICIES])
+def test_a_stored_channel_policy_that_does_not_parse_fails_the_doctor(
+    good_env: dict[str, str], capsys: pytest.CaptureFixture[str], raw: str, problem: str
+) -> None:
+    import redis
+
+    with redis.Redis.from_url(good_env["QBOT_REDIS_URL"]) as client:
+        client.hset("qbot:channels", mapping={"slack:C0GENERAL": '{"reply": "thread"}', "slack:C0RANDOM": raw})
+
+    code, checks = doctor(capsys)
+
+    assert code == 1
+    status, text = checks["channel policies"]
+    assert status == "FAIL"
+    assert text.startswith("1 of 2 stored channel policies do not parse; questions in those channels fail. First: "
+                           "the stored policy of slack:C0RANDOM")
+    assert problem in text
+    assert text.endswith("-> fix: qbot admin channels unset slack:C0RANDOM, then set it again")
+    assert {name for name, (s, _) in checks.items() if s == "FAIL"} == {"channel policies"}
