@@ -1,6 +1,10 @@
 """One ChatSync turn: idempotent by clientToken, continuing a conversation at its latest answer, reading the
 attached files as documents only the asker may read, and answering from what the asker may read.
 
+The chat mode decides what an answer may draw on: RETRIEVAL_MODE (the default) the index documents the asker
+may read that pass the turn's attributeFilter, plus the conversation's files; CREATOR_MODE only the
+conversation's files, else the model's general knowledge, so it never cites an index document.
+
 The service (`service`) has authenticated the caller and checked the application before a turn is taken;
 a turn only ever sees the caller's own email.
 """
@@ -19,8 +23,9 @@ from sandbox.qbusiness.controlplane import Application
 from sandbox.qbusiness.conversations import ClientTokens, Conversation, ConversationStore, Message, new_id
 from sandbox.qbusiness.corpus import Acl, Document
 from sandbox.qbusiness.errors import CONVERSATION_GONE, from_request
+from sandbox.qbusiness.filters import check_chat_mode, check_filter, matches
 from sandbox.qbusiness.restjson import ServiceError, not_found, validation_error
-from sandbox.qbusiness.retrieval import Answer, AnswerEngine, Citation, compose
+from sandbox.qbusiness.retrieval import Answer, AnswerEngine, Citation, answer_from_files, compose, general_answer
 
 TEXT_ATTACHMENTS = frozenset({".txt", ".text", ".md", ".markdown", ".csv", ".json", ".html", ".htm"})
 
@@ -38,6 +43,9 @@ class ChatTurns:
 
     def take(self, app: Application, email: str, params: dict[str, Any], request_id: str) -> dict[str, Any]:
         """One turn: remembered if its clientToken was seen, else continue or start the conversation."""
+        check_chat_mode(params)
+        if params.get("attributeFilter") is not None:
+            check_filter(params["attributeFilter"])
         token = params.get("clientToken")
         fingerprint = _fingerprint(params)
         if token:
@@ -60,7 +68,7 @@ class ChatTurns:
         conversation = self._continued(app, email, params, request_id)
         accepted, failed = self._read_attachments(app, email, params.get("attachments", []))
         earlier = conversation.attachments if conversation else []
-        answer = self._answer(app, email, message, [*earlier, *accepted], conversation)
+        answer = self._answer(app, email, message, [*earlier, *accepted], conversation, params)
         response = self._record_turn(app, email, conversation, message, accepted, failed, answer)
         if token:
             self._client_tokens.remember(app.id, email, token, fingerprint, response)
@@ -133,16 +141,22 @@ class ChatTurns:
         message: str,
         attachments: list[Document],
         conversation: Conversation | None,
+        params: dict[str, Any],
     ) -> Answer:
         if not message.strip():
             return compose(attachments, [])
+        previous = conversation.latest_question() if conversation else None
+        if params.get("chatMode") == "CREATOR_MODE":
+            from_files = answer_from_files(message, attachments)
+            return from_files if from_files.citations else general_answer(message)
+        scope = params.get("attributeFilter")
         readable = [
             document
             for index in app.native_indices()
             for document in index.documents
             if document.acl.allows(email, index.groups_of(email))
+            and (scope is None or matches(scope, document.attributes))
         ]
-        previous = conversation.latest_question() if conversation else None
         return self.engine.answer(message, [*readable, *attachments], previous)
 
     def _record_turn(

@@ -168,6 +168,29 @@ class AnswerEngine:
         return ranked
 
 
+def answer_from_files(question: str, files: Sequence[Document]) -> Answer:
+    """An answer from a conversation's files alone: too few documents to rank, so a file counts when it holds
+    enough of the question's terms (the share MIN_COVERAGE asks of ranked documents)."""
+    query = terms(question)
+    wanted = set(query)
+    relevant = [
+        file
+        for file in files
+        if wanted and len(wanted & set(terms(f"{file.title} {file.body}"))) >= MIN_COVERAGE * len(wanted)
+    ]
+    return compose(relevant[:MAX_SOURCES], query) if relevant else Answer(NO_ANSWER)
+
+
+def general_answer(question: str) -> Answer:
+    """CREATOR_MODE's answer without files: the model's own knowledge, so it cites nothing."""
+    topic = " ".join(question.split())
+    topic = topic if len(topic) <= 200 else topic[:197] + "..."
+    return Answer(
+        f"From general knowledge, without your company's documents: \"{topic}\" depends on your organization's "
+        "own rules, so treat this as a starting point and check the details with the team that owns them."
+    )
+
+
 def best_sentences(document: Document, query: Sequence[str]) -> list[str]:
     """The lead sentence (it usually says what the document is about) and the one that best matches."""
     wanted = set(query)
