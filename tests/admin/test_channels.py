@@ -134,6 +134,14 @@ def test_without_qbot_redis_url_the_command_says_where_policies_live(
     assert "embedded Redis a `qbot serve` without QBOT_REDIS_URL starts cannot be reached from another process" in err
 
 
+def test_a_qbot_redis_url_that_is_not_one_exits_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QBOT_REDIS_URL", "http://127.0.0.1:6379")
+    code, _, err = qbot(capsys, "list")
+    assert code == 2 and "qbot admin channels list: QBOT_REDIS_URL is not a Redis URL" in err
+
+
 def test_an_unreachable_redis_fails_with_where_it_was_looked_for(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -426,6 +426,22 @@ def test_channels_with_a_policy_are_listed(good_env: dict[str, str], capsys: pyt
                                           "filter)")
 
 
+def test_many_channels_are_summarised_with_a_pointer_to_the_full_list(
+    good_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import redis
+
+    with redis.Redis.from_url(good_env["QBOT_REDIS_URL"]) as client:
+        client.hset("qbot:channels", mapping={f"slack:C{n:02d}": '{"reply": "thread"}' for n in range(12)})
+
+    code, checks = doctor(capsys)
+
+    assert code == 0
+    status, text = checks["channel policies"]
+    assert status == "ok" and text.startswith("12 channel(s) with a policy: slack:C00 (reply thread); ")
+    assert "slack:C09 (reply thread); and 2 more (qbot admin channels list)" in text and "C10" not in text
+
+
 UNPARSEABLE_POLICIES = [
     ('{"reply": "ephemeral"}', "reply must be thread or private"),
     ('{"attribute_filter": {"equalTo": {}}}', "not a Q Business AttributeFilter"),  # written by hand, or an old qbot

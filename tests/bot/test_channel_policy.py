@@ -85,6 +85,7 @@ INVALID_POLICIES: list[tuple[dict[str, Any], str]] = [
     ({"attribute_filter": "equalsTo"}, "must be a non-empty JSON object"),
     ({"attribute_filter": {}}, "must be a non-empty JSON object"),
     ({"attribute_filter": {"orAllFilters": [ONE_SOURCE] * 200}}, "at most 8192 are kept"),
+    ({"attribute_filter": {"equalsTo": {"name": "x", "value": {"stringValue": b"bytes"}}}}, "is not JSON"),
 ]
 
 
