@@ -66,11 +66,15 @@ def add_commands(admin_commands: Any) -> None:
                             "without them; default: Q's own")
     set_parser.set_defaults(func=run_set)
 
-    unset = commands.add_parser("unset", help="remove a channel's policy (it then follows the defaults)")
+    unset = commands.add_parser("unset", help="remove a channel's policy (it then follows the defaults)",
+                                description="Remove a channel's policy; the channel then follows "
+                                "QBOT_CHANNEL_REPLY_MODE, with no attribute filter and Q's own chat mode.")
     unset.add_argument("channel", metavar="PLATFORM:CHANNEL")
     unset.set_defaults(func=run_unset)
 
-    listing = commands.add_parser("list", help="one line per channel with a policy: reply, chat mode, filter")
+    listing = commands.add_parser("list", help="one line per channel with a policy: reply, chat mode, filter",
+                                  description="One line per channel with a policy; `default` where the "
+                                  "deployment's default applies. Exit status 1 when a stored policy does not parse.")
     listing.set_defaults(func=run_list)
 
 
