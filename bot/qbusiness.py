@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import boto3
 import botocore.session
@@ -55,7 +55,9 @@ from bot.urls import safe_link
 
 if TYPE_CHECKING:
     from mypy_boto3_qbusiness.client import QBusinessClient as QBusinessApi
+    from mypy_boto3_qbusiness.literals import ChatModeType
     from mypy_boto3_qbusiness.type_defs import (
+        AttributeFilterTypeDef,
         ChatSyncInputTypeDef,
         ChatSyncOutputTypeDef,
         MessageUsefulnessFeedbackTypeDef,
@@ -85,6 +87,11 @@ ACCESS_DENIED = (
     "Amazon Q Business denied you access to this application; ask your administrator to grant it."
 )
 NO_ANSWER = "Amazon Q had no answer to that. Try rephrasing, or start a new conversation."
+SCOPE_REFUSED = (
+    "Amazon Q refused this channel's answer settings (its attribute filter or chat mode), so nothing was asked. "
+    "Ask your administrator to fix them (qbot admin channels list shows them)."
+)
+_SCOPE_MEMBERS = re.compile(r"\b(attributeFilter|chatMode)")
 
 
 class ConversationGone(QBotError):
@@ -196,8 +203,14 @@ class QBusinessClient:
         conversation: ConversationRef | None,
         files: Sequence[ChatFile],
         client_token: str,
+        attribute_filter: dict[str, Any] | None = None,
+        chat_mode: str | None = None,
     ) -> Answer:
         """One ChatSync turn as the credentials' user; `client_token` (stable per chat message) makes it once only.
+
+        `attribute_filter` (Q's AttributeFilter) and `chat_mode` (RETRIEVAL_MODE, CREATOR_MODE) narrow what the
+        answer may draw on, e.g. a channel's policy; when Q refuses them, the QRefused says the channel's
+        settings are at fault, not the user's message.
 
         Raises ConversationGone when `conversation` is no longer usable (the caller starts a new one),
         QThrottled / QUnavailable / CredentialsRejected / QRefused otherwise.
@@ -210,12 +223,21 @@ class QBusinessClient:
             request["parentMessageId"] = conversation.parent_message_id
         if files:
             request["attachments"] = [{"name": _attachment_name(f.name), "data": f.data} for f in files]
-        response: ChatSyncOutputTypeDef = await self._retrying(
-            credentials,
-            lambda q: q.chat_sync(**request),
-            conversation_id=conversation.conversation_id if conversation else None,
-            count=True,
-        )
+        if attribute_filter is not None:
+            request["attributeFilter"] = cast("AttributeFilterTypeDef", attribute_filter)
+        if chat_mode is not None:
+            request["chatMode"] = cast("ChatModeType", chat_mode)
+        try:
+            response: ChatSyncOutputTypeDef = await self._retrying(
+                credentials,
+                lambda q: q.chat_sync(**request),
+                conversation_id=conversation.conversation_id if conversation else None,
+                count=True,
+            )
+        except QRefused as refused:
+            if _SCOPE_MEMBERS.search(refused.detail):  # Q names the member it refused
+                raise QRefused(SCOPE_REFUSED, detail=refused.detail) from refused
+            raise
         return answer_of(response)
 
     async def feedback(

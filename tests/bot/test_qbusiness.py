@@ -14,7 +14,15 @@ import pytest
 from bot.errors import QRefused, QThrottled, QUnavailable
 from bot.metrics import Metrics
 from bot.model import AwsCredentials, ChatFile, ConversationRef, FailedAttachment, FeedbackReason, Usefulness
-from bot.qbusiness import ACCESS_DENIED, NO_ANSWER, ConversationGone, CredentialsRejected, QBusinessClient, answer_of
+from bot.qbusiness import (
+    ACCESS_DENIED,
+    NO_ANSWER,
+    SCOPE_REFUSED,
+    ConversationGone,
+    CredentialsRejected,
+    QBusinessClient,
+    answer_of,
+)
 from sandbox.credentials import ACCOUNT_ID, ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY
 from sandbox.qbusiness.corpus import Acl, Document
 from sandbox.world import APP_ID, INDEX_ID, REGION, Sandbox
@@ -362,3 +370,68 @@ def test_sources_are_numbered_once_in_order() -> None:
     assert answer.failed_attachments == (FailedAttachment("a.bin", "too big"),)
     silent: Any = {**response, "systemMessage": "", "sourceAttributions": []}
     assert answer_of(silent).text == NO_ANSWER  # never an empty reply
+
+
+# ---- what narrows a turn: a channel's attribute filter and chat mode ------------------------------------------
+
+DIRECTOR = "What requires director approval?"
+PRICING = "https://intranet.example.com/strategy/pricing-2026"  # the one confluence document that answers it
+
+
+def from_source(data_source: str) -> dict[str, Any]:
+    return {"equalsTo": {"name": "_data_source_id", "value": {"stringValue": data_source}}}
+
+
+async def test_a_filter_reaches_q_and_only_matching_documents_are_cited(make_q: MakeQ, alice: AwsCredentials) -> None:
+    q = make_q()
+    everywhere = await ask(q, alice, DIRECTOR, "m-1")
+    assert PRICING in {s.url for s in everywhere.sources} and len(everywhere.sources) == 3
+    limited = await q.chat(alice, text=DIRECTOR, conversation=None, files=(), client_token="m-2",
+                           attribute_filter=from_source("confluence"), chat_mode="RETRIEVAL_MODE")
+    assert [s.url for s in limited.sources] == [PRICING]
+    others = await q.chat(alice, text=DIRECTOR, conversation=None, files=(), client_token="m-3",
+                          attribute_filter={"notFilter": from_source("confluence")})
+    assert others.sources and PRICING not in {s.url for s in others.sources}
+
+
+async def test_settings_q_refuses_are_the_channels_fault_not_the_users(
+    sandbox: Sandbox, make_q: MakeQ, metrics: Metrics, alice: AwsCredentials
+) -> None:
+    q = make_q()
+
+    async def refused(token: str, **scope: Any) -> QRefused:
+        with pytest.raises(QRefused) as caught:
+            await q.chat(alice, text=DIRECTOR, conversation=None, files=(), client_token=token, **scope)
+        return caught.value
+
+    # botocore sends it (the shapes fit); Q refuses it (containsAny takes a list), once, without retries
+    wrong_operand = await refused("m-1", attribute_filter={
+        "containsAny": {"name": "_data_source_id", "value": {"stringValue": "confluence"}}})
+    assert wrong_operand.user_message == SCOPE_REFUSED and "containsAny" in wrong_operand.detail
+    assert sandbox.q.stats.chat_calls["alice@example.com"] == 1
+    assert errors(metrics, "ValidationException") == 1
+    # botocore validates enums only on the server side: Q refuses the mode
+    unknown_mode = await refused("m-2", chat_mode="EXPERT_MODE")
+    assert unknown_mode.user_message == SCOPE_REFUSED and "EXPERT_MODE" in unknown_mode.detail
+    assert errors(metrics, "ValidationException") == 2
+    # botocore refuses an unknown member before anything is sent
+    misspelt = await refused("m-3", attribute_filter={"equalTo": from_source("confluence")["equalsTo"]})
+    assert misspelt.user_message == SCOPE_REFUSED and "equalTo" in misspelt.detail
+    assert (errors(metrics, "ParamValidationError"), errors(metrics, "ValidationException")) == (1, 2)
+    assert sandbox.q.conversations.of(APP_ID, "alice@example.com") == []
+    # a refusal that is about the message stays about the message, settings or not
+    with pytest.raises(QRefused) as empty:
+        await q.chat(alice, text="", conversation=None, files=(), client_token="m-4",
+                     attribute_filter=from_source("confluence"))
+    assert "userMessage or attachments" in empty.value.user_message
+
+
+async def test_creator_mode_answers_without_sources(make_q: MakeQ, alice: AwsCredentials) -> None:
+    q = make_q()
+    creator = await q.chat(alice, text=AURORA, conversation=None, files=(), client_token="m-1",
+                           chat_mode="CREATOR_MODE")
+    assert creator.sources == () and creator.text and creator.text != NO_ANSWER
+    assert "Aurora launches" not in creator.text
+    retrieval = await q.chat(alice, text=AURORA, conversation=None, files=(), client_token="m-2",
+                             chat_mode="RETRIEVAL_MODE")
+    assert any("Aurora" in s.title for s in retrieval.sources)
