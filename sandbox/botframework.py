@@ -4,6 +4,12 @@ activity's serviceUrl) and login.botframework.com's OpenID metadata and signing 
 It records every call the bot makes (replies, typing, new conversations, member lookups, card updates),
 serves files behind `downloadUrl`s, and signs activity tokens with its own RSA key the way Bot Framework
 does (RS256, iss https://api.botframework.com, aud = the app id, serviceurl claim).
+
+Targeted messages (shown in a channel or group chat to one member only: `?isTargetedActivity=true` on the
+send, with an `activityTreatment` entity of treatment `targeted` in the activity) are checked the way Teams
+does: the conversation must be a channel or group chat the stand-in knows (`rooms`), not a personal chat, and
+the recipient one of its members; `refuse_targeted` makes every targeted send fail, as in a tenant without
+them. A refused send is kept in `refused`, never in `calls`: nobody saw it.
 """
 
 from __future__ import annotations
@@ -41,6 +47,12 @@ class Call:
     body: Any = None
     authorization: str | None = None
     response_id: str = ""  # the id the connector gave a posted activity (what a later click's replyToId names)
+    targeted: bool = False  # sent with ?isTargetedActivity=true: only `recipient` sees it
+
+    @property
+    def recipient(self) -> str:
+        recipient = self.body.get("recipient") if isinstance(self.body, dict) else None
+        return str(recipient.get("id") or "") if isinstance(recipient, dict) else ""
 
     @property
     def type(self) -> str:
@@ -66,6 +78,26 @@ class Member:
 
 
 @dataclass
+class Room:
+    """A channel (its reply chains included) or a group chat, with who is in it."""
+
+    kind: str  # channel | groupChat
+    members: set[str] = field(default_factory=set)
+
+
+def _treatment_targeted(body: Any) -> bool:
+    entities = body.get("entities") if isinstance(body, dict) else None
+    return any(
+        isinstance(e, dict) and e.get("type") == "activityTreatment" and e.get("treatment") == "targeted"
+        for e in entities or []
+    )
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+@dataclass
 class FakeBotFramework:
     url: str = ""
     calls: list[Call] = field(default_factory=list)
@@ -73,6 +105,9 @@ class FakeBotFramework:
     files: dict[str, bytes] = field(default_factory=dict)
     refuse_personal_chats: set[str] = field(default_factory=set)  # user ids Teams won't open a 1:1 with
     fail_card_posts: int = 0  # the next N posts carrying a card get a 500
+    rooms: dict[str, Room] = field(default_factory=dict)  # channel and group chat ids (without ;messageid=)
+    refuse_targeted: bool = False  # the tenant has no targeted messages: every targeted send is refused
+    refused: list[Call] = field(default_factory=list)  # targeted sends the stand-in turned down
     kid: str = "bf-key-1"
 
     def __post_init__(self) -> None:
@@ -123,6 +158,14 @@ class FakeBotFramework:
             for c in self.calls
             if c.kind in kinds and c.type == "message" and conversation_id in (None, c.conversation_id)
         ]
+
+    def targeted(self, user_id: str | None = None) -> list[Call]:
+        """Targeted messages the bot posted, optionally those only `user_id` sees."""
+        return [c for c in self.posted() if c.targeted and user_id in (None, c.recipient)]
+
+    def public(self, conversation_id: str | None = None) -> list[Call]:
+        """Messages everyone in their conversation sees (all but targeted ones)."""
+        return [c for c in self.posted(conversation_id) if not c.targeted]
 
     def reset(self) -> None:
         with self._lock:
@@ -176,18 +219,43 @@ class FakeBotFramework:
     async def _send(self, request: web.Request) -> web.Response:
         body = await request.json()
         cid, new = request.match_info["cid"], self._new_id()
-        self._record(Call("POST", "send", cid, "", body, request.headers.get("Authorization"), new))
-        return web.json_response({"id": new}, status=201)
+        call = Call("POST", "send", cid, "", body, request.headers.get("Authorization"), new)
+        return self._post(request, call)
 
     async def _reply(self, request: web.Request) -> web.Response:
         body = await request.json()
         cid, aid, new = request.match_info["cid"], request.match_info["aid"], self._new_id()
         call = Call("POST", "reply", cid, aid, body, request.headers.get("Authorization"), new)
+        return self._post(request, call)
+
+    def _post(self, request: web.Request, call: Call) -> web.Response:
         if call.cards and self.fail_card_posts > 0:
             self.fail_card_posts -= 1
-            return web.json_response({"error": {"code": "ServiceError", "message": "boom"}}, status=500)
+            return _error(500, "ServiceError", "boom")
+        if request.query.get("isTargetedActivity") == "true":
+            call.targeted = True
+            refusal = self._targeting_refusal(call)
+            if refusal is not None:
+                with self._lock:
+                    self.refused.append(call)
+                return refusal
+        elif _treatment_targeted(call.body):  # marked for one member but sent to all: Teams would show it to all
+            return _error(400, "BadArgument", "a targeted activity needs isTargetedActivity=true")
         self._record(call)
-        return web.json_response({"id": new}, status=201)
+        return web.json_response({"id": call.response_id}, status=201)
+
+    def _targeting_refusal(self, call: Call) -> web.Response | None:
+        """Why Teams would not show this targeted message to its recipient only (None: it would)."""
+        if self.refuse_targeted:
+            return _error(403, "Forbidden", "targeted messages are not available in this conversation")
+        if not _treatment_targeted(call.body):
+            return _error(400, "BadArgument", "a targeted activity needs an activityTreatment entity")
+        room = self.rooms.get(call.conversation_id.split(";", 1)[0])
+        if room is None or room.kind not in ("channel", "groupChat"):  # a personal chat is private already
+            return _error(400, "BadArgument", "targeted messages are for channels and group chats only")
+        if not call.recipient or call.recipient not in room.members:
+            return _error(400, "BadArgument", "the recipient of a targeted message must be a member")
+        return None
 
     async def _update(self, request: web.Request) -> web.Response:
         body = await request.json()

@@ -3,8 +3,12 @@
 Deciding what to answer is the core's job (`Core.handle`); this class only reads the activity, shows typing
 while the core works, and renders the reply where it belongs in Teams:
 - answers (Adaptive Cards) in place: the reply chain in channels, the chat elsewhere;
+- private answers and notices (the core decides: asked in a channel or group chat that answers privately) in
+  place as a targeted message, which only the asker sees; where Teams refuses those (a tenant or conversation
+  without them), in the asker's personal chat with a pointer in the thread. The thread never gets their text;
+- "Share in thread" on a private answer: the core hands the asker's answer back with where it was asked, and
+  it is posted there for everyone, naming who shared it; anyone else's click is refused to them alone;
 - one-time links only in the user's personal chat, as a sign-in card; a short pointer where they asked;
-- private notices (qstatus, qunlink) in the personal chat when asked in a channel or group chat;
 - everything else in place, as text.
 """
 
@@ -24,18 +28,31 @@ from microsoft_agents.activity import (
     AdaptiveCardInvokeValue,
     Attachment,
     ChannelAccount,
+    ConversationAccount,
 )
 from microsoft_agents.hosting.core import ActivityHandler, TurnContext
 from microsoft_agents.hosting.core.connector import ConnectorClientBase
 
 from adapters.ports import Memory
-from adapters.teams.activities import PLATFORM, Scope, TeamsMessage, identity_of, read_message, scope_of
+from adapters.teams.activities import (
+    PLATFORM,
+    Scope,
+    TeamsMessage,
+    identity_of,
+    read_message,
+    scope_of,
+    tenant_of,
+)
 from adapters.teams.cards import (
     CARD_CONTENT_TYPE,
+    SHARED,
     THANKS,
     Card,
+    Share,
     answer_cards,
     parse_feedback,
+    parse_share,
+    shared,
     sign_in_card,
     thanked,
     without_actions,
@@ -46,7 +63,16 @@ from adapters.teams.roster import profile_email
 from bot.attachments import FileRoom
 from bot.commands import HELP_TEXT
 from bot.core import Core
-from bot.model import Answer, ChatFile, FailedAttachment, IncomingMessage, Notice, NoticeKind, OfferedFile, ProfileEmail
+from bot.model import (
+    Answer,
+    ChatFile,
+    FailedAttachment,
+    IncomingMessage,
+    Notice,
+    NoticeKind,
+    OfferedFile,
+    ProfileEmail,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +84,7 @@ OPEN_A_CHAT = (
     "I couldn't message you privately. Open a chat with me (select my name, then Chat, or find me under "
     "Apps), type qlink there, and sign in once."
 )
+NOT_SHARED = "I couldn't post your answer in the thread. Ask me again there to share it."
 LINKED = "You're linked as {email}. Ask me anything here, or mention me in a channel or group chat."
 
 
@@ -186,8 +213,8 @@ class TeamsAgent(ActivityHandler):
             await self._send_notice(turn_context, message, reply)
 
     async def _send_answer(self, context: TurnContext, message: TeamsMessage, answer: Answer) -> None:
-        """In place; or, when the core made it private, to the personal chat (Teams has no messages only one
-        member of a channel or group chat sees), so documents of the asker stay with the asker."""
+        """In place; or, when the core made it private, to the asker only (targeted, else the personal chat),
+        so documents of the asker stay with the asker until they share them."""
         cards = answer_cards(answer)
         if answer.private and message.scope is not Scope.PERSONAL:
             if not await self._send_privately(context, message, [card_activity(card) for card in cards]):
@@ -195,15 +222,18 @@ class TeamsAgent(ActivityHandler):
         else:
             for card in cards:
                 await context.send_activity(card_activity(card))
-        # Teams' click carries no card: keep the rated one to redraw it (without buttons) after a rating.
+        await self._remember_card(answer, cards[-1])
+
+    async def _remember_card(self, answer: Answer, card: Card) -> None:
+        """Teams' click carries no card: keep the last one to redraw it (without buttons) after a click."""
         try:
             await self.memory.put(
                 PLATFORM,
                 card_key(answer.conversation_id, answer.message_id),
-                {"card": without_actions(cards[-1])},
+                {"card": without_actions(card)},
                 CARD_MEMORY_SECONDS,
             )
-        except Exception as exc:  # the answer is out; only the redraw after a rating is lost
+        except Exception as exc:  # the answer is out; only the redraw after a click is lost
             log.warning("could not keep the answer card for its rating: %s", type(exc).__name__)
 
     async def _send_notice(self, context: TurnContext, message: TeamsMessage, notice: Notice) -> None:
@@ -217,7 +247,10 @@ class TeamsAgent(ActivityHandler):
             await context.send_activity(text_activity(notice_text(notice)))
 
     async def _send_privately(self, context: TurnContext, message: TeamsMessage, activities: list[Activity]) -> bool:
-        """Into the asker's personal chat, with a pointer where they asked (or how to open that chat)."""
+        """To the asker only: in place as targeted messages; where Teams refuses them, into the asker's
+        personal chat, with a pointer where they asked (or how to open that chat)."""
+        if await self._send_targeted(context, message, activities):
+            return True
         connector = connector_of(context)
         address = await self.chats.open(connector, context.activity, message)
         delivered = address is not None
@@ -227,6 +260,20 @@ class TeamsAgent(ActivityHandler):
             delivered = await self.chats.send(connector, address, activity)
         await context.send_activity(text_activity(ANSWERED_PRIVATELY if delivered else OPEN_A_CHAT))
         return delivered
+
+    @staticmethod
+    async def _send_targeted(context: TurnContext, message: TeamsMessage, activities: list[Activity]) -> bool:
+        """In the thread, shown to the asker alone (Teams tags it "Only you can see this message"); False when
+        Teams refuses (targeted messages off for the tenant or the conversation): nothing was shown to others."""
+        asker = ChannelAccount(id=message.user.id, name=message.user.name)
+        for activity in activities:  # copies: on refusal the originals go to the personal chat untargeted
+            targeted = activity.model_copy(deep=True).with_targeted_recipient(asker)
+            try:
+                await context.send_activity(targeted)
+            except Exception as exc:
+                log.info("targeted message refused, answering in the personal chat: %s", type(exc).__name__)
+                return False
+        return True
 
     async def _offer_link(self, context: TurnContext, message: TeamsMessage, *, intro: str) -> None:
         """Run qlink for an unlinked asker, so the prompt arrives as a sign-in card they can use."""
@@ -258,6 +305,9 @@ class TeamsAgent(ActivityHandler):
     async def on_adaptive_card_invoke(  # type: ignore[override]
         self, turn_context: TurnContext, invoke_value: AdaptiveCardInvokeValue
     ) -> AdaptiveCardInvokeResponse:
+        share = parse_share(invoke_value.action.verb, invoke_value.action.data)
+        if share is not None:
+            return await self._share(turn_context, share)
         feedback = parse_feedback(invoke_value.action.verb, invoke_value.action.data)
         if feedback is None:
             return _message_response("This button no longer does anything.")
@@ -279,6 +329,45 @@ class TeamsAgent(ActivityHandler):
             except Exception as exc:
                 log.warning("could not update the rated card: %s", type(exc).__name__)
         return AdaptiveCardInvokeResponse(status_code=200, type=CARD_CONTENT_TYPE, value=card)
+
+    # -- Share in thread -----------------------------------------------------------------------------
+
+    async def _share(self, context: TurnContext, share: Share) -> AdaptiveCardInvokeResponse:
+        """Post the clicker's private answer in the thread it was asked in (the core says whose it is and where
+        that is: the card's data only names the answer); redraw the clicked card without its buttons."""
+        outcome = await self.core.share(identity_of(context.activity), share.conversation_id, share.message_id)
+        if isinstance(outcome, Notice):  # not the asker's, already shared, too old: to the clicker only
+            return _message_response(outcome.text)
+        answer = outcome.answer
+        sharer = context.activity.from_property
+        cards = answer_cards(answer, shared_by=(sharer.name or "") if sharer else "")
+        if not await self._post_in_thread(context, outcome.thread, cards):
+            return _message_response(NOT_SHARED)
+        private = await self.memory.get(PLATFORM, card_key(answer.conversation_id, answer.message_id))
+        await self._remember_card(answer, cards[-1])  # the thread's card is the one rated from now on
+        if not private or not isinstance(private.get("card"), dict):
+            return _message_response(SHARED)
+        return AdaptiveCardInvokeResponse(status_code=200, type=CARD_CONTENT_TYPE, value=shared(private["card"]))
+
+    @staticmethod
+    async def _post_in_thread(context: TurnContext, thread: str, cards: list[Card]) -> bool:
+        """Into `thread` (a channel's reply chain `<channel>;messageid=<root>`, or a group chat), for everyone
+        there: from the thread itself (a targeted answer) or from the asker's personal chat alike."""
+        connector, clicked = connector_of(context), context.activity
+        if clicked.recipient is None:
+            return False
+        for card in cards:
+            post = card_activity(card)
+            post.conversation = ConversationAccount(id=thread, tenant_id=tenant_of(clicked) or None)
+            post.from_property = clicked.recipient
+            post.service_url = clicked.service_url
+            post.channel_id = clicked.channel_id
+            try:
+                await connector.conversations.send_to_conversation(thread, post)
+            except Exception as exc:
+                log.warning("could not post a shared answer in its thread: %s", type(exc).__name__)
+                return False
+        return True
 
     # -- arrival ------------------------------------------------------------------------------------
 

@@ -4,7 +4,9 @@ An answer is one or more cards: Teams refuses a message over about 28 KB (text a
 the answer's blocks (notes on files, the text in the Teams markdown subset, then a numbered Sources list) are
 packed in order into cards of at most `MAX_CARD_BYTES`, each with `fallbackText` for clients that show no
 cards. Only the last card carries the 👍/👎 buttons (Action.Execute, verb `qbot.feedback`, with the ids
-of the Q turn); after a rating it is redrawn without them, saying thanks.
+of the Q turn); after a rating it is redrawn without them, saying thanks. A private answer's last card also
+carries "Share in thread" (verb `qbot.share`, the same ids: the core knows whose answer it is and where it was
+asked); a shared answer's first card names who shared it.
 """
 
 from __future__ import annotations
@@ -21,12 +23,20 @@ from bot.model import Answer, FailedAttachment, Source, Usefulness
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 CARD_VERSION = "1.5"  # Action.Execute needs 1.4; Teams renders 1.5
 FEEDBACK_VERB = "qbot.feedback"
+SHARE_VERB = "qbot.share"
+SHARED = "You shared this answer in the thread."
 MAX_CARD_BYTES = 24_000  # the serialized card; the activity around it adds well under 1 KB
 MAX_BLOCK_BYTES = 8_000  # one text block: its text appears twice in a card (body and fallbackText)
 THANKS = "Thanks for the feedback."
 EMPTY_ANSWER = "Amazon Q returned no text for this question."
 
 Card = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Share:
+    conversation_id: str
+    message_id: str
 
 
 @dataclass(frozen=True)
@@ -110,9 +120,22 @@ def feedback_actions(answer: Answer) -> list[dict[str, Any]]:
     return [action("👍 Helpful", True), action("👎 Not helpful", False)]
 
 
-def answer_cards(answer: Answer) -> list[Card]:
-    """The answer as cards in reading order; every card serializes to at most `MAX_CARD_BYTES`."""
+def share_action(answer: Answer) -> dict[str, Any]:
+    return {
+        "type": "Action.Execute",
+        "title": "Share in thread",
+        "verb": SHARE_VERB,
+        "data": {"conversation_id": answer.conversation_id, "message_id": answer.message_id},
+    }
+
+
+def answer_cards(answer: Answer, *, shared_by: str = "") -> list[Card]:
+    """The answer as cards in reading order; every card serializes to at most `MAX_CARD_BYTES`. A private
+    answer offers "Share in thread"; a shared one opens with who shared it (`shared_by`, a display name)."""
     blocks: list[tuple[dict[str, Any], str]] = []
+    if answer.shared_by is not None:
+        line = f"Shared by {link_label(shared_by or 'the person who asked')[:200]}"
+        blocks.append((_text_block(line, isSubtle=True, size="Small", weight="Bolder"), line))
     for line in _note_lines(answer.failed_attachments):
         blocks.append((_text_block(line, isSubtle=True, size="Small"), line))
     segments = to_teams(answer.text) or [Segment(EMPTY_ANSWER)]
@@ -125,7 +148,8 @@ def answer_cards(answer: Answer) -> list[Card]:
         for source in answer.sources:
             line = _source_line(source)
             blocks.append((_text_block(line, spacing="None", size="Small"), line))
-    return _pack(blocks, feedback_actions(answer))
+    actions = [share_action(answer)] if answer.private else []
+    return _pack(blocks, [*actions, *feedback_actions(answer)])
 
 
 def _pack(blocks: list[tuple[dict[str, Any], str]], actions: list[dict[str, Any]]) -> list[Card]:
@@ -155,6 +179,24 @@ def thanked(card: Card) -> Card:
     done["body"] = [*done.get("body", []), _text_block(THANKS, isSubtle=True, spacing="Medium")]
     done["fallbackText"] = f"{done.get('fallbackText', '')}\n\n{THANKS}".strip()
     return done
+
+
+def shared(card: Card) -> Card:
+    """The private card after "Share in thread": as it was, minus the buttons, saying where the answer went."""
+    done = without_actions(card)
+    done["body"] = [*done.get("body", []), _text_block(SHARED, isSubtle=True, spacing="Medium")]
+    done["fallbackText"] = f"{done.get('fallbackText', '')}\n\n{SHARED}".strip()
+    return done
+
+
+def parse_share(verb: str | None, data: Any) -> Share | None:
+    """The answer a "Share in thread" click names, or None when the action isn't that or is malformed."""
+    if verb != SHARE_VERB or not isinstance(data, dict):
+        return None
+    conversation_id, message_id = data.get("conversation_id"), data.get("message_id")
+    if not (_an_id(conversation_id) and _an_id(message_id)):
+        return None
+    return Share(str(conversation_id), str(message_id))
 
 
 def parse_feedback(verb: str | None, data: Any) -> Feedback | None:

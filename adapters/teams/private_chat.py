@@ -1,4 +1,5 @@
-"""The user's personal (1:1) chat with the bot: where one-time links and private notices go.
+"""The user's personal (1:1) chat with the bot: where one-time links go, and private answers and notices
+from a channel or group chat where Teams refuses a targeted message there.
 
 In personal scope that is the current chat; from a channel or group chat the bot creates the 1:1 conversation
 through the turn's connector (user as the member, tenant in channelData), which Teams allows once the app is

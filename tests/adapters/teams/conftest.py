@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from sandbox.botframework import Call, FakeBotFramework, Member
+from sandbox.botframework import Call, FakeBotFramework, Member, Room
 from sandbox.serving import Served, bind, url_of
 from sandbox.world import APP_ID as APP_ID_OF_Q
 from sandbox.world import Sandbox
@@ -106,7 +106,16 @@ class TeamsBot:
 
     def click(self, user: TeamsUser, answer: Call, useful: bool) -> dict[str, Any]:
         """The invoke Teams sends when `user` presses 👍/👎 on the answer card the bot posted in `answer`."""
-        action = next(a for a in answer.cards[-1]["actions"] if a["data"]["useful"] is useful)
+        action = next(a for a in answer.cards[-1]["actions"] if a["data"].get("useful") is useful)
+        return self.press(user, answer, action)
+
+    def share(self, user: TeamsUser, answer: Call) -> dict[str, Any]:
+        """The invoke Teams sends when `user` presses "Share in thread" on the card the bot posted in `answer`."""
+        action = next(a for a in answer.cards[-1]["actions"] if a["verb"] == "qbot.share")
+        return self.press(user, answer, action)
+
+    def press(self, user: TeamsUser, answer: Call, action: dict[str, Any]) -> dict[str, Any]:
+        """The `adaptiveCard/action` invoke for `action` on the card in `answer`, from the conversation it is in."""
         source = answer.body
         return {
             "type": "invoke",
@@ -202,6 +211,9 @@ def bot_framework(servers: LoopThread) -> Iterator[FakeBotFramework]:
     servers.run(served.start())
     for user in (ALICE, BOB, CAROL):
         fake.members[user.id] = Member(user.id, user.aad, user.name, user.email)
+    everyone = {ALICE.id, BOB.id, CAROL.id}
+    fake.rooms[CHANNEL] = Room("channel", set(everyone))
+    fake.rooms[GROUP_CHAT] = Room("groupChat", set(everyone))
     yield fake
     servers.run(served.stop())
 

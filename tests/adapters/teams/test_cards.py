@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from adapters.teams.agent import card_activity
-from adapters.teams.cards import MAX_CARD_BYTES, answer_cards, parse_feedback, sign_in_card, thanked
+from adapters.teams.cards import (
+    MAX_CARD_BYTES,
+    answer_cards,
+    parse_feedback,
+    parse_share,
+    shared,
+    sign_in_card,
+    thanked,
+)
 from adapters.teams.markdown import Segment, link_target, to_teams
-from bot.model import Answer, FailedAttachment, Source, Usefulness
+from bot.model import Answer, ChatIdentity, FailedAttachment, Source, Usefulness
 
 TEAMS_MESSAGE_LIMIT = 28 * 1024
 
@@ -136,3 +145,39 @@ def test_sign_in_card_opens_the_link() -> None:
         {"type": "Action.OpenUrl", "title": "Sign in", "url": "https://bot.example.com/auth/start?t=abc"}
     ]
     assert "https://bot.example.com/auth/start?t=abc" in card["fallbackText"]
+
+
+def test_a_private_answer_offers_sharing_and_a_shared_one_names_its_sharer() -> None:
+    private = dataclasses.replace(_answer("Aurora ships in March.", sources=1), private=True)
+    (card,) = answer_cards(private)
+    share = card["actions"][0]
+    assert share["type"] == "Action.Execute" and share["title"] == "Share in thread"
+    assert parse_share(share["verb"], share["data"]) is not None
+    assert parse_share(share["verb"], share["data"]).conversation_id == "c" * 36  # type: ignore[union-attr]
+    done = shared(card)
+    assert "actions" not in done and done["body"][-1]["text"] == "You shared this answer in the thread."
+    assert done["body"][0] == card["body"][0]
+
+    asker = ChatIdentity("teams", "t", "aad-alice")
+    sharing = dataclasses.replace(private, private=False, shared_by=asker)
+    (public,) = answer_cards(sharing, shared_by="Alice [x](https://evil.example)")
+    assert public["body"][0]["text"] == "Shared by Alice (x)(https://evil.example)"  # a name, never a link
+    assert [a["verb"] for a in public["actions"]] == ["qbot.feedback", "qbot.feedback"]
+    (unnamed,) = answer_cards(dataclasses.replace(private, private=False, shared_by=asker))
+    assert unnamed["body"][0]["text"] == "Shared by the person who asked"
+    (plain,) = answer_cards(dataclasses.replace(private, private=False))
+    assert plain["body"][0]["text"] == "Aurora ships in March."
+
+
+def test_malformed_share_actions_are_not_shares() -> None:
+    ids = {"conversation_id": "c", "message_id": "m"}
+    assert parse_share("qbot.share", ids) is not None
+    for verb, data in [
+        ("qbot.feedback", ids),
+        ("qbot.share", None),
+        ("qbot.share", {"conversation_id": "c"}),
+        ("qbot.share", {"conversation_id": "", "message_id": "m"}),
+        ("qbot.share", {"conversation_id": "c", "message_id": "m" * 257}),
+        ("qbot.share", {"conversation_id": 1, "message_id": "m"}),
+    ]:
+        assert parse_share(verb, data) is None, (verb, data)

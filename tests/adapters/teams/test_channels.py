@@ -1,9 +1,12 @@
-"""Channels and group chats: only @mentions are answered, in the reply chain; links and private notices never
-land where others can see them."""
+"""Channels and group chats: only @mentions are answered; with `QBOT_CHANNEL_REPLY_MODE=thread` in the reply
+chain for everyone (answers given privately are in test_private.py); links and private notices never land
+where others can see them."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+
+import pytest
 
 from sandbox.botframework import FakeBotFramework
 from tests.adapters.teams.conftest import (
@@ -24,11 +27,18 @@ from tests.adapters.teams.conftest import (
 AURORA = "What is Project Aurora?"
 
 
+@pytest.fixture
+def threaded(make_teams: Callable[..., TeamsBot], bot_framework: FakeBotFramework) -> TeamsBot:
+    """A bot whose channels and group chats answer in the thread, for everyone there."""
+    return make_teams(**teams_env(bot_framework, QBOT_CHANNEL_REPLY_MODE="thread"))
+
+
 def _conversation(call) -> str:  # type: ignore[no-untyped-def]
     return str(call.cards[-1]["actions"][0]["data"]["conversation_id"])
 
 
-def test_channel_mention_is_answered_in_its_reply_chain_one_conversation_per_user(teams: TeamsBot) -> None:
+def test_channel_mention_is_answered_in_its_reply_chain_one_conversation_per_user(threaded: TeamsBot) -> None:
+    teams = threaded
     teams.linked(ALICE)
     teams.linked(BOB)
     bf = teams.bf
@@ -39,6 +49,8 @@ def test_channel_mention_is_answered_in_its_reply_chain_one_conversation_per_use
     answer = teams.answer(post)
     assert answer.conversation_id == chain and answer.activity_id == root  # replies into the chain
     assert "Aurora" in answer.cards[-1]["body"][0]["text"]
+    assert not answer.targeted and not bf.targeted()  # for everyone there, so no "Share in thread" either
+    assert [a["verb"] for a in answer.cards[-1]["actions"]] == ["qbot.feedback", "qbot.feedback"]
     # the mention was stripped: Q saw the question alone
     assert questions_seen_by_q(teams.sandbox, ALICE.email) == [AURORA]
 
@@ -97,12 +109,19 @@ def test_unlinked_in_a_channel_gets_a_short_pointer_and_the_link_privately(teams
     assert sum(teams.sandbox.q.stats.chat_calls.values()) == 0
 
 
-def test_private_notices_from_a_channel_go_to_the_personal_chat(teams: TeamsBot) -> None:
+def test_private_notices_from_a_channel_are_shown_to_the_asker_only(threaded: TeamsBot) -> None:
+    teams = threaded
     teams.linked(ALICE)
+    (status,) = teams.ask(teams.message(ALICE, "qstatus", scope="channel", mention=True))
+    assert status.targeted and status.recipient == ALICE.id and status.conversation_id.startswith(CHANNEL)
+    assert "alice@example.com" in status.text
+
+    teams.bf.refuse_targeted = True  # a tenant without targeted messages: the personal chat, a pointer in place
     replies = teams.ask(teams.message(ALICE, "qstatus", scope="channel", mention=True), count=2)
     status = next(c for c in replies if c.conversation_id == ALICE.personal_chat)
     pointer = next(c for c in replies if c.conversation_id.startswith(CHANNEL))
     assert "alice@example.com" in status.text and "alice@example.com" not in pointer.text
+    assert not status.targeted and not pointer.targeted and teams.bf.refused
 
 
 def test_no_private_chat_possible_says_how_to_open_one(teams: TeamsBot) -> None:
@@ -112,34 +131,16 @@ def test_no_private_chat_possible_says_how_to_open_one(teams: TeamsBot) -> None:
     assert not any(sign_in_url(c) for c in teams.bf.calls)
 
 
-def test_group_chat_mention_is_answered_and_unmentioned_messages_ignored(teams: TeamsBot) -> None:
+def test_group_chat_mention_is_answered_and_unmentioned_messages_ignored(threaded: TeamsBot) -> None:
+    teams = threaded
     teams.linked(ALICE)
     bf = teams.bf
     before = len(bf.calls)
     ignored = teams.message(ALICE, AURORA, scope="groupChat")
     assert teams.post(ignored).status_code == 202
     answer = teams.answer(teams.message(ALICE, AURORA, scope="groupChat", mention=True))
-    assert answer.conversation_id == GROUP_CHAT
+    assert answer.conversation_id == GROUP_CHAT and not answer.targeted
     assert not any(c.activity_id == ignored["id"] for c in bf.calls[before:])
     follow_up = teams.answer(teams.message(ALICE, "When does it launch?", scope="groupChat", mention=True))
     assert _conversation(follow_up) == _conversation(answer)  # a group chat is one thread per user
     assert teams.sandbox.q.stats.chat_calls["alice@example.com"] == 2
-
-
-def test_ephemeral_mode_answers_channel_questions_in_the_personal_chat(
-    make_teams: Any, bot_framework: FakeBotFramework
-) -> None:
-    teams = make_teams(**teams_env(bot_framework, QBOT_CHANNEL_REPLY_MODE="ephemeral"))
-    teams.linked(ALICE)
-    question = teams.message(ALICE, AURORA, scope="channel", mention=True)
-    replies = teams.ask(question, count=2)
-    private = next(c for c in replies if c.conversation_id == ALICE.personal_chat)
-    pointer = next(c for c in replies if c.conversation_id.startswith(CHANNEL))
-    assert private.cards and "Aurora" in private.cards[-1]["body"][0]["text"]
-    assert pointer.text == "I answered you in our private chat." and not pointer.cards
-    # rating works from the personal chat, where the card is
-    private.body["conversation"] = {"id": ALICE.personal_chat, "conversationType": "personal"}
-    rated = teams.post(teams.click(ALICE, private, useful=True))
-    assert rated.json()["type"] == "application/vnd.microsoft.card.adaptive"
-    update = next(c for c in teams.bf.calls if c.kind == "update")
-    assert update.conversation_id == ALICE.personal_chat and update.activity_id == private.response_id
