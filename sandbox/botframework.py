@@ -170,6 +170,7 @@ class FakeBotFramework:
     def reset(self) -> None:
         with self._lock:
             self.calls.clear()
+            self.refused.clear()
 
     # -- the server -----------------------------------------------------------------------------
 
