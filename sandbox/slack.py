@@ -98,6 +98,52 @@ def block_problem(blocks: Any) -> str | None:
     return None
 
 
+def _plain(text: Any, limit: int) -> bool:
+    return isinstance(text, dict) and text.get("type") == "plain_text" and 0 < len(str(text.get("text", ""))) <= limit
+
+
+def _input_problem(block: dict[str, Any]) -> str | None:
+    element = block.get("element") or {}
+    if not _plain(block.get("label"), 2000) or not element.get("action_id"):
+        return "input blocks need a plain_text label and an element with an action_id"
+    if element.get("type") in ("radio_buttons", "static_select"):
+        options = element.get("options") or []
+        limit = 10 if element["type"] == "radio_buttons" else 100
+        if not 1 <= len(options) <= limit:
+            return f"{element['type']} takes 1 to {limit} options"
+        if any(not _plain(o.get("text"), 75) or not 0 < len(str(o.get("value", ""))) <= 150 for o in options):
+            return "options need a plain_text text of at most 75 characters and a value of at most 150"
+    elif element.get("type") == "plain_text_input":
+        if not 0 <= int(element.get("max_length", 3000)) <= 3000:
+            return "plain_text_input max_length is at most 3000"
+    else:
+        return f"unsupported input element {element.get('type')!r}"
+    return None
+
+
+def view_problem(view: Any) -> str | None:
+    """Slack's checks on a modal (views.open), as far as qbot's modals go."""
+    if not isinstance(view, dict) or view.get("type") != "modal":
+        return "view must be a modal"
+    if not _plain(view.get("title"), 24):
+        return "title must be plain_text of 1 to 24 characters"
+    blocks = view.get("blocks")
+    if not isinstance(blocks, list) or not 1 <= len(blocks) <= 100:
+        return "blocks must hold 1 to 100 blocks"
+    if len(str(view.get("callback_id", ""))) > 255 or len(str(view.get("private_metadata", ""))) > 3000:
+        return "callback_id is at most 255 characters and private_metadata at most 3000"
+    inputs = [b for b in blocks if b.get("type") == "input"]
+    if inputs and not _plain(view.get("submit"), 24):
+        return "a modal with inputs needs a submit button"
+    if any(key in view and not _plain(view[key], 24) for key in ("submit", "close")):
+        return "submit and close must be plain_text of 1 to 24 characters"
+    for block in inputs:
+        problem = _input_problem(block)
+        if problem:
+            return problem
+    return block_problem([b for b in blocks if b.get("type") != "input"] or None)
+
+
 class FakeSlack:
     def __init__(self) -> None:
         self.calls: list[Call] = []
@@ -107,6 +153,8 @@ class FakeSlack:
         self.fail: dict[str, str] = {}  # method -> error it answers until removed
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
         self.socket_acks: list[dict[str, Any]] = []
+        self.views: dict[str, dict[str, Any]] = {}  # modals opened with views.open, by view id
+        self._exchanged: set[str] = set()  # trigger ids already used: each opens one view
         self._sockets: list[web.WebSocketResponse] = []
         self._ts = itertools.count(1)
         self._lock = threading.Lock()
@@ -242,6 +290,56 @@ class FakeSlack:
         if self.emails[user]:
             profile["email"] = self.emails[user]
         return {"ok": True, "user": {"id": user, "team_id": TEAM, "name": user.lower(), "profile": profile}}
+
+    def _views_open(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        trigger = str(args.get("trigger_id") or "")
+        if not trigger:
+            return {"ok": False, "error": "invalid_arguments"}
+        if trigger in self._exchanged:
+            return {"ok": False, "error": "exchanged_trigger_id"}
+        view = args.get("view")
+        if isinstance(view, str):
+            try:
+                view = json.loads(view)
+            except ValueError:
+                view = None
+        problem = view_problem(view)
+        if problem:
+            return {"ok": False, "error": "invalid_arguments", "response_metadata": {"messages": [problem]}}
+        assert isinstance(view, dict)
+        self._exchanged.add(trigger)
+        view_id = f"V{next(self._ts):08d}"
+        self.views[view_id] = {**view, "id": view_id, "team_id": TEAM, "state": {"values": {}}}
+        return {"ok": True, "view": self.views[view_id]}
+
+    def submission(self, view_id: str, user: str, values: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """The view_submission payload Slack sends when `user` submits the modal `view_id` with `values`
+        ({block_id: {action_id: value}}): a radio/select value must be one of the modal's options, and a
+        required input must be filled, as Slack's client allows nothing else."""
+        view = self.views[view_id]
+        state: dict[str, dict[str, Any]] = {}
+        for block in view["blocks"]:
+            if block.get("type") != "input":
+                continue
+            element = block["element"]
+            given = values.get(block["block_id"], {}).get(element["action_id"])
+            if given in (None, ""):
+                assert block.get("optional"), f"{block['block_id']} is required"
+                given = None
+            if element["type"] in ("radio_buttons", "static_select"):
+                option = next((o for o in element["options"] if o["value"] == given), None)
+                assert given is None or option is not None, f"{given!r} is not an option"
+                entry: dict[str, Any] = {"type": element["type"], "selected_option": option}
+            else:
+                max_length = int(element.get("max_length", 3000))
+                assert given is None or len(given) <= max_length, "longer than the input allows"
+                entry = {"type": element["type"], "value": given}
+            state[block["block_id"]] = {element["action_id"]: entry}
+        return {
+            "type": "view_submission", "team": {"id": TEAM, "domain": "test"},
+            "user": {"id": user, "team_id": TEAM, "username": user.lower()}, "api_app_id": "A0TEST",
+            "trigger_id": f"trig-{view_id}-{user}", "view": {**view, "state": {"values": state}},
+        }
 
     def _conversations_open(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
         users = str(args.get("users") or "")

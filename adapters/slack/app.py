@@ -35,7 +35,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.ports import AdapterServices
 from adapters.slack.commands import SlashCommands
 from adapters.slack.events import PLATFORM, asked
-from adapters.slack.feedback import Feedback
+from adapters.slack.feedback import WHY_VIEW, Feedback
 from adapters.slack.files import SlackFiles
 from adapters.slack.questions import Questions
 from adapters.slack.render import FEEDBACK_DOWN, FEEDBACK_UP, LINK_BUTTON, render_notice, text_message
@@ -105,7 +105,7 @@ class SlackAdapter:
         self.files = SlackFiles(bot_token=slack.bot_token, api_url=slack.api_url)
         self.commands = SlashCommands(core, self.client, self.replies)
         self.questions = Questions(core, self.client, self.replies, self.files, self._http_session)
-        self.feedback = Feedback(core, self.client, self.replies)
+        self.feedback = Feedback(core, self.client, self.replies, services.memory)
         self._session: aiohttp.ClientSession | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._auth: dict[str, Any] | None = None
@@ -191,6 +191,7 @@ class SlackAdapter:
         bolt.event("message")(self._on_message)
         bolt.command(re.compile(r"^/.+"))(self._on_command)
         bolt.action(re.compile(f"^({FEEDBACK_UP}|{FEEDBACK_DOWN})$"))(self._on_feedback)
+        bolt.view(WHY_VIEW)(self._on_feedback_why)
         bolt.action(LINK_BUTTON)(self._on_link_button)
         # Everything else (url buttons, events the manifest may add later) is acknowledged and ignored: an
         # unanswered request would make Slack retry it, and show the user an error.
@@ -218,15 +219,23 @@ class SlackAdapter:
 
     # -- listeners: acknowledge, then work in a kept task -------------------------------------------------
 
-    def _spawn(self, work: Coroutine[Any, Any, None], what: str, response_url: str | None = None) -> None:
-        task = asyncio.get_running_loop().create_task(self._guarded(work, what, response_url))
+    def _spawn(
+        self, work: Coroutine[Any, Any, None], what: str, response_url: str | None = None, *, queued: bool = True
+    ) -> None:
+        task = asyncio.get_running_loop().create_task(self._guarded(work, what, response_url, queued))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _guarded(self, work: Coroutine[Any, Any, None], what: str, response_url: str | None) -> None:
-        """Run the work; an unexpected failure is logged and, where the user can be told privately, said."""
+    async def _guarded(
+        self, work: Coroutine[Any, Any, None], what: str, response_url: str | None, queued: bool = True
+    ) -> None:
+        """Run the work (in its turn, unless it must not wait); an unexpected failure is logged and, where the
+        user can be told privately, said."""
         try:
-            async with self._slots:
+            if queued:
+                async with self._slots:
+                    await work
+            else:
                 await work
         except asyncio.CancelledError:
             raise
@@ -256,7 +265,16 @@ class SlackAdapter:
     ) -> None:
         await ack()
         work = self._once(_delivery("action", body), self.feedback.rate(body, action))
-        self._spawn(work, "feedback", body.get("response_url"))
+        # 👎 opens a modal with the click's trigger_id, which Slack honours for 3 seconds: it waits for no turn.
+        queued = action.get("action_id") == FEEDBACK_UP
+        self._spawn(work, "feedback", body.get("response_url"), queued=queued)
+
+    async def _on_feedback_why(
+        self, ack: Callable[[], Awaitable[Any]], body: dict[str, Any], view: dict[str, Any]
+    ) -> None:
+        await ack()  # closes the modal; the rating's outcome is said privately
+        view_id = view.get("id")
+        self._spawn(self._once(f"view:{view_id}" if view_id else None, self.feedback.explain(body, view)), "feedback")
 
     async def _on_link_button(self, ack: Callable[[], Awaitable[Any]], body: dict[str, Any]) -> None:
         await ack()

@@ -169,14 +169,14 @@ def test_feedback_by_the_asker_is_recorded_and_anyone_else_is_refused(slack: Sla
     assert refusal["replace_original"] is False
     assert slack.sandbox.q.stats.feedback == []
 
-    slack.click("U_ALICE", buttons[1], message=message, message_ts=answer["ts"])
+    slack.click("U_ALICE", buttons[0], message=message, message_ts=answer["ts"])  # 👎 asks why: test_feedback.py
     [thanked] = slack.fake.wait_calls("chat.update", 2)[1:]
     assert thanked.args["ts"] == answer["ts"] and "Thanks for the feedback" in contexts(thanked.args)
     assert not any(b["type"] == "actions" for b in thanked.args["blocks"])
     [record] = slack.sandbox.q.stats.feedback
     assert (record.email, record.conversation_id, record.message_id) == ("alice@example.com", conversation,
                                                                           message_id)
-    assert record.usefulness is not None and record.usefulness["usefulness"] == "NOT_USEFUL"
+    assert record.usefulness is not None and record.usefulness["usefulness"] == "USEFUL"
 
 
 def test_files_reach_chatsync_and_the_rest_get_a_note(slack: SlackBot) -> None:
