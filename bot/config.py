@@ -88,7 +88,7 @@ class Settings:
     token_keys: tuple[str, ...] = ()
     link_ttl_seconds: int = 600
     require_email_match: bool = True
-    channel_reply_mode: str = "thread"
+    channel_reply_mode: str = "private"  # channels and group chats without a policy: "private" | "thread"
     conversation_ttl_seconds: int = 7 * 24 * 3600
     q_max_concurrency: int = 320
     redis_max_connections: int = 64
@@ -110,9 +110,10 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        mode = env.get("QBOT_CHANNEL_REPLY_MODE", "thread") or "thread"
-        if mode not in ("thread", "ephemeral"):
-            raise ConfigError(f"QBOT_CHANNEL_REPLY_MODE must be thread or ephemeral, not {mode!r}")
+        mode = (env.get("QBOT_CHANNEL_REPLY_MODE") or "private").strip().lower()
+        mode = "private" if mode == "ephemeral" else mode  # the setting's earlier name for private
+        if mode not in ("private", "thread"):
+            raise ConfigError(f"QBOT_CHANNEL_REPLY_MODE must be private or thread, not {mode!r}")
         scopes = tuple((env.get("QBOT_OIDC_SCOPES") or " ".join(DEFAULT_SCOPES)).split())
         if "openid" not in scopes:
             raise ConfigError("QBOT_OIDC_SCOPES must include openid")

@@ -16,6 +16,7 @@ from functools import partial
 from bot.accounts import Accounts
 from bot.attachments import DownloadBudget, read_files
 from bot.broker import CredentialBroker
+from bot.channel_policy import ChannelPolicies, ChannelPolicy, ChannelPolicyError
 from bot.commands import HELP_TEXT, Command, parse_command
 from bot.config import Settings
 from bot.conversations import Conversations
@@ -31,8 +32,10 @@ from bot.model import (
     NoticeKind,
     ProfileEmail,
     Reply,
+    SharedAnswer,
     Usefulness,
 )
+from bot.private_answers import PrivateAnswers
 from bot.qbusiness import ConversationGone, CredentialsRejected, QBusinessClient
 from bot.turn import QuietTurn, Turn
 from bot.turn_lock import TurnLock
@@ -40,6 +43,7 @@ from bot.vault import Vault
 
 log = logging.getLogger(__name__)
 
+NO_POLICY = ChannelPolicy()
 NOTHING_READABLE = "None of your files could be read, so there was nothing to ask."
 FEEDBACK_THANKS = "Thanks for the feedback."
 SIGN_IN_IS_THE_LINK = (
@@ -63,6 +67,8 @@ class Core:
         deliveries: Deliveries,
         turns: TurnLock,
         downloads: DownloadBudget,
+        channel_policies: ChannelPolicies,
+        private_answers: PrivateAnswers,
     ) -> None:
         self.settings = settings
         self.accounts = accounts  # the account link's lifecycle (sign-in routes, console sessions use it)
@@ -74,6 +80,8 @@ class Core:
         self._metrics = metrics
         self._deliveries = deliveries
         self._turns = turns
+        self._policies = channel_policies
+        self._private_answers = private_answers
 
     # -- messages ---------------------------------------------------------------------------------
 
@@ -91,24 +99,37 @@ class Core:
             return None
         # Files sent without a word are a question about them, not a request for help.
         command = parse_command(message.text, with_files=bool(message.files or message.offered))
+        private = False
         try:
+            policy = await self._policy(message)
+            private = message.shared and (policy.reply or self.settings.channel_reply_mode) == "private"
             if command is None:
-                reply: Reply = await self._answer(message, turn)
+                reply: Reply = await self._answer(message, turn, policy, private=private)
             else:
                 reply = await self.run_command(command, message, turn)
         except NotLinked as exc:
             reply = Notice(NoticeKind.NOT_LINKED, exc.user_message, private=True)
         except QBotError as exc:
             reply = self._error_notice(exc)
-        if isinstance(reply, Notice) and not reply.private and self.answers_privately(message):
+        if isinstance(reply, Notice) and not reply.private and private:
             reply = dataclasses.replace(reply, private=True)  # where answers are private, so is all else said
         outcome = "answered" if isinstance(reply, Answer) else reply.kind.value
         self._metrics.messages.labels(platform, outcome).inc()
         return reply
 
-    def answers_privately(self, message: IncomingMessage) -> bool:
-        """Whether only the asker may see the answer: asked in a shared place that does not answer in threads."""
-        return message.shared and self.settings.channel_reply_mode == "ephemeral"
+    async def _policy(self, message: IncomingMessage) -> ChannelPolicy:
+        """The channel's policy (an admin's, from Redis: every replica sees a change at once), or the default.
+        Only shared places have one: a DM is always the asker's own."""
+        if not message.shared:
+            return NO_POLICY
+        try:
+            return await self._policies.get(message.identity.platform, message.channel) or NO_POLICY
+        except ChannelPolicyError as exc:  # a restriction must not silently fall away: refuse, say why
+            raise QBotError(
+                "This channel's qbot settings can't be read, so I won't answer here. Please tell your "
+                "administrator (qbot doctor shows the problem).",
+                detail=str(exc),
+            ) from None
 
     def _error_notice(self, exc: QBotError) -> Notice:
         log.warning("%s: %s", type(exc).__name__, exc.detail or exc.user_message)
@@ -119,9 +140,8 @@ class Core:
             details["request_id"] = exc.request_id
         return Notice(NoticeKind.ERROR, text, details=details)
 
-    async def _answer(self, message: IncomingMessage, turn: Turn) -> Reply:
+    async def _answer(self, message: IncomingMessage, turn: Turn, policy: ChannelPolicy, *, private: bool) -> Reply:
         identity = message.identity
-        private = self.answers_privately(message)
         if not await self._vault.exists(identity):  # cheap; only a linked user sees progress or has files read
             raise NotLinked(detail=f"{identity.key} asked without a link")
         try:
@@ -136,19 +156,24 @@ class Core:
                 files, notes = await read_files(message.offered, allowance, turn.download)
                 if not message.text.strip() and not message.files and not files:
                     return Notice(NoticeKind.INFO, NOTHING_READABLE, private=private, failed_attachments=notes)
-                answer = await self._chat(dataclasses.replace(message, files=message.files + files))
+                answer = await self._chat(dataclasses.replace(message, files=message.files + files), policy)
         self._metrics.answer_latency.observe(time.perf_counter() - started)
+        if private:  # the asker may share it in the thread later: keep it (sealed) for a day
+            await self._private_answers.keep(identity, message.channel, message.thread, answer)
         return dataclasses.replace(
             answer, failed_attachments=notes + answer.failed_attachments, private=private
         )
 
-    async def _chat(self, message: IncomingMessage) -> Answer:
+    async def _chat(self, message: IncomingMessage, policy: ChannelPolicy = NO_POLICY) -> Answer:
         identity = message.identity
         credentials = await self._broker.credentials(identity)
         client_token = self._client_token(message)
         current = await self._conversations.get(identity, message.channel, message.thread)
         conversation = await self._conversations.pin_turn(client_token, current)
-        ask = partial(self._q.chat, text=message.text, files=message.files)
+        ask = partial(
+            self._q.chat, text=message.text, files=message.files,
+            attribute_filter=policy.attribute_filter, chat_mode=policy.chat_mode,
+        )
         try:
             answer = await ask(credentials, conversation=conversation, client_token=client_token)
         except CredentialsRejected:
@@ -205,6 +230,23 @@ class Core:
             problem = f" ({profile.problem}.)" if profile.problem else ""
             return Notice(NoticeKind.ERROR, f"{ProfileEmailUnknown.user_message}{problem}", private=True)
         return await self.accounts.create_link(message.identity, profile.email)
+
+    # -- sharing ----------------------------------------------------------------------------------
+
+    async def share(self, identity: ChatIdentity, conversation_id: str, message_id: str) -> SharedAnswer | Notice:
+        """The asker's private answer, to post in the thread it was asked in ("Share in thread"): once, and only
+        by the asker; a private notice otherwise."""
+        kept = await self._private_answers.peek(conversation_id, message_id)
+        if kept is not None and kept.owner != identity.key:
+            return Notice(NoticeKind.REFUSED, "Only the person who asked can share this answer.", private=True)
+        taken = await self._private_answers.take(conversation_id, message_id) if kept else None
+        if taken is None:
+            return Notice(
+                NoticeKind.INFO, "This answer was already shared, or is more than a day old: ask again to share it.",
+                private=True,
+            )
+        self._metrics.shares.labels(identity.platform).inc()
+        return SharedAnswer(dataclasses.replace(taken.answer, shared_by=identity), taken.channel, taken.thread)
 
     # -- feedback ---------------------------------------------------------------------------------
 

@@ -28,6 +28,10 @@ class Metrics:
             "qbot_sts_calls", "STS AssumeRoleWithWebIdentity calls", ["outcome"], registry=self.registry
         )
         self.links = Counter("qbot_links", "Account links, by outcome", ["outcome"], registry=self.registry)
+        self.shares = Counter(
+            "qbot_shared_answers", "Private answers their askers shared in the thread", ["platform"],
+            registry=self.registry,
+        )
         self.feedback = Counter(
             "qbot_feedback", "Answers rated by their askers, by usefulness and reason (Q's value, or none)",
             ["platform", "usefulness", "reason"], registry=self.registry,

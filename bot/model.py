@@ -91,6 +91,16 @@ class Answer:
     message_id: str
     failed_attachments: tuple[FailedAttachment, ...] = ()  # files left out of the question, and why
     private: bool = False  # only the asker may see it (asked in a shared place that answers privately)
+    shared_by: ChatIdentity | None = None  # the asker who chose to show their private answer in the thread
+
+
+@dataclass(frozen=True)
+class SharedAnswer:
+    """A private answer its asker chose to share: post `answer` in `thread` of `channel`, for everyone there."""
+
+    answer: Answer
+    channel: str
+    thread: str
 
 
 class NoticeKind(Enum):

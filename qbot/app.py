@@ -20,6 +20,7 @@ from bot.accounts import Accounts
 from bot.adapter_memory import AdapterMemory
 from bot.attachments import DownloadBudget
 from bot.broker import CredentialBroker
+from bot.channel_policy import ChannelPolicies
 from bot.cipher import TokenCipher
 from bot.config import Settings
 from bot.conversations import Conversations
@@ -30,6 +31,7 @@ from bot.link_deadlines import LinkDeadlines
 from bot.links import LinkTokens, LoginStates
 from bot.metrics import Metrics
 from bot.oidc import OidcClient
+from bot.private_answers import PrivateAnswers
 from bot.qbusiness import QBusinessClient
 from bot.redaction import configured_secrets, install_redaction
 from bot.turn_lock import TurnLock
@@ -129,6 +131,8 @@ def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) 
         deliveries=deliveries,
         turns=TurnLock(redis),
         downloads=DownloadBudget.from_env(settings.extra),  # one budget for every platform's files
+        channel_policies=ChannelPolicies(redis),
+        private_answers=PrivateAnswers(redis, cipher),
     )
     app = web.Application()
     app.add_routes(health_routes(redis, metrics))

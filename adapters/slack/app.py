@@ -38,9 +38,17 @@ from adapters.slack.events import PLATFORM, asked
 from adapters.slack.feedback import WHY_VIEW, Feedback
 from adapters.slack.files import SlackFiles
 from adapters.slack.questions import Questions
-from adapters.slack.render import FEEDBACK_DOWN, FEEDBACK_UP, LINK_BUTTON, render_notice, text_message
+from adapters.slack.render import (
+    FEEDBACK_DOWN,
+    FEEDBACK_UP,
+    LINK_BUTTON,
+    SHARE_BUTTON,
+    render_notice,
+    text_message,
+)
 from adapters.slack.replies import SlackReplies
 from adapters.slack.settings import SlackSettings
+from adapters.slack.share import Share
 from adapters.slack.signature import SlackSignature
 from bot.config import Settings
 from bot.core import Core
@@ -106,6 +114,7 @@ class SlackAdapter:
         self.commands = SlashCommands(core, self.client, self.replies)
         self.questions = Questions(core, self.client, self.replies, self.files, self._http_session)
         self.feedback = Feedback(core, self.client, self.replies, services.memory)
+        self.sharing = Share(core, self.client, self.replies)
         self._session: aiohttp.ClientSession | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._auth: dict[str, Any] | None = None
@@ -193,6 +202,7 @@ class SlackAdapter:
         bolt.action(re.compile(f"^({FEEDBACK_UP}|{FEEDBACK_DOWN})$"))(self._on_feedback)
         bolt.view(WHY_VIEW)(self._on_feedback_why)
         bolt.action(LINK_BUTTON)(self._on_link_button)
+        bolt.action(SHARE_BUTTON)(self._on_share)
         # Everything else (url buttons, events the manifest may add later) is acknowledged and ignored: an
         # unanswered request would make Slack retry it, and show the user an error.
         bolt.action(re.compile(".*"))(self._ack_only)
@@ -275,6 +285,13 @@ class SlackAdapter:
         await ack()  # closes the modal; the rating's outcome is said privately
         view_id = view.get("id")
         self._spawn(self._once(f"view:{view_id}" if view_id else None, self.feedback.explain(body, view)), "feedback")
+
+    async def _on_share(
+        self, ack: Callable[[], Awaitable[Any]], body: dict[str, Any], action: dict[str, Any]
+    ) -> None:
+        await ack()
+        work = self._once(_delivery("action", body), self.sharing.share(body, action))
+        self._spawn(work, "share", body.get("response_url"))
 
     async def _on_link_button(self, ack: Callable[[], Awaitable[Any]], body: dict[str, Any]) -> None:
         await ack()

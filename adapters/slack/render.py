@@ -19,6 +19,8 @@ TITLE_LIMIT = 120
 FEEDBACK_BLOCK = "qbot_feedback"
 FEEDBACK_UP = "qbot_feedback_up"
 FEEDBACK_DOWN = "qbot_feedback_down"
+SHARE_BLOCK = "qbot_share"
+SHARE_BUTTON = "qbot_share"
 LINK_BUTTON = "qbot_link"
 OPEN_LINK_BUTTON = "qbot_open_link"
 
@@ -63,6 +65,18 @@ def feedback_block(answer: Answer) -> Block:
     }
 
 
+def share_block(answer: Answer) -> Block:
+    """Under a private answer: the asker's one click to show it to everyone in the thread."""
+    return {
+        "type": "actions",
+        "block_id": SHARE_BLOCK,
+        "elements": [
+            {"type": "button", "action_id": SHARE_BUTTON, "value": feedback_value(answer),
+             "text": {"type": "plain_text", "text": ":mega: Share in thread", "emoji": True}},
+        ],
+    }
+
+
 def _skipped_lines(failed: Sequence[FailedAttachment]) -> list[str]:
     return [f":warning: {escape(f.name)}: {escape(f.error)}" for f in failed]
 
@@ -70,12 +84,16 @@ def _skipped_lines(failed: Sequence[FailedAttachment]) -> list[str]:
 def render_answer(answer: Answer) -> list[SlackMessage]:
     """The answer, the files Q (or the attachment policy) left out and why, its sources, the feedback buttons."""
     blocks = [section(chunk) for chunk in split_text(to_mrkdwn(answer.text)) if chunk]
+    if answer.shared_by is not None:
+        blocks[:0] = context(f":mega: Shared by <@{escape(answer.shared_by.user)}>", [])
     if answer.failed_attachments:
         blocks += context("*Files not read:*", _skipped_lines(answer.failed_attachments))
     if answer.sources:
         blocks += context("*Sources:*", [sources_line(s) for s in answer.sources])
     if answer.conversation_id and answer.message_id:
         blocks.append(feedback_block(answer))
+        if answer.private:
+            blocks.append(share_block(answer))
     return pack(blocks, fallback=escape(truncate(answer.text, FALLBACK_LIMIT)))
 
 

@@ -24,6 +24,7 @@ from bot.model import (
     NoticeKind,
     OfferedFile,
     ProfileEmail,
+    SharedAnswer,
 )
 from sandbox.world import Sandbox
 from tests.e2e.conftest import RunningBot
@@ -94,7 +95,7 @@ def test_an_unlinked_asker_sees_no_progress_and_no_file_is_read(bot: RunningBot)
 
 def test_answers_in_shared_places_follow_the_reply_mode(make_bot: Any) -> None:
     keys = Fernet.generate_key().decode()  # two bots (processes) of one deployment
-    private_bot = make_bot(QBOT_CHANNEL_REPLY_MODE="ephemeral", QBOT_TOKEN_KEYS=keys)
+    private_bot = make_bot(QBOT_CHANNEL_REPLY_MODE="private", QBOT_TOKEN_KEYS=keys)
     link(private_bot, ALICE, "alice")
     turn = PlatformTurn(private_bot.sandbox)
     shared = private_bot.run(private_bot.core.handle(message(AURORA, shared=True), turn))
@@ -144,3 +145,63 @@ def test_qlink_reads_the_profile_email_through_the_turn(bot: RunningBot) -> None
     without = bot.run(bot.core.handle(message("qlink", message_id="m2"), PlatformTurn(bot.sandbox)))
     assert isinstance(without, Notice) and without.url is None and without.private
     assert "the profile hides its email" in without.text
+
+
+SLACK_ALICE = ChatIdentity("slack", "T1", "U-ALICE")
+SLACK_BOB = ChatIdentity("slack", "T1", "U-BOB")
+
+
+def in_channel(identity: ChatIdentity, text: str, message_id: str, channel: str = "C1") -> IncomingMessage:
+    return IncomingMessage(identity, text, channel=channel, thread="1700.1", message_id=message_id, shared=True)
+
+
+def test_a_channel_policy_set_by_an_admin_applies_at_once_on_every_replica(make_bot: Any, redis_url: str) -> None:
+    from redis.asyncio import Redis
+
+    from bot.channel_policy import ChannelPolicies, ChannelPolicy
+
+    keys = Fernet.generate_key().decode()
+    one, two = make_bot(QBOT_TOKEN_KEYS=keys), make_bot(QBOT_TOKEN_KEYS=keys)
+    link(one, SLACK_ALICE, "alice")
+    turn = PlatformTurn(one.sandbox)
+    by_default = one.run(one.core.handle(in_channel(SLACK_ALICE, AURORA, "m1"), turn))
+    assert isinstance(by_default, Answer) and by_default.private  # private unless the channel says otherwise
+
+    async def admin(policy: ChannelPolicy | None) -> None:  # `qbot admin channels set/unset`, another process
+        client = Redis.from_url(redis_url)
+        try:
+            if policy is None:
+                await ChannelPolicies(client).unset("slack", "C1")
+            else:
+                await ChannelPolicies(client).set("slack", "C1", policy)
+        finally:
+            await client.aclose()
+
+    one.run(admin(ChannelPolicy(reply="thread")))
+    for n, bot in enumerate((one, two)):
+        reply = bot.run(bot.core.handle(in_channel(SLACK_ALICE, AURORA, f"m{n + 2}"), turn))
+        assert isinstance(reply, Answer) and not reply.private
+    other_channel = two.run(two.core.handle(in_channel(SLACK_ALICE, AURORA, "m4", channel="C2"), turn))
+    assert isinstance(other_channel, Answer) and other_channel.private
+    one.run(admin(None))
+    reverted = two.run(two.core.handle(in_channel(SLACK_ALICE, AURORA, "m5"), turn))
+    assert isinstance(reverted, Answer) and reverted.private
+
+
+def test_a_private_answer_is_shared_once_and_only_by_its_asker(bot: RunningBot) -> None:
+    link(bot, SLACK_ALICE, "alice")
+    link(bot, SLACK_BOB, "bob")
+    answer = bot.run(bot.core.handle(in_channel(SLACK_ALICE, AURORA, "m1"), PlatformTurn(bot.sandbox)))
+    assert isinstance(answer, Answer) and answer.private
+    ids = (answer.conversation_id, answer.message_id)
+    by_bob = bot.run(bot.core.share(SLACK_BOB, *ids))
+    assert isinstance(by_bob, Notice) and by_bob.kind is NoticeKind.REFUSED and by_bob.private
+    shared = bot.run(bot.core.share(SLACK_ALICE, *ids))
+    assert isinstance(shared, SharedAnswer)
+    assert (shared.channel, shared.thread) == ("C1", "1700.1")
+    assert shared.answer.shared_by == SLACK_ALICE and not shared.answer.private
+    assert shared.answer.text == answer.text and shared.answer.sources == answer.sources
+    again = bot.run(bot.core.share(SLACK_ALICE, *ids))
+    assert isinstance(again, Notice) and "already shared" in again.text
+    registry = bot.graph.metrics.registry
+    assert registry.get_sample_value("qbot_shared_answers_total", {"platform": "slack"}) == 1

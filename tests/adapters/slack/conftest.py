@@ -188,6 +188,9 @@ def start_slack_bot(servers: LoopThread, sandbox: Sandbox, sock: socket.socket, 
         "QBOT_SLACK_BOT_TOKEN": BOT_TOKEN,
         "QBOT_SLACK_SIGNING_SECRET": SIGNING_SECRET,
         "QBOT_SLACK_API_URL": fake.api_url(),
+        # Most tests look at answers in channel threads, as a channel whose policy is "thread" gets them; the
+        # private default is tested with QBOT_CHANNEL_REPLY_MODE="" (unset).
+        "QBOT_CHANNEL_REPLY_MODE": "thread",
         **env,
     })
     app = build_app(settings, [slack_adapter])

@@ -208,23 +208,50 @@ def test_a_file_alone_is_a_question_and_unreadable_files_alone_are_said(slack: S
     assert "None of your files could be read" in said["text"] and "png files" in json.dumps(said["blocks"])
 
 
-def test_ephemeral_channel_mode_answers_privately_but_dms_are_unchanged(make_slack_bot: Any) -> None:
-    slack = make_slack_bot(QBOT_CHANNEL_REPLY_MODE="ephemeral")
+def _block(message: dict[str, Any], block_id: str) -> list[dict[str, Any]]:
+    elements: list[dict[str, Any]] = next(b for b in message["blocks"] if b.get("block_id") == block_id)["elements"]
+    return elements
+
+
+def test_channel_questions_are_answered_privately_by_default_and_shared_by_choice(make_slack_bot: Any) -> None:
+    slack = make_slack_bot(QBOT_CHANNEL_REPLY_MODE="")  # the default: private
     slack.linked("U_ALICE", "alice")
     posted = len(slack.fake.calls_to("chat.postMessage"))
     ts = slack.mention("U_ALICE", AURORA)
     thinking, answer = slack.fake.wait_calls("chat.postEphemeral", 2)
-    assert "Thinking" in thinking.args["text"]
+    assert "Thinking" in thinking.args["text"] and thinking.args["user"] == "U_ALICE"
     assert answer.args["user"] == "U_ALICE" and answer.args["thread_ts"] == ts and "[1]" in answer.args["text"]
     assert "Sources" in contexts(answer.args)
-    assert len(slack.fake.calls_to("chat.postMessage")) == posted  # nothing public in the channel
-    dm = slack.dm("U_ALICE", AURORA)
+    assert len(slack.fake.calls_to("chat.postMessage")) == posted  # nothing for the others in the channel
+
+    [share] = _block(answer.args, "qbot_share")
+    refused = slack.responses(slack.click("U_BOB", share, message=None, ephemeral=True))[0]
+    assert "Only the person who asked" in refused["text"]
+    assert len(slack.fake.calls_to("chat.postMessage")) == posted  # bob's click shared nothing
+
+    done = slack.responses(slack.click("U_ALICE", share, message=None, ephemeral=True))[0]
+    assert "Shared in the thread" in done["text"]
+    [shared] = slack.fake.calls_to("chat.postMessage")[posted:]
+    assert shared.args["channel"] == CHANNEL and shared.args["thread_ts"] == ts
+    assert "Shared by <@U_ALICE>" in json.dumps(shared.args["blocks"]) and "[1]" in shared.args["text"]
+    assert not any(b.get("block_id") == "qbot_share" for b in shared.args["blocks"])
+    again = slack.responses(slack.click("U_ALICE", share, message=None, ephemeral=True))[0]
+    assert "already shared" in again["text"]
+    assert len(slack.fake.calls_to("chat.postMessage")) == posted + 1
+
+    # The shared answer's feedback buttons still work for the asker (and only for her).
+    up = _block(shared.args, "qbot_feedback")[0]
+    hook = slack.click("U_ALICE", up, message=None, ephemeral=True)
+    assert "Thanks for the feedback" in slack.responses(hook)[0]["text"]
+    # A follow-up in the thread continues the same Q conversation.
+    slack.mention("U_ALICE", "When does it launch?", thread_ts=ts)
+    follow_up = slack.fake.wait_calls("chat.postEphemeral", 4)[3]
+    conversation = json.loads(_block(answer.args, "qbot_feedback")[0]["value"])["c"]
+    assert json.loads(_block(follow_up.args, "qbot_feedback")[0]["value"])["c"] == conversation
+
+    dm = slack.dm("U_ALICE", AURORA)  # DMs are unchanged: answered in the DM
     assert "[1]" in slack.answer_in("DU_ALICE", dm)["text"]
 
-    buttons = next(b for b in answer.args["blocks"] if b.get("block_id") == "qbot_feedback")["elements"]
-    hook = slack.click("U_ALICE", buttons[0], message=None, ephemeral=True)
-    assert "Thanks for the feedback" in slack.responses(hook)[0]["text"]
-    assert len(slack.sandbox.q.stats.feedback) == 1
 
 
 def test_errors_are_said_in_the_thread_never_silently(slack: SlackBot) -> None:
