@@ -3,8 +3,8 @@ reasons (`messageUsefulness.reason`), with an optional comment.
 
 Checked once, here, before anything is sent: the reason must be one of Q's values and fit the rating (a 👎
 is not "HELPFUL"); the comment is at most `MAX_COMMENT_CHARS` characters of printable text, as Q's model
-requires (pattern `\\P{C}*`): line breaks and tabs become spaces, other control and format characters are
-dropped, and an empty comment is none.
+requires (pattern `\\P{C}*`): runs of white space, line breaks included, become one space, other control
+and format characters are dropped, and an empty comment is none.
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ def _reason(usefulness: Usefulness, reason: str | None) -> FeedbackReason | None
 
 
 def _printable(text: str) -> str:
-    """Q's `\\P{C}*`: whitespace controls become spaces; other control, format and unassigned characters go."""
+    """Q's `\\P{C}*`: runs of white space (line breaks too) become one space; other control, format and
+    unassigned characters go."""
     kept = (" " if ch.isspace() else "" if unicodedata.category(ch).startswith("C") else ch for ch in text)
-    return "".join(kept).strip()
+    return " ".join("".join(kept).split())

@@ -48,13 +48,18 @@ from adapters.teams.cards import (
     SHARED,
     THANKS,
     Card,
+    Feedback,
     Share,
     answer_cards,
     parse_feedback,
+    parse_never_mind,
     parse_share,
+    parse_why,
     shared,
     sign_in_card,
     thanked,
+    why_form,
+    with_buttons,
     without_actions,
 )
 from adapters.teams.files import FileHosts, download
@@ -72,12 +77,14 @@ from bot.model import (
     NoticeKind,
     OfferedFile,
     ProfileEmail,
+    Usefulness,
 )
 
 log = logging.getLogger(__name__)
 
 TYPING_EVERY_SECONDS = 3.0
 CARD_MEMORY_SECONDS = 24 * 3600  # a rating after a day still counts; only the card is no longer redrawn
+NOTHING_SENT = "Nothing was sent."
 LINK_SENT = "I sent you a sign-in link in our private chat. Sign in there once, then ask me again here."
 ANSWERED_PRIVATELY = "I answered you in our private chat."
 OPEN_A_CHAT = (
@@ -308,18 +315,44 @@ class TeamsAgent(ActivityHandler):
         share = parse_share(invoke_value.action.verb, invoke_value.action.data)
         if share is not None:
             return await self._share(turn_context, share)
-        feedback = parse_feedback(invoke_value.action.verb, invoke_value.action.data)
+        verb, data = invoke_value.action.verb, invoke_value.action.data
+        why = parse_why(verb, data)
+        if why is not None:  # the 👎 form, sent: its reason and comment go with the rating
+            rating = Feedback(why.conversation_id, why.message_id, Usefulness.NOT_USEFUL)
+            return await self._rate(turn_context, rating, reason=why.reason, comment=why.comment)
+        never_mind = parse_never_mind(verb, data)
+        if never_mind is not None:  # the 👎 form, cancelled: the card as it was, nothing sent
+            card = await self._remembered_card(never_mind)
+            return _card_response(with_buttons(card, never_mind)) if card else _message_response(NOTHING_SENT)
+        feedback = parse_feedback(verb, data)
         if feedback is None:
             return _message_response("This button no longer does anything.")
-        rated = await self.core.feedback(
-            identity_of(turn_context.activity), feedback.conversation_id, feedback.message_id, feedback.usefulness
-        )
-        if rated.kind is not NoticeKind.INFO:  # not the asker, not linked, Q unavailable: say so to the clicker
-            return _message_response(rated.text)
+        if feedback.usefulness is Usefulness.NOT_USEFUL:
+            card = await self._remembered_card(feedback)
+            if card is not None:  # 👎 asks why first, on the card, to the clicker only
+                return _card_response(why_form(card, feedback))
+            # A card too old to be remembered cannot hold the form: the 👎 counts without a reason.
+        return await self._rate(turn_context, feedback)
+
+    async def _remembered_card(self, feedback: Feedback) -> Card | None:
         record = await self.memory.get(PLATFORM, card_key(feedback.conversation_id, feedback.message_id))
-        if not record or not isinstance(record.get("card"), dict):
+        card = record.get("card") if record else None
+        return card if isinstance(card, dict) else None
+
+    async def _rate(
+        self, turn_context: TurnContext, feedback: Feedback, *, reason: str | None = None, comment: str | None = None
+    ) -> AdaptiveCardInvokeResponse:
+        """The rating (with why, from the 👎 form); the rated card loses its buttons for everyone in the chat."""
+        rated = await self.core.feedback(
+            identity_of(turn_context.activity), feedback.conversation_id, feedback.message_id, feedback.usefulness,
+            reason=reason, comment=comment,
+        )
+        if rated.kind is not NoticeKind.INFO:  # not the asker, a bad reason, not linked, Q unavailable: say so
+            return _message_response(rated.text)
+        remembered = await self._remembered_card(feedback)
+        if remembered is None:
             return _message_response(THANKS)
-        card = thanked(record["card"])
+        card = thanked(remembered)
         card_message_id = turn_context.activity.reply_to_id
         if card_message_id:  # everyone in the chat sees the buttons go
             update = card_activity(card)
@@ -378,6 +411,11 @@ class TeamsAgent(ActivityHandler):
         bot = turn_context.activity.recipient
         if scope_of(turn_context.activity) is Scope.PERSONAL and any(m.id == bot.id for m in members_added if bot):
             await turn_context.send_activity(text_activity(HELP_TEXT))
+
+
+def _card_response(card: Card) -> AdaptiveCardInvokeResponse:
+    """The clicked card, redrawn for the clicking user."""
+    return AdaptiveCardInvokeResponse(status_code=200, type=CARD_CONTENT_TYPE, value=card)
 
 
 def _message_response(text: str) -> AdaptiveCardInvokeResponse:

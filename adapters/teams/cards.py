@@ -18,11 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapters.teams.markdown import Segment, link_label, link_target, to_teams
+from bot.feedback import MAX_COMMENT_CHARS, WHY_NOT_USEFUL
 from bot.model import Answer, FailedAttachment, Source, Usefulness
 
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 CARD_VERSION = "1.5"  # Action.Execute needs 1.4; Teams renders 1.5
 FEEDBACK_VERB = "qbot.feedback"
+WHY_VERB = "qbot.feedback.reason"  # the 👎 form's Send: the reason and comment come in its data
+NEVER_MIND_VERB = "qbot.feedback.cancel"  # the 👎 form's Cancel: the card as it was, nothing sent
 SHARE_VERB = "qbot.share"
 SHARED = "You shared this answer in the thread."
 MAX_CARD_BYTES = 24_000  # the serialized card; the activity around it adds well under 1 KB
@@ -44,6 +47,17 @@ class Feedback:
     conversation_id: str
     message_id: str
     usefulness: Usefulness
+    shareable: bool = False  # the card also offered "Share in thread" (a 👎 form's Cancel brings it back)
+
+
+@dataclass(frozen=True)
+class Why:
+    """A 👎 form sent: why the answer was not useful, in the clicker's words (checked by the core)."""
+
+    conversation_id: str
+    message_id: str
+    reason: str
+    comment: str | None
 
 
 def _size(value: Any) -> int:
@@ -105,7 +119,7 @@ def _card(body: list[dict[str, Any]], fallback: str, actions: list[dict[str, Any
 
 
 def feedback_actions(answer: Answer) -> list[dict[str, Any]]:
-    def action(title: str, useful: bool) -> dict[str, Any]:
+    def action(title: str, useful: bool, **more: Any) -> dict[str, Any]:
         return {
             "type": "Action.Execute",
             "title": title,
@@ -114,10 +128,11 @@ def feedback_actions(answer: Answer) -> list[dict[str, Any]]:
                 "useful": useful,
                 "conversation_id": answer.conversation_id,
                 "message_id": answer.message_id,
+                **more,
             },
         }
 
-    return [action("👍 Helpful", True), action("👎 Not helpful", False)]
+    return [action("👍 Helpful", True), action("👎 Not helpful", False, shareable=answer.private)]
 
 
 def share_action(answer: Answer) -> dict[str, Any]:
@@ -206,7 +221,66 @@ def parse_feedback(verb: str | None, data: Any) -> Feedback | None:
     conversation_id, message_id, useful = data.get("conversation_id"), data.get("message_id"), data.get("useful")
     if not (isinstance(useful, bool) and _an_id(conversation_id) and _an_id(message_id)):
         return None
-    return Feedback(str(conversation_id), str(message_id), Usefulness.USEFUL if useful else Usefulness.NOT_USEFUL)
+    usefulness = Usefulness.USEFUL if useful else Usefulness.NOT_USEFUL
+    return Feedback(str(conversation_id), str(message_id), usefulness, shareable=data.get("shareable") is True)
+
+
+def why_form(card: Card, feedback: Feedback) -> Card:
+    """The rated card as it was, asking why: Q's reasons (one required) and an optional comment, then Send
+    (verb `WHY_VERB`, the inputs merged into its data) or Cancel. Only the clicker sees it (invoke response)."""
+    ids = {"conversation_id": feedback.conversation_id, "message_id": feedback.message_id}
+    form = without_actions(card)
+    form["body"] = [
+        *form.get("body", []),
+        _text_block("What was wrong with the answer?", weight="Bolder", spacing="Medium", separator=True),
+        {
+            "type": "Input.ChoiceSet", "id": "reason", "style": "expanded", "isRequired": True,
+            "errorMessage": "Pick a reason.",
+            "choices": [{"title": label, "value": reason.value} for reason, label in WHY_NOT_USEFUL],
+        },
+        {
+            "type": "Input.Text", "id": "comment", "isMultiline": True, "maxLength": MAX_COMMENT_CHARS,
+            "placeholder": "Anything to add? (optional)",
+        },
+    ]
+    form["actions"] = [
+        {"type": "Action.Execute", "title": "Send", "verb": WHY_VERB, "data": ids, "associatedInputs": "auto"},
+        {"type": "Action.Execute", "title": "Cancel", "verb": NEVER_MIND_VERB, "associatedInputs": "none",
+         "data": {**ids, "shareable": feedback.shareable}},
+    ]
+    return form
+
+
+def parse_why(verb: str | None, data: Any) -> Why | None:
+    """What a 👎 form's Send carries, or None when the action isn't that or names no answer."""
+    if verb != WHY_VERB or not isinstance(data, dict):
+        return None
+    conversation_id, message_id = data.get("conversation_id"), data.get("message_id")
+    if not (_an_id(conversation_id) and _an_id(message_id)):
+        return None
+    reason, comment = data.get("reason"), data.get("comment")
+    return Why(
+        str(conversation_id), str(message_id), reason if isinstance(reason, str) else "",
+        comment if isinstance(comment, str) and comment else None,
+    )
+
+
+def parse_never_mind(verb: str | None, data: Any) -> Feedback | None:
+    """A 👎 form's Cancel: the answer whose card gets its buttons back, or None."""
+    if verb != NEVER_MIND_VERB or not isinstance(data, dict):
+        return None
+    conversation_id, message_id = data.get("conversation_id"), data.get("message_id")
+    if not (_an_id(conversation_id) and _an_id(message_id)):
+        return None
+    return Feedback(str(conversation_id), str(message_id), Usefulness.NOT_USEFUL, data.get("shareable") is True)
+
+
+def with_buttons(card: Card, feedback: Feedback) -> Card:
+    """The card as the answer first had it: "Share in thread" (if it offered that) and 👍/👎."""
+    answer = Answer("", (), feedback.conversation_id, feedback.message_id, private=feedback.shareable)
+    restored = without_actions(card)
+    restored["actions"] = [*([share_action(answer)] if feedback.shareable else []), *feedback_actions(answer)]
+    return restored
 
 
 def _an_id(value: Any) -> bool:
