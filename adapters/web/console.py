@@ -6,9 +6,10 @@ IdP, the login state sealed in its own cookie (nothing is stored for a visitor u
 to `/auth/callback`, which links the session and returns to `/`). `qlink` typed in the console hands out no
 link: it points to the Sign in button. The page then talks to a small JSON API:
 
-- `GET  /web/api/me`        -> {signed_in, linked, email, csrf}
+- `GET  /web/api/me`        -> {signed_in, linked, email, csrf, feedback_reasons}
 - `POST /web/api/ask`       {text, thread, message_id} -> the rendered Answer or Notice
-- `POST /web/api/feedback`  {conversation_id, message_id, useful}
+- `POST /web/api/feedback`  {conversation_id, message_id, useful, reason?, comment?}: 👍 is one click; after
+                             👎 the page asks why (Q's reasons, `feedback_reasons` in `/web/api/me`) inline
 - `POST /web/logout`        unlink (the refresh token is revoked at the IdP) and forget the session
 
 Every POST needs the session cookie, the CSRF header `X-QBot-CSRF` (from `/web/api/me`) and, when the
@@ -36,6 +37,7 @@ from adapters.web.guards import (
     id_field,
     json_api,
     json_object,
+    optional_text,
     origin_of,
     same_origin,
     session_for_change,
@@ -48,6 +50,7 @@ from adapters.web.signin import set_login_cookie
 from bot.config import Settings, env_flag, env_int
 from bot.core import Core
 from bot.errors import QBotError
+from bot.feedback import WHY_NOT_USEFUL, InvalidFeedback, rating
 from bot.links import PendingLink
 from bot.model import ChatIdentity, IncomingMessage, NoticeKind, Usefulness
 from bot.turn import QuietTurn
@@ -192,6 +195,7 @@ class WebConsole:
                 "linked": email is not None,
                 "email": email,
                 "csrf": self.sessions.csrf_token(session.sid),
+                "feedback_reasons": [{"value": reason.value, "label": label} for reason, label in WHY_NOT_USEFUL],
             },
             headers=API_HEADERS,
         )
@@ -223,7 +227,14 @@ class WebConsole:
         if not isinstance(useful, bool):
             raise Refused(400, "'useful' is required and must be true or false.")
         usefulness = Usefulness.USEFUL if useful else Usefulness.NOT_USEFUL
-        rated = await self.core.feedback(identity_of(session.sid), conversation_id, message_id, usefulness)
+        reason, comment = optional_text(body, "reason"), optional_text(body, "comment")
+        try:  # the core checks too; here a bad value is the page's mistake: 400, nothing sent
+            rating(usefulness, reason, comment)
+        except InvalidFeedback as exc:
+            raise Refused(400, exc.user_message) from None
+        rated = await self.core.feedback(
+            identity_of(session.sid), conversation_id, message_id, usefulness, reason=reason, comment=comment
+        )
         if rated.kind is NoticeKind.REFUSED:
             raise Refused(403, rated.text)
         if rated.kind is NoticeKind.NOT_LINKED:

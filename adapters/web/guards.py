@@ -117,6 +117,16 @@ def text_field(body: dict[str, Any]) -> str:
     return text
 
 
+def optional_text(body: dict[str, Any], name: str) -> str | None:
+    """An optional string field: absent or null is None; anything but a string is refused."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise Refused(400, f"'{name}' must be a string.")
+    return value
+
+
 def id_field(body: dict[str, Any], name: str) -> str:
     value = body.get(name)
     if not isinstance(value, str) or not _ID.fullmatch(value):

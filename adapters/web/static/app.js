@@ -5,7 +5,8 @@
 
 (function () {
   const MAX_TEXT = 8000;
-  const state = { csrf: null, thread: newId(), busy: false };
+  const MAX_COMMENT = 1000; // Q Business keeps at most 1000 characters of a feedback comment
+  const state = { csrf: null, thread: newId(), busy: false, reasons: [] };
   const $ = (id) => document.getElementById(id);
 
   function newId() {
@@ -162,6 +163,7 @@
     $("loading").hidden = true;
     const linked = status === 200 && data.signed_in && data.linked;
     state.csrf = status === 200 ? data.csrf : null;
+    state.reasons = (status === 200 && Array.isArray(data.feedback_reasons) && data.feedback_reasons) || [];
     $("signed-in-as").hidden = !linked;
     $("signed-in-as").textContent = linked ? `Signed in as ${data.email}` : "";
     $("sign-out").hidden = !linked;
@@ -192,26 +194,58 @@
     return item;
   }
 
+  // 👍 is one click; 👎 asks why first (Q's reasons, from /web/api/me) in a small form under the answer.
   function feedbackBar(answer) {
     const bar = el("div", { class: "feedback", testid: "feedback" });
     const up = el("button", { type: "button", testid: "feedback-up", title: "This answer helped", text: "👍 Helpful" });
     const down = el("button", { type: "button", testid: "feedback-down", title: "This answer did not help", text: "👎 Not helpful" });
-    const status = el("span", { class: "feedback-status", testid: "feedback-status" });
-    async function send(useful) {
+    const status = el("span", { class: "feedback-status", testid: "feedback-status", role: "status" });
+    async function send(useful, why) {
       up.disabled = down.disabled = true;
       status.textContent = "";
       const { status: code, data } = await api("/web/api/feedback", {
-        conversation_id: answer.conversation_id, message_id: answer.message_id, useful,
+        conversation_id: answer.conversation_id, message_id: answer.message_id, useful, ...why,
       });
       if (code === 200) {
         bar.replaceChildren(el("span", { class: "feedback-thanks", testid: "feedback-thanks", text: "Thanks for the feedback" }));
       } else {
         status.textContent = (data && data.error) || "Could not send the feedback.";
-        up.disabled = down.disabled = code === 403;
       }
+      return code;
     }
-    up.addEventListener("click", () => send(true));
-    down.addEventListener("click", () => send(false));
+    function askWhy() {
+      up.disabled = down.disabled = true;
+      status.textContent = "";
+      const reason = el("select", { testid: "feedback-reason", required: "", "aria-label": "What was wrong with the answer?" },
+        [el("option", { value: "", text: "What was wrong with the answer?" }),
+         ...state.reasons.map((r) => el("option", { value: r.value, text: r.label }))]);
+      const comment = el("textarea", { testid: "feedback-comment", rows: "2", maxlength: String(MAX_COMMENT),
+        placeholder: "Anything to add? (optional)", "aria-label": "Anything to add? (optional)" });
+      const sendWhy = el("button", { type: "submit", class: "primary", testid: "feedback-send", text: "Send" });
+      const cancel = el("button", { type: "button", testid: "feedback-cancel", text: "Cancel" });
+      const form = el("form", { class: "feedback-why", testid: "feedback-why" },
+        [reason, comment, el("div", { class: "actions" }, [sendWhy, cancel])]);
+      form.addEventListener("submit", async (event) => {
+        event.preventDefault();
+        sendWhy.disabled = cancel.disabled = true;
+        const code = await send(false, { reason: reason.value, comment: comment.value.trim() || null });
+        if (code === 403) form.remove(); // not this user's answer to rate: nothing more to try
+        else if (code !== 200) sendWhy.disabled = cancel.disabled = false;
+      });
+      cancel.addEventListener("click", () => {
+        form.remove();
+        status.textContent = "";
+        up.disabled = down.disabled = false;
+      });
+      bar.append(form);
+      reason.focus();
+    }
+    async function rate(useful) {
+      const code = await send(useful);
+      if (code !== 200) up.disabled = down.disabled = code === 403;
+    }
+    up.addEventListener("click", () => rate(true));
+    down.addEventListener("click", () => (state.reasons.length ? askWhy() : rate(false)));
     bar.append(up, down, status);
     return bar;
   }

@@ -80,6 +80,42 @@ def test_sign_in_ask_see_citation_and_rate(web_bot: WebBot, chromium: Browser) -
     context.close()
 
 
+def test_thumbs_down_asks_why_inline_and_sends_the_reason_and_comment(web_bot: WebBot, chromium: Browser) -> None:
+    context = chromium.new_context()
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto(web_bot.url + "/")
+    page.get_by_test_id("sign-in").click()
+    page.click('button[name="username"][value="alice"]')
+    expect(page.get_by_test_id("signed-in-as")).to_have_text("Signed in as alice@example.com")
+    page.get_by_test_id("input").fill("What is Project Aurora?")
+    page.get_by_test_id("send").click()
+    expect(page.get_by_test_id("answer-text")).to_contain_text("next-generation analytics platform")
+
+    page.get_by_test_id("feedback-down").click()
+    expect(page.get_by_test_id("feedback-up")).to_be_disabled()
+    page.get_by_test_id("feedback-cancel").click()  # changed their mind: the buttons are back, nothing sent
+    expect(page.get_by_test_id("feedback-why")).to_have_count(0)
+    expect(page.get_by_test_id("feedback-up")).to_be_enabled()
+
+    page.get_by_test_id("feedback-down").click()
+    page.get_by_test_id("feedback-send").click()  # no reason picked: the browser asks for one first
+    assert page.get_by_test_id("feedback-reason").evaluate("select => select.validity.valueMissing")
+    expect(page.get_by_test_id("feedback-why")).to_be_visible()
+    page.get_by_test_id("feedback-reason").select_option(label="Wrong or missing sources")
+    page.get_by_test_id("feedback-comment").fill("The roadmap link\nis outdated.")
+    page.get_by_test_id("feedback-send").click()
+    expect(page.get_by_test_id("feedback-thanks")).to_have_text("Thanks for the feedback")
+    [record] = web_bot.sandbox.q.stats.feedback
+    assert (record.rating, record.reason, record.comment) == (
+        "NOT_USEFUL", "INCORRECT_OR_MISSING_SOURCES", "The roadmap link is outdated."
+    )
+    assert problems == []
+    context.close()
+
+
 def test_markdown_is_rendered_without_letting_html_or_scripts_through(web_bot: WebBot, chromium: Browser) -> None:
     page = chromium.new_page()
     page.goto(web_bot.url + "/")
