@@ -132,7 +132,8 @@ class Feedback:
         identity = identity_of(body)
         rated = await self.core.feedback(
             identity, conversation_id, message_id, Usefulness.NOT_USEFUL,
-            reason=str(reason.get("value") or "") or None, comment=comment if isinstance(comment, str) else None,
+            reason=str(reason.get("value") or ""),  # the modal requires one: none is refused, not sent bare
+            comment=comment if isinstance(comment, str) else None,
         )
         place = await self.memory.get(PLATFORM, f"why:{key}") or {}
         if rated.kind is NoticeKind.INFO:

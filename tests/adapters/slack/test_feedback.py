@@ -110,6 +110,12 @@ def test_only_the_asker_s_why_counts_a_forged_reason_sends_nothing_and_a_redeliv
     _submit(slack, forged)
     [refusal] = slack.responses(hook)
     assert "doesn't fit the rating" in refusal["text"]
+    hook, view_id = _thumbs_down(slack, "U_ALICE", message, buttons[1])
+    forged = slack.fake.submission(view_id, "U_ALICE", _why("NOT_HELPFUL"))
+    forged["view"]["state"]["values"][REASON_BLOCK][REASON_INPUT]["selected_option"] = None
+    _submit(slack, forged)
+    [refusal] = slack.responses(hook)
+    assert "isn't one of the choices" in refusal["text"]
     assert slack.sandbox.q.stats.feedback == []
 
     hook, view_id = _thumbs_down(slack, "U_ALICE", message, buttons[1])
