@@ -352,9 +352,11 @@ class TeamsAgent(ActivityHandler):
         remembered = await self._remembered_card(feedback)
         if remembered is None:
             return _message_response(THANKS)
-        card = thanked(remembered)
+        card = thanked(remembered, feedback)
         card_message_id = turn_context.activity.reply_to_id
-        if card_message_id:  # everyone in the chat sees the buttons go
+        # Everyone in the chat sees the buttons go; a private (targeted) card is the clicker's alone, and the
+        # connector cannot edit targeted messages: the invoke response below redraws it for them.
+        if card_message_id and not feedback.shareable:
             update = card_activity(card)
             update.id = card_message_id
             try:

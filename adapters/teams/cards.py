@@ -132,7 +132,9 @@ def feedback_actions(answer: Answer) -> list[dict[str, Any]]:
             },
         }
 
-    return [action("👍 Helpful", True), action("👎 Not helpful", False, shareable=answer.private)]
+    # Both say whether the card also offered "Share in thread", so a rating (or a cancelled 👎) can keep it.
+    more = {"shareable": True} if answer.private else {}
+    return [action("👍 Helpful", True, **more), action("👎 Not helpful", False, **more)]
 
 
 def share_action(answer: Answer) -> dict[str, Any]:
@@ -188,9 +190,13 @@ def without_actions(card: Card) -> Card:
     return stripped
 
 
-def thanked(card: Card) -> Card:
-    """The rated card: as it was, minus the buttons, plus a thank-you line."""
+def thanked(card: Card, feedback: Feedback | None = None) -> Card:
+    """The rated card: as it was, minus the rating buttons, plus a thank-you line; a private answer (whose
+    rating says it was shareable) can still be shared after it was rated."""
     done = without_actions(card)
+    if feedback is not None and feedback.shareable:
+        answer = Answer("", (), feedback.conversation_id, feedback.message_id, private=True)
+        done["actions"] = [share_action(answer)]
     done["body"] = [*done.get("body", []), _text_block(THANKS, isSubtle=True, spacing="Medium")]
     done["fallbackText"] = f"{done.get('fallbackText', '')}\n\n{THANKS}".strip()
     return done

@@ -3,17 +3,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from adapters.teams.cards import NEVER_MIND_VERB, WHY_VERB
 from bot.feedback import WHY_NOT_USEFUL
-from sandbox.botframework import Call
-from tests.adapters.teams.conftest import ALICE, BOB, CHANNEL, TeamsBot
+from sandbox.botframework import Call, FakeBotFramework
+from tests.adapters.teams.conftest import ALICE, BOB, CHANNEL, TeamsBot, teams_env
 
 AURORA = "What is Project Aurora?"
 
 
-def test_asker_rates_an_answer_and_the_card_says_thanks_for_everyone(teams: TeamsBot) -> None:
+def test_asker_rates_an_answer_and_the_card_says_thanks_for_everyone(
+    make_teams: Callable[..., TeamsBot], bot_framework: FakeBotFramework
+) -> None:
+    """In a channel that answers in the thread, everyone sees the card: after the asker's rating, its buttons go
+    for everyone."""
+    teams = make_teams(**teams_env(bot_framework, QBOT_CHANNEL_REPLY_MODE="thread"))
     teams.linked(ALICE)
     teams.linked(BOB)
     answer = teams.answer(teams.message(ALICE, AURORA, scope="channel", mention=True))

@@ -208,3 +208,19 @@ def test_the_stand_in_refuses_every_targeted_message_when_told(bot_framework: Fa
     url = f"{bot_framework.url}/v3/conversations/{GROUP_CHAT}/activities"
     response = httpx.post(url, params={"isTargetedActivity": "true"}, json=_targeted(ALICE.id))
     assert response.status_code == 403 and not bot_framework.posted() and len(bot_framework.refused) == 1
+
+
+def test_a_rated_private_answer_can_still_be_shared_and_is_not_edited_for_others(teams: TeamsBot) -> None:
+    """Rating a private (targeted) answer redraws it for the asker alone, keeping "Share in thread": the
+    connector cannot edit a targeted message, and the answer is nobody else's to see yet."""
+    teams.linked(ALICE)
+    bf = teams.bf
+    root = next_id()
+    answer = teams.answer(teams.message(ALICE, AURORA, scope="channel", mention=True, activity_id=root))
+    rated = teams.post(teams.click(ALICE, answer, True)).json()
+    assert rated["type"] == CARD and [a["verb"] for a in rated["value"]["actions"]] == ["qbot.share"]
+    assert not [c for c in bf.calls if c.kind == "update"]
+    shared = teams.post(teams.share(ALICE, answer)).json()
+    assert shared["type"] == CARD
+    (public,) = bf.public(f"{CHANNEL};messageid={root}")
+    assert public.cards[0]["body"][0]["text"] == "Shared by Alice Anders"
