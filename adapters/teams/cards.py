@@ -193,31 +193,30 @@ def without_actions(card: Card) -> Card:
 def thanked(card: Card, feedback: Feedback | None = None) -> Card:
     """The rated card: as it was, minus the rating buttons, plus a thank-you line; a private answer (whose
     rating says it was shareable) can still be shared after it was rated."""
-    done = without_actions(card)
+    done = _closed(card, THANKS)
     if feedback is not None and feedback.shareable:
         answer = Answer("", (), feedback.conversation_id, feedback.message_id, private=True)
         done["actions"] = [share_action(answer)]
-    done["body"] = [*done.get("body", []), _text_block(THANKS, isSubtle=True, spacing="Medium")]
-    done["fallbackText"] = f"{done.get('fallbackText', '')}\n\n{THANKS}".strip()
     return done
 
 
 def shared(card: Card) -> Card:
     """The private card after "Share in thread": as it was, minus the buttons, saying where the answer went."""
+    return _closed(card, SHARED)
+
+
+def _closed(card: Card, line: str) -> Card:
+    """The card without its buttons, with `line` said at its end."""
     done = without_actions(card)
-    done["body"] = [*done.get("body", []), _text_block(SHARED, isSubtle=True, spacing="Medium")]
-    done["fallbackText"] = f"{done.get('fallbackText', '')}\n\n{SHARED}".strip()
+    done["body"] = [*done.get("body", []), _text_block(line, isSubtle=True, spacing="Medium")]
+    done["fallbackText"] = f"{done.get('fallbackText', '')}\n\n{line}".strip()
     return done
 
 
 def parse_share(verb: str | None, data: Any) -> Share | None:
     """The answer a "Share in thread" click names, or None when the action isn't that or is malformed."""
-    if verb != SHARE_VERB or not isinstance(data, dict):
-        return None
-    conversation_id, message_id = data.get("conversation_id"), data.get("message_id")
-    if not (_an_id(conversation_id) and _an_id(message_id)):
-        return None
-    return Share(str(conversation_id), str(message_id))
+    ids = _answer_ids(verb, SHARE_VERB, data)
+    return Share(*ids) if ids else None
 
 
 def parse_feedback(verb: str | None, data: Any) -> Feedback | None:
@@ -259,26 +258,18 @@ def why_form(card: Card, feedback: Feedback) -> Card:
 
 def parse_why(verb: str | None, data: Any) -> Why | None:
     """What a 👎 form's Send carries, or None when the action isn't that or names no answer."""
-    if verb != WHY_VERB or not isinstance(data, dict):
-        return None
-    conversation_id, message_id = data.get("conversation_id"), data.get("message_id")
-    if not (_an_id(conversation_id) and _an_id(message_id)):
+    ids = _answer_ids(verb, WHY_VERB, data)
+    if ids is None:
         return None
     reason, comment = data.get("reason"), data.get("comment")
-    return Why(
-        str(conversation_id), str(message_id), reason if isinstance(reason, str) else "",
-        comment if isinstance(comment, str) and comment else None,
-    )
+    said = comment if isinstance(comment, str) and comment else None
+    return Why(*ids, reason if isinstance(reason, str) else "", said)
 
 
 def parse_never_mind(verb: str | None, data: Any) -> Feedback | None:
     """A 👎 form's Cancel: the answer whose card gets its buttons back, or None."""
-    if verb != NEVER_MIND_VERB or not isinstance(data, dict):
-        return None
-    conversation_id, message_id = data.get("conversation_id"), data.get("message_id")
-    if not (_an_id(conversation_id) and _an_id(message_id)):
-        return None
-    return Feedback(str(conversation_id), str(message_id), Usefulness.NOT_USEFUL, data.get("shareable") is True)
+    ids = _answer_ids(verb, NEVER_MIND_VERB, data)
+    return Feedback(*ids, Usefulness.NOT_USEFUL, data.get("shareable") is True) if ids else None
 
 
 def with_buttons(card: Card, feedback: Feedback) -> Card:
@@ -291,6 +282,16 @@ def with_buttons(card: Card, feedback: Feedback) -> Card:
 
 def _an_id(value: Any) -> bool:
     return isinstance(value, str) and 0 < len(value) <= 256
+
+
+def _answer_ids(verb: str | None, expected: str, data: Any) -> tuple[str, str] | None:
+    """The answer's (conversation id, message id) an action of verb `expected` carries, or None."""
+    if verb != expected or not isinstance(data, dict):
+        return None
+    conversation_id, message_id = data.get("conversation_id"), data.get("message_id")
+    if not (_an_id(conversation_id) and _an_id(message_id)):
+        return None
+    return str(conversation_id), str(message_id)
 
 
 def sign_in_card(text: str, url: str) -> Card:
