@@ -150,6 +150,37 @@ def check_attribute_filter(attribute_filter: dict[str, Any]) -> None:
     if report.has_errors():
         raise ChannelPolicyError(f"the attribute filter is not a Q Business AttributeFilter: "
                                  f"{report.generate_report()}")
+    _check_filter_rules(attribute_filter, "filter")
+
+
+_LIST_OPERATORS = ("containsAll", "containsAny")
+_ORDERED_OPERATORS = ("greaterThan", "greaterThanOrEquals", "lessThan", "lessThanOrEquals")
+
+
+def _check_filter_rules(node: dict[str, Any], path: str) -> None:
+    """What Q's documentation asks of a filter beyond its shapes: one operator per node (combine with
+    andAllFilters), non-empty and/or lists, string lists for containsAll/Any, longs or dates to compare."""
+    operators = [key for key, value in node.items() if value is not None]
+    if len(operators) != 1:
+        raise ChannelPolicyError(
+            f"{path} must set exactly one operator (it sets {', '.join(operators) or 'none'}); "
+            "combine conditions with andAllFilters"
+        )
+    (operator,) = operators
+    value = node[operator]
+    if operator in ("andAllFilters", "orAllFilters"):
+        if not value:
+            raise ChannelPolicyError(f"{path}.{operator} must list at least one filter")
+        for n, child in enumerate(value):
+            _check_filter_rules(child, f"{path}.{operator}[{n}]")
+    elif operator == "notFilter":
+        _check_filter_rules(value, f"{path}.notFilter")
+    else:
+        kinds = set(value.get("value") or {})
+        if operator in _LIST_OPERATORS and kinds != {"stringListValue"}:
+            raise ChannelPolicyError(f"{path}.{operator} compares with a stringListValue")
+        if operator in _ORDERED_OPERATORS and not kinds <= {"longValue", "dateValue"}:
+            raise ChannelPolicyError(f"{path}.{operator} compares with a longValue or dateValue")
 
 
 @lru_cache(maxsize=1)

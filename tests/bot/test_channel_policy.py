@@ -108,6 +108,27 @@ async def test_a_filter_q_business_would_refuse_is_refused_and_nothing_is_stored
     assert await redis.hlen(KEY) == 0
 
 
+async def test_a_filter_breaking_qs_documented_rules_is_refused(redis: Redis) -> None:
+    """Shapes botocore accepts but Q refuses: each would fail every question in the channel."""
+    policies = ChannelPolicies(redis)
+    source = {"name": "_data_source_id", "value": {"stringValue": "confluence"}}
+    cases = [
+        ({"equalsTo": source, "notFilter": {"equalsTo": source}}, "exactly one operator"),
+        ({"andAllFilters": []}, "at least one filter"),
+        ({"orAllFilters": [{"equalsTo": source, "containsAny": source}]}, "filter.orAllFilters[0] must set"),
+        ({"containsAny": source}, "stringListValue"),
+        ({"notFilter": {"greaterThan": source}}, "longValue or dateValue"),
+    ]
+    for attribute_filter, problem in cases:
+        with pytest.raises(ChannelPolicyError) as refused:
+            await policies.set(*SLACK, ChannelPolicy(attribute_filter=attribute_filter))
+        assert problem in str(refused.value), attribute_filter
+    fine = {"andAllFilters": [{"equalsTo": source}, {"containsAny": {
+        "name": "_authors", "value": {"stringListValue": ["Dana Lee"]}}}]}
+    await policies.set(*SLACK, ChannelPolicy(attribute_filter=fine))
+    assert await redis.hlen(KEY) == 1
+
+
 @pytest.mark.parametrize("channel", [("web", "console"), ("slack", "#general"), ("slack", "c0general"),
                                      ("Slack", "C0GENERAL"), ("teams", "19%3Ageneral%40thread.tacv2"),
                                      ("teams", "general")])
