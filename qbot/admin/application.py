@@ -15,6 +15,7 @@ from qbot.admin.plan import TAGS, Plan, ProvisionError, Step
 from qbot.admin.policies import application_arn
 
 IDENTITY_TYPE = "AWS_IAM_IDP_OIDC"
+SAML_IDENTITY_TYPE = "AWS_IAM_IDP_SAML"
 NEW_APPLICATION = "<id of the new application>"
 NEW_INDEX = "<id of the new index>"
 
@@ -24,16 +25,18 @@ def converge_application(plan: Plan) -> dict[str, Any]:
     target = plan.target
     plan.out(f"Q Business application {target.application_id or target.name!r}")
     found = _find_application(plan)
+    identity_type = _identity_type(plan)
     if found is None:
+        identity: dict[str, Any] = {"identityType": identity_type, "iamIdentityProviderArn": plan.outcome.provider_arn}
+        if target.saml is None:
+            identity["clientIdsForOIDC"] = list(target.client_ids)
         step = Step(
             "qbusiness",
             "CreateApplication",
             {
                 "displayName": target.name,
                 "description": "Amazon Q Business in chat, answering as the asking user (qbot)",
-                "identityType": IDENTITY_TYPE,
-                "iamIdentityProviderArn": plan.outcome.provider_arn,
-                "clientIdsForOIDC": list(target.client_ids),
+                **identity,
                 "attachmentsConfiguration": {"attachmentsControlMode": "ENABLED"},
                 "tags": [{"key": tag["Key"], "value": tag["Value"]} for tag in TAGS],
             },
@@ -53,7 +56,8 @@ def converge_application(plan: Plan) -> dict[str, Any]:
         found = plan.wait_for("application", lambda: plan.q.get_application(applicationId=application_id))
     else:
         _check_identity(plan, found)
-        plan.unchanged(f"{found['applicationId']}: {IDENTITY_TYPE}, identity provider, client ids")
+        settings = "identity provider" if target.saml else "identity provider, client ids"
+        plan.unchanged(f"{found['applicationId']}: {identity_type}, {settings}")
         if found.get("status") != "ACTIVE" and not plan.dry_run:
             existing_id = found["applicationId"]
             found = plan.wait_for("application", lambda: plan.q.get_application(applicationId=existing_id))
@@ -99,17 +103,24 @@ def _applications(plan: Plan) -> Iterator[dict[str, Any]]:
             return
 
 
+def _identity_type(plan: Plan) -> str:
+    return SAML_IDENTITY_TYPE if plan.target.saml else IDENTITY_TYPE
+
+
 def _check_identity(plan: Plan, application: dict[str, Any]) -> None:
     """Identity settings cannot be changed on an existing application: refuse rather than half-adopt it."""
     problems = []
-    if application.get("identityType") != IDENTITY_TYPE:
-        problems.append(f"its identity type is {application.get('identityType')}, not {IDENTITY_TYPE}")
+    identity_type = _identity_type(plan)
+    if application.get("identityType") != identity_type:
+        problems.append(f"its identity type is {application.get('identityType')}, not {identity_type}")
     if application.get("iamIdentityProviderArn") != plan.outcome.provider_arn:
         problems.append(
             f"it trusts the identity provider {application.get('iamIdentityProviderArn')}, "
             f"not {plan.outcome.provider_arn}"
         )
-    missing = [c for c in plan.target.client_ids if c not in (application.get("clientIdsForOIDC") or [])]
+    missing = [] if plan.target.saml else [
+        c for c in plan.target.client_ids if c not in (application.get("clientIdsForOIDC") or [])
+    ]
     if missing:
         problems.append(f"its client ids lack {', '.join(missing)}")
     if problems:

@@ -20,6 +20,9 @@ from qbot.admin import channels
 
 Env = Mapping[str, str]
 
+#: SAML has no refresh token: ask for the longest session STS gives (12 hours); users sign in again after it.
+DEFAULT_SAML_SESSION_SECONDS = 43200
+
 
 def add_commands(commands: Any) -> None:
     """Add `admin` and `doctor` to the `qbot` sub-command parser."""
@@ -28,12 +31,25 @@ def add_commands(commands: Any) -> None:
 
     provision = admin_commands.add_parser(
         "provision",
-        help="create or update the IAM OIDC provider, the role and the Q Business application (idempotent)",
-        description="Create what is missing and update what differs; a second run changes nothing.",
+        help="create or update the IAM OIDC (or SAML) provider, the role and the Q Business application (idempotent)",
+        description="Create what is missing and update what differs; a second run changes nothing. OIDC mode: "
+        "--issuer and --client-id. SAML mode (Entra ID, Google): --saml-metadata and --public-url.",
     )
-    provision.add_argument("--issuer", help="the IdP's issuer URL [QBOT_OIDC_ISSUER]")
+    provision.add_argument("--issuer", help="OIDC mode: the IdP's issuer URL [QBOT_OIDC_ISSUER]")
     provision.add_argument("--client-id", action="append", dest="client_ids",
-                           help="the IdP app's client id; repeatable [QBOT_OIDC_CLIENT_ID]")
+                           help="OIDC mode: the IdP app's client id; repeatable [QBOT_OIDC_CLIENT_ID]")
+    provision.add_argument("--saml-metadata", metavar="FILE|URL",
+                           help="SAML mode: the IdP's federation metadata, a file or its URL "
+                           "[QBOT_SAML_METADATA_URL or QBOT_SAML_METADATA_FILE]")
+    provision.add_argument("--saml-provider-name", metavar="NAME",
+                           help="SAML mode: the IAM SAML provider's name [the --name]")
+    provision.add_argument("--public-url", metavar="URL",
+                           help="SAML mode: the bot's public URL; the IdP posts to URL/auth/saml/acs [QBOT_PUBLIC_URL]")
+    provision.add_argument("--sp-entity-id", metavar="ID",
+                           help="SAML mode: qbot's entity id at the IdP [QBOT_SAML_SP_ENTITY_ID, or the public URL]")
+    provision.add_argument("--session-seconds", type=int, metavar="SECONDS",
+                           help="SAML mode: how long a sign-in lasts; the role's maximum session is raised to it "
+                           f"[QBOT_SAML_SESSION_SECONDS, {DEFAULT_SAML_SESSION_SECONDS}]")
     provision.add_argument("--name", default="qbot", help="application display name; index and retriever follow it")
     provision.add_argument("--role-name", default="qbot-user", help="the IAM role users' credentials come from")
     provision.add_argument("--application-id", help="adopt this existing application instead of finding one by name")
@@ -93,15 +109,34 @@ def _fail(command: str, message: str) -> int:
 def run_provision(args: argparse.Namespace, env: Env) -> int:
     from qbot.admin.provision import Provisioner, ProvisionError, Target
 
+    oidc_flags = bool(args.issuer or args.client_ids)
+    saml_source = args.saml_metadata or env.get("QBOT_SAML_METADATA_URL") or env.get("QBOT_SAML_METADATA_FILE")
+    if args.saml_metadata and oidc_flags:
+        return _fail("admin provision", "--saml-metadata (SAML mode) and --issuer/--client-id (OIDC mode) exclude "
+                     "each other: a deployment federates one way. Pass one set.")
+    if saml_source and not oidc_flags and not args.saml_metadata and env.get("QBOT_OIDC_ISSUER"):
+        return _fail("admin provision", "the environment sets both QBOT_OIDC_ISSUER and QBOT_SAML_METADATA_*: "
+                     "choose the mode with --saml-metadata FILE|URL or --issuer URL --client-id ID")
+    saml = None
+    if saml_source and not oidc_flags:
+        from qbot.admin.saml_metadata import MetadataError
+
+        try:
+            saml = _saml_idp(args, env, saml_source)
+        except MetadataError as err:
+            return _fail("admin provision", f"the SAML metadata {saml_source} cannot be used: {err}")
+        except ValueError as err:
+            return _fail("admin provision", str(err))
     issuer = (args.issuer or env.get("QBOT_OIDC_ISSUER") or "").rstrip("/")
     client_ids = tuple(args.client_ids or ([env["QBOT_OIDC_CLIENT_ID"]] if env.get("QBOT_OIDC_CLIENT_ID") else []))
-    if not issuer or not client_ids:
+    if saml is None and (not issuer or not client_ids):
         return _fail("admin provision", "name the IdP: --issuer URL and --client-id ID (or QBOT_OIDC_ISSUER and "
-                     "QBOT_OIDC_CLIENT_ID)")
+                     "QBOT_OIDC_CLIENT_ID), or in SAML mode --saml-metadata FILE|URL")
     aws = AdminAws.from_env(env, region=args.region, profile=args.profile)
     target = Target(
-        issuer=issuer,
-        client_ids=client_ids,
+        issuer="" if saml else issuer,
+        client_ids=() if saml else client_ids,
+        saml=saml,
         name=args.name,
         role_name=args.role_name,
         application_id=args.application_id,
@@ -132,6 +167,34 @@ def run_provision(args: argparse.Namespace, env: Env) -> int:
         return _fail("admin provision", f"{operation} failed: {describe(err)}. Nothing after it was changed; "
                      "fix the cause and run the command again.")
     return 0
+
+
+def _saml_idp(args: argparse.Namespace, env: Env, source: str) -> Any:
+    """SAML mode's target: the metadata read (not yet checked: the provisioner does), the URLs and names."""
+    import httpx
+
+    from qbot.admin.plan import SamlIdp
+    from qbot.admin.saml_metadata import is_url, parse_metadata, read_metadata
+
+    if not is_url(source):
+        source = str(Path(source).resolve())
+    with httpx.Client(timeout=httpx.Timeout(15.0, connect=5.0), follow_redirects=True) as http:
+        document = read_metadata(source, http)
+    parse_metadata(document)
+    public_url = (args.public_url or env.get("QBOT_PUBLIC_URL") or "").strip().rstrip("/")
+    seconds = args.session_seconds or env.get("QBOT_SAML_SESSION_SECONDS") or DEFAULT_SAML_SESSION_SECONDS
+    try:
+        session_seconds = int(seconds)
+    except ValueError:
+        raise ValueError(f"QBOT_SAML_SESSION_SECONDS={seconds!r} is not a number of seconds") from None
+    return SamlIdp(
+        metadata=document,
+        source=source,
+        provider_name=args.saml_provider_name or args.name,
+        public_url=public_url,
+        sp_entity_id=args.sp_entity_id or env.get("QBOT_SAML_SP_ENTITY_ID") or public_url,
+        session_seconds=session_seconds,
+    )
 
 
 def run_group_sync(args: argparse.Namespace, env: Env) -> int:

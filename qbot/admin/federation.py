@@ -1,5 +1,6 @@
-"""The IAM half of provisioning: the OIDC identity provider for the issuer, and the role users' credentials
-come from (trust policy and inline permissions from `qbot.admin.policies`).
+"""The IAM half of provisioning: the OIDC identity provider for the issuer (or, in SAML mode, the SAML provider
+with the IdP's metadata), and the role users' credentials come from (trust policy and inline permissions from
+`qbot.admin.policies`).
 
 The provider comes first (the application names it); the role comes last (its permissions name the application).
 """
@@ -18,8 +19,15 @@ from qbot.admin.policies import (
     provider_arn,
     provider_path,
     same_policy,
+    saml_provider_arn,
+    saml_trust_policy,
     trust_policy,
 )
+from qbot.admin.saml_metadata import acs_url
+
+#: STS's bounds for an AssumeRoleWithSAML session (QBOT_SAML_SESSION_SECONDS); a role's maximum session is at
+#: least ROLE_SESSION_SECONDS (IAM's own minimum and default) and at most MAX_SESSION_SECONDS.
+MIN_SESSION_SECONDS, MAX_SESSION_SECONDS, ROLE_SESSION_SECONDS = 900, 43200, 3600
 
 
 def converge_identity_provider(plan: Plan) -> None:
@@ -57,11 +65,55 @@ def converge_identity_provider(plan: Plan) -> None:
         plan.unchanged(f"{existing} (client ids {', '.join(known)})")
 
 
+def converge_saml_provider(plan: Plan) -> None:
+    """Find the SAML provider by name; create it, or give it the IdP's metadata when it holds other metadata
+    (a new signing certificate, say)."""
+    saml = plan.target.saml
+    assert saml is not None
+    plan.out(f"IAM SAML identity provider {saml.provider_name}")
+    wanted = saml_provider_arn(plan.outcome.account_id, saml.provider_name, plan.partition)
+    listed = plan.iam.list_saml_providers().get("SAMLProviderList", [])
+    existing = next((p["Arn"] for p in listed if p["Arn"].rsplit("/", 1)[1] == saml.provider_name), None)
+    if existing is None:
+        answer = plan.write(
+            Step(
+                "iam",
+                "CreateSAMLProvider",
+                {"Name": saml.provider_name, "SAMLMetadataDocument": saml.metadata, "Tags": TAGS},
+                f"trust assertions signed as this metadata says (from {saml.source})",
+            )
+        )
+        plan.outcome.provider_arn = answer.get("SAMLProviderArn") or wanted
+        return
+    plan.outcome.provider_arn = existing
+    held = plan.iam.get_saml_provider(SAMLProviderArn=existing).get("SAMLMetadataDocument") or ""
+    if held.strip() == saml.metadata.strip():
+        plan.unchanged(f"{existing} (its metadata)")
+        return
+    plan.write(
+        Step(
+            "iam",
+            "UpdateSAMLProvider",
+            {"SAMLProviderArn": existing, "SAMLMetadataDocument": saml.metadata},
+            f"it holds other metadata than {saml.source} (a new signing certificate, say)",
+        )
+    )
+
+
+def _trust_policy(plan: Plan) -> dict[str, Any]:
+    target = plan.target
+    if target.saml is not None:
+        return saml_trust_policy(plan.outcome.provider_arn, acs_url(target.saml.public_url), target.email_domains)
+    return trust_policy(plan.outcome.provider_arn, target.client_ids, target.email_domains)
+
+
 def converge_role(plan: Plan) -> None:
-    """Create the role, or replace a trust policy or inline policy that differs from qbot's (as a whole)."""
+    """Create the role, or replace a trust policy or inline policy that differs from qbot's (as a whole); in SAML
+    mode, also raise a maximum session shorter than the sessions the bot asks for."""
     target, outcome = plan.target, plan.outcome
     plan.out(f"IAM role {target.role_name}")
-    trust = trust_policy(outcome.provider_arn, target.client_ids, target.email_domains)
+    trust = _trust_policy(plan)
+    session = max(target.saml.session_seconds, ROLE_SESSION_SECONDS) if target.saml else ROLE_SESSION_SECONDS
     app_arn = application_arn(plan.region, outcome.account_id, outcome.application_id, plan.partition)
     permissions = permissions_policy(app_arn)
     try:
@@ -77,9 +129,10 @@ def converge_role(plan: Plan) -> None:
                 "CreateRole",
                 {
                     "RoleName": target.role_name,
-                    "Description": "Assumed by qbot as each chat user (web identity from the IdP, Email tag)",
+                    "Description": "Assumed by qbot as each chat user "
+                    f"({'SAML assertion' if target.saml else 'web identity'} from the IdP, Email tag)",
                     "AssumeRolePolicyDocument": trust,
-                    "MaxSessionDuration": 3600,
+                    "MaxSessionDuration": session,
                     "Tags": TAGS,
                 },
                 "the role users' AWS credentials come from",
@@ -98,6 +151,17 @@ def converge_role(plan: Plan) -> None:
                 reason += f"; this lifts its Email restriction ({', '.join(dropped)}): keep it with --email-domain"
             params = {"RoleName": target.role_name, "PolicyDocument": trust}
             plan.write(Step("iam", "UpdateAssumeRolePolicy", params, reason))
+        longest = int(role.get("MaxSessionDuration") or ROLE_SESSION_SECONDS)
+        if target.saml is not None and longest < session:
+            plan.write(
+                Step(
+                    "iam",
+                    "UpdateRole",
+                    {"RoleName": target.role_name, "MaxSessionDuration": session},
+                    f"its sessions last at most {longest}s; the bot asks for {session}s "
+                    "(QBOT_SAML_SESSION_SECONDS: users sign in again when one ends)",
+                )
+            )
         existing_permissions = _inline_policy(plan, target.role_name, target.policy_name)
     if existing_permissions is not None and same_policy(existing_permissions, permissions):
         plan.unchanged(f"inline policy {target.policy_name}")

@@ -6,6 +6,7 @@ A Plan prints every write before making it and makes none in a dry run, so the I
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from botocore import xform_name
 
 TAGS = [{"Key": "managed-by", "Value": "qbot"}]
 _POLICY_PARAMS = ("AssumeRolePolicyDocument", "PolicyDocument")
+_LONGEST_SHOWN = 300
 
 
 class ProvisionError(Exception):
@@ -23,11 +25,24 @@ class ProvisionError(Exception):
 
 
 @dataclass(frozen=True)
-class Target:
-    """What the administrator asked for."""
+class SamlIdp:
+    """SAML mode's IdP (instead of an OIDC issuer and client ids) and where qbot receives its assertions."""
 
-    issuer: str
-    client_ids: tuple[str, ...]
+    metadata: str  # the IdP's metadata document, as IAM's SAML provider holds it
+    source: str  # the file or URL it was read from (the bot reads it there too)
+    provider_name: str  # the IAM SAML provider's name
+    public_url: str  # QBOT_PUBLIC_URL: the ACS URL, and so the trust policy's SAML:aud, follows from it
+    sp_entity_id: str
+    session_seconds: int  # the role's maximum session must allow this (SAML has no refresh token)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the administrator asked for: an OIDC issuer and client ids, or (SAML mode) `saml`."""
+
+    issuer: str = ""
+    client_ids: tuple[str, ...] = ()
+    saml: SamlIdp | None = None
     name: str = "qbot"
     role_name: str = "qbot-user"
     application_id: str | None = None  # adopt this application instead of finding one by name
@@ -62,7 +77,8 @@ class Step:
     reason: str
 
     def render(self) -> str:
-        body = json.dumps(self.params, indent=2, default=str)
+        shown = {key: _abridged(value) for key, value in self.params.items()}
+        body = json.dumps(shown, indent=2, default=str)
         return f"  + {self.service} {self.operation}: {self.reason}\n" + _indent(body, 6)
 
     def wire_params(self) -> dict[str, Any]:
@@ -82,6 +98,13 @@ class Outcome:
     retriever_id: str = ""
     role_arn: str = ""
     changes: list[Step] = field(default_factory=list)
+
+
+def _abridged(value: Any) -> Any:
+    """A long document (SAML metadata) as its size and digest; the plan stays readable and still tells apart."""
+    if isinstance(value, str) and len(value) > _LONGEST_SHOWN:
+        return f"<{len(value)} characters, sha256 {hashlib.sha256(value.encode()).hexdigest()[:16]}>"
+    return value
 
 
 def _indent(text: str, spaces: int) -> str:

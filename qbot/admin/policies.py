@@ -5,6 +5,8 @@
   tag the session (`sts:TagSession`) only with an `Email` tag — the tag Q Business identifies the user by —
   and no other tag key (`ForAllValues:StringEquals aws:TagKeys`), so an IdP claim mapping cannot add tags a
   permission elsewhere might trust. Optionally the Email must be in the company's domain(s).
+  In SAML mode (`saml_trust_policy`) the same, through IAM's SAML provider with `sts:AssumeRoleWithSAML`, for
+  assertions posted to qbot's assertion consumer URL (`SAML:aud`).
 - The role's **permissions policy**: the user-facing Q Business calls, on that one application, and the
   user-subscription claim that auto-subscription makes on a new user's first call. Nothing administrative.
 
@@ -70,6 +72,25 @@ def path_of_provider_arn(arn: str) -> str:
     return path
 
 
+def saml_provider_arn(account_id: str, name: str, partition: str = "aws") -> str:
+    return f"arn:{partition}:iam::{account_id}:saml-provider/{saml_provider_name(name)}"
+
+
+def saml_provider_name(name: str) -> str:
+    """A name IAM accepts for a SAML provider: 1 to 128 of letters, digits, `.`, `_` and `-`."""
+    if not re.fullmatch(r"[\w.-]{1,128}", name, re.ASCII):
+        raise ValueError(f"not a SAML provider name: {name!r} (letters, digits, . _ -; at most 128)")
+    return name
+
+
+def name_of_saml_provider_arn(arn: str) -> str:
+    """`arn:aws:iam::123456789012:saml-provider/qbot` -> `qbot`."""
+    match = re.fullmatch(r"arn:aws[\w-]*:iam::\d{12}:saml-provider/([\w.-]{1,128})", arn.strip(), re.ASCII)
+    if not match:
+        raise ValueError(f"not an IAM SAML provider ARN: {arn!r}")
+    return match.group(1)
+
+
 def email_domain(domain: str) -> str:
     """A domain for `aws:RequestTag/Email` (`Example.COM` -> `example.com`): IAM's StringLike is case-sensitive,
     so the IdP must send the Email tag in lower case, as it normally does."""
@@ -85,19 +106,29 @@ def trust_policy(oidc_provider_arn: str, client_ids: Sequence[str], email_domain
     if not client_ids:
         raise ValueError("the trust policy needs at least one client id")
     audience: str | list[str] = client_ids[0] if len(client_ids) == 1 else list(client_ids)
+    condition = {"StringEquals": {f"{path_of_provider_arn(oidc_provider_arn)}:aud": audience}}
+    return _trust(oidc_provider_arn, "sts:AssumeRoleWithWebIdentity", condition, email_domains)
+
+
+def saml_trust_policy(saml_provider_arn: str, acs: str, email_domains: Sequence[str] = ()) -> Policy:
+    """SAML mode's trust policy: the IdP's users (through IAM's SAML provider), with assertions made for qbot's
+    assertion consumer URL, in sessions tagged with an Email and nothing else.
+
+    `SAML:aud` is what STS reads from the assertion's `SubjectConfirmationData/@Recipient` (the URL the response
+    was posted to; AssumeRoleWithSAML returns it as `Audience`), not its `Audience` element. For the AWS console
+    that is https://signin.aws.amazon.com/saml; for qbot it is qbot's own ACS URL, so an assertion the IdP made
+    for the console or any other application cannot be replayed through qbot's role."""
+    return _trust(saml_provider_arn, "sts:AssumeRoleWithSAML", {"StringEquals": {"SAML:aud": acs}}, email_domains)
+
+
+def _trust(provider: str, action: str, condition: Policy, email_domains: Sequence[str]) -> Policy:
     patterns = [f"*@{email_domain(domain)}" for domain in email_domains] or ["*"]
     email: str | list[str] = patterns[0] if len(patterns) == 1 else patterns
-    principal = {"Federated": oidc_provider_arn}
+    principal = {"Federated": provider}
     return {
         "Version": POLICY_VERSION,
         "Statement": [
-            {
-                "Sid": TRUST_SIDS[0],
-                "Effect": "Allow",
-                "Principal": principal,
-                "Action": "sts:AssumeRoleWithWebIdentity",
-                "Condition": {"StringEquals": {f"{path_of_provider_arn(oidc_provider_arn)}:aud": audience}},
-            },
+            {"Sid": TRUST_SIDS[0], "Effect": "Allow", "Principal": principal, "Action": action, "Condition": condition},
             {
                 "Sid": TRUST_SIDS[1],
                 "Effect": "Allow",
@@ -202,14 +233,20 @@ TEMPLATE_CLIENT_ID = "${CLIENT_ID}"
 TEMPLATE_REGION = "${REGION}"
 TEMPLATE_APPLICATION = "${APPLICATION_ID}"
 TEMPLATE_INDEX = "${INDEX_ID}"
+TEMPLATE_SAML_PROVIDER = "${SAML_PROVIDER_NAME}"
+TEMPLATE_PUBLIC_URL = "${PUBLIC_URL}"
 
 
 def render_manifests() -> dict[str, str]:
     """manifests/aws/*.json: the same documents with `${...}` placeholders (envsubst fills them)."""
     provider = f"arn:aws:iam::{TEMPLATE_ACCOUNT}:oidc-provider/{TEMPLATE_ISSUER}"
+    saml = f"arn:aws:iam::{TEMPLATE_ACCOUNT}:saml-provider/{TEMPLATE_SAML_PROVIDER}"
     application = f"arn:aws:qbusiness:{TEMPLATE_REGION}:{TEMPLATE_ACCOUNT}:application/{TEMPLATE_APPLICATION}"
     return {
         "trust-policy.json": json.dumps(trust_policy(provider, [TEMPLATE_CLIENT_ID]), indent=2) + "\n",
+        "saml-trust-policy.json": json.dumps(
+            saml_trust_policy(saml, f"{TEMPLATE_PUBLIC_URL}/auth/saml/acs"), indent=2
+        ) + "\n",
         "permissions-policy.json": json.dumps(permissions_policy(application), indent=2) + "\n",
         "group-sync-policy.json": json.dumps(group_sync_policy(application, TEMPLATE_INDEX), indent=2) + "\n",
     }
