@@ -11,11 +11,17 @@ provider announces), `records` (what it stores), `grants` (authlib's grants and 
 `bridge` (authlib on aiohttp: requests read up front, the HTTP routes), `pages` (sign-in and error pages) and
 `provider` (the IdP itself: state, signing, bookkeeping). Users come from `sandbox.directory`.
 
+The SAML 2.0 side (`saml`: service providers, metadata, signed Responses; `saml_routes`: its endpoints)
+signs in the same people and answers with the attributes AWS's AssumeRoleWithSAML reads.
+
 Storage is in memory. Everything runs on one asyncio loop and authlib's grant code is synchronous, so each
 request's read-validate-write is atomic without locks.
 """
 
 from sandbox.idp.discovery import AWS_TAGS_CLAIM
 from sandbox.idp.provider import IdPFaults, IdPStats, SandboxIdP
+from sandbox.idp.saml import RegisteredSP, SAMLFaults, SAMLIdP, SAMLStats
 
-__all__ = ["AWS_TAGS_CLAIM", "IdPFaults", "IdPStats", "SandboxIdP"]
+__all__ = [
+    "AWS_TAGS_CLAIM", "IdPFaults", "IdPStats", "RegisteredSP", "SAMLFaults", "SAMLIdP", "SAMLStats", "SandboxIdP",
+]  # fmt: skip

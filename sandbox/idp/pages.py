@@ -27,12 +27,20 @@ _HIDDEN = re.compile(r'<input type="hidden" name="([^"]*)" value="([^"]*)">')
 _ACTION = re.compile(r'<form method="post" action="([^"]*)"')
 
 
-def login_page(params: Mapping[str, str], users: Iterable[User], error: str | None = None) -> web.Response:
-    """The sign-in page for one authorization request (`params`, carried along in hidden fields)."""
+def login_page(
+    params: Mapping[str, str],
+    users: Iterable[User],
+    error: str | None = None,
+    *,
+    action: str = "/authorize",
+    application: str | None = None,
+) -> web.Response:
+    """The sign-in page for one authorization request (`params`, carried along in hidden fields), posted to
+    `action`; `application` names who asks (the OIDC client id unless given: SAML passes the SP's entity id)."""
     params = {key: value for key, value in params.items() if key != "username"}
     page = _LOGIN_PAGE.substitute(
-        client_id=html.escape(params.get("client_id", "")),
-        action="/authorize",
+        client_id=html.escape(application if application is not None else params.get("client_id", "")),
+        action=html.escape(action),
         error=f'<p class="error" role="alert">{html.escape(error)}</p>' if error else "",
         hidden=_hidden_fields(params),
         users=_user_buttons(users),

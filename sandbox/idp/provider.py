@@ -32,6 +32,8 @@ from sandbox.idp.grants import (
     S256Challenge,
 )
 from sandbox.idp.records import IssuedCode, IssuedToken, RegisteredClient
+from sandbox.idp.saml import SAMLIdP
+from sandbox.idp.saml_routes import SAMLRoutes
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +115,7 @@ class SandboxIdP:
         self._rogue: RSAKey | None = None
         self._retired: list[RSAKey] = []  # still published after a rotation, as IdPs do for a while
         self.server = self._build_server()
+        self.saml = SAMLIdP(self.issuer, directory, self.subject, clock=clock)
 
     # --- public interface
 
@@ -154,7 +157,10 @@ class SandboxIdP:
         return discovery_document(self.issuer)
 
     def app(self) -> web.Application:
-        return IdPRoutes(self).app()
+        """The OIDC endpoints and, beside them, the SAML 2.0 ones (`/saml/metadata`, `/saml/sso`)."""
+        app = IdPRoutes(self).app()
+        SAMLRoutes(self.saml).add_to(app)
+        return app
 
     # --- claims and signing
 

@@ -37,5 +37,5 @@ def invalid_token(message: str) -> STSError:
     return STSError("InvalidIdentityToken", message)
 
 
-def access_denied() -> STSError:
-    return STSError("AccessDenied", NOT_AUTHORIZED, 403)
+def access_denied(action: str = "AssumeRoleWithWebIdentity") -> STSError:
+    return STSError("AccessDenied", f"Not authorized to perform sts:{action}", 403)

@@ -1,8 +1,9 @@
-"""The STS endpoint: IAM's OIDC providers and roles, the Query protocol, and each role's trust.
+"""The STS endpoint: IAM's OIDC and SAML providers and roles, the Query protocol, and each role's trust.
 
-A call is checked in AWS's order: the request's shape, then the token (`webidentity`), then the role's trust
-policy; a caller without a valid token learns nothing about roles. Credentials go into the registry that
-Q Business's SigV4 check reads, carrying the Email session tag Q answers as.
+A call is checked in AWS's order: the request's shape, then the token (`webidentity`) or the SAML assertion
+(`saml`), then the role's trust policy; a caller without a valid token learns nothing about roles.
+Credentials go into the registry that Q Business's SigV4 check reads, carrying the Email session tag Q
+answers as.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from xml.sax.saxutils import escape
 from aiohttp import web
 
 from sandbox.credentials import ACCOUNT_ID, CredentialRegistry
-from sandbox.sts.errors import CANNED_ERRORS, TOO_LONG_FOR_ROLE, STSError, access_denied
+from sandbox.sts.errors import CANNED_ERRORS, TOO_LONG_FOR_ROLE, STSError, access_denied, invalid_token
+from sandbox.sts.saml import NO_PROVIDER, SAMLIdentity, SAMLProvider, verify_saml_assertion
 from sandbox.sts.webidentity import IssuerKeys, OIDCProvider, WebIdentity, verify_web_identity
 
 API_VERSION = "2011-06-15"
 XML_NAMESPACE = "https://sts.amazonaws.com/doc/2011-06-15/"
 ACTION = "AssumeRoleWithWebIdentity"
+SAML_ACTION = "AssumeRoleWithSAML"
 EMAIL_TAG = "Email"
 MIN_DURATION = 900
 MAX_DURATION = 43200
@@ -51,9 +54,40 @@ class Role:
 
     @property
     def role_id(self) -> str:
-        """A stable AROA… id, as IAM gives every role one."""
-        digest = base64.b32encode(hashlib.sha256(self.arn.encode()).digest()).decode()
-        return "AROA" + digest[:17]
+        return _role_id(self.arn)
+
+
+@dataclass(frozen=True)
+class SAMLRole:
+    """An IAM role trusting one SAML provider, the trust policy `qbot admin provision --saml-metadata` writes:
+    sts:AssumeRoleWithSAML for that provider with `SAML:aud` equal to `saml_aud`, and sts:TagSession with an
+    Email tag and no other.
+
+    IAM's `SAML:aud` condition key holds the assertion's SubjectConfirmationData *Recipient* (the URL the
+    assertion was posted to, here the bot's ACS), not its AudienceRestriction: AWS documents the key as "the
+    endpoint URL to which SAML assertions are presented", and its AssumeRoleWithSAML answer returns that same
+    Recipient as `Audience`. So the trust compares the Recipient; the Audience (the SP's entity id) is for
+    the SP to check, and STS only requires the assertion to name one.
+    """
+
+    arn: str
+    provider_arn: str
+    saml_aud: str
+    max_session_duration: int
+
+    @property
+    def name(self) -> str:
+        return self.arn.rsplit("/", 1)[-1]
+
+    @property
+    def role_id(self) -> str:
+        return _role_id(self.arn)
+
+
+def _role_id(arn: str) -> str:
+    """A stable AROA… id, as IAM gives every role one."""
+    digest = base64.b32encode(hashlib.sha256(arn.encode()).digest()).decode()
+    return "AROA" + digest[:17]
 
 
 @dataclass
@@ -73,11 +107,14 @@ class STSStats:
     """What tests count: successful calls per Email, refusals per code, key fetches per issuer."""
 
     calls: Counter[str] = field(default_factory=Counter)
+    #: successful AssumeRoleWithSAML calls per Email (also counted in `calls`)
+    saml_calls: Counter[str] = field(default_factory=Counter)
     refusals: Counter[str] = field(default_factory=Counter)
     key_fetches: Counter[str] = field(default_factory=Counter)
 
     def reset(self) -> None:
         self.calls.clear()
+        self.saml_calls.clear()
         self.refusals.clear()
         self.key_fetches.clear()
 
@@ -89,6 +126,10 @@ class SandboxSTS:
         self.registry = registry
         self.providers: dict[str, OIDCProvider] = {}
         self.roles: dict[str, Role] = {}
+        self.saml_providers: dict[str, SAMLProvider] = {}
+        self.saml_roles: dict[str, SAMLRole] = {}
+        #: assertion ID -> until when it must stay refused (AWS refuses an assertion presented twice)
+        self.saml_assertions_used: dict[str, datetime] = {}
         self.stats = STSStats()
         self.faults = STSFaults()
         self._keys = IssuerKeys(self.stats.key_fetches)
@@ -109,6 +150,23 @@ class SandboxSTS:
         self.roles[role_arn] = role
         return role
 
+    def add_saml_provider(self, name: str, metadata_xml: bytes | str) -> SAMLProvider:
+        """IAM's CreateSAMLProvider: the ARN `arn:aws:iam::<account>:saml-provider/<name>`."""
+        provider = SAMLProvider.from_metadata(f"arn:aws:iam::{ACCOUNT_ID}:saml-provider/{name}", metadata_xml)
+        self.saml_providers[provider.arn] = provider
+        return provider
+
+    def add_saml_role(
+        self, role_arn: str, *, provider_arn: str, saml_aud: str, max_session_duration: int = DEFAULT_DURATION
+    ) -> SAMLRole:
+        if provider_arn not in self.saml_providers:
+            raise ValueError(f"no SAML provider {provider_arn!r}: IAM refuses a trust policy naming it")
+        if not DEFAULT_DURATION <= max_session_duration <= MAX_DURATION:
+            raise ValueError("IAM allows a MaxSessionDuration of 3600..43200 seconds")
+        role = SAMLRole(role_arn, provider_arn, saml_aud, max_session_duration)
+        self.saml_roles[role_arn] = role
+        return role
+
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/", self._handle)
@@ -122,9 +180,12 @@ class SandboxSTS:
         request_id = str(uuid.uuid4())
         try:
             params = await _query_parameters(request)
-            _check_action(params)
+            action = _check_action(params)
             await self._misbehave()
-            body = await self.assume_role_with_web_identity(params, request_id)
+            if action == SAML_ACTION:
+                body = self.assume_role_with_saml(params, request_id)
+            else:
+                body = await self.assume_role_with_web_identity(params, request_id)
         except STSError as err:
             self.stats.refusals[err.code] += 1
             return _xml_response(_error_xml(err, request_id), request_id, err.status)
@@ -166,6 +227,75 @@ class SandboxSTS:
             request_id,
         )
 
+    def assume_role_with_saml(self, params: dict[str, str], request_id: str) -> str:
+        """The request's shape, the assertion (signed by the named provider, unexpired, unused), then the
+        role's trust. Credentials last the smallest of DurationSeconds, the SessionDuration attribute and
+        what is left until SessionNotOnOrAfter."""
+        duration = _validate_saml_request(params)
+        provider = self.saml_providers.get(params["PrincipalArn"])
+        if provider is None:
+            raise invalid_token(NO_PROVIDER)
+        now = datetime.now(UTC)
+        identity = verify_saml_assertion(params["SAMLAssertion"], provider, now)
+        self._spend_assertion(identity, now)
+        role = self._trusting_saml_role(params["RoleArn"], provider, identity)
+        if duration > role.max_session_duration:
+            raise STSError("ValidationError", TOO_LONG_FOR_ROLE)
+        lifetime = min(duration, identity.session_duration or duration)
+        if identity.session_not_on_or_after is not None:
+            lifetime = min(lifetime, int((identity.session_not_on_or_after - now).total_seconds()))
+        if lifetime <= 0:
+            raise STSError("ExpiredTokenException", "Token expired: the SAML session (SessionNotOnOrAfter) has ended")
+        assumed_arn = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role.name}/{identity.session_name}"
+        creds = self.registry.mint_session(assumed_arn, timedelta(seconds=lifetime), identity.tags)
+        self.stats.calls[identity.tags[EMAIL_TAG]] += 1
+        self.stats.saml_calls[identity.tags[EMAIL_TAG]] += 1
+        # AWS documents NameQualifier as this SHA-1, not as a security measure.
+        qualifier = hashlib.sha1(f"{identity.issuer}{ACCOUNT_ID}/{provider.name}".encode(), usedforsecurity=False)
+
+        return _success_xml(
+            {
+                "Credentials": {
+                    "AccessKeyId": creds.access_key_id,
+                    "SecretAccessKey": creds.secret_access_key,
+                    "SessionToken": creds.session_token or "",
+                    "Expiration": _iso8601(creds.expiration or now),
+                },
+                "AssumedRoleUser": {"AssumedRoleId": f"{role.role_id}:{identity.session_name}", "Arn": assumed_arn},
+                "PackedPolicySize": str(_packed_policy_size(identity.tags)),
+                "Subject": identity.subject,
+                "SubjectType": identity.subject_type,
+                "Issuer": identity.issuer,
+                "Audience": identity.recipient,
+                "NameQualifier": base64.b64encode(qualifier.digest()).decode(),
+            },
+            request_id,
+            SAML_ACTION,
+        )
+
+    def _spend_assertion(self, identity: SAMLIdentity, now: datetime) -> None:
+        """One use per assertion ID, remembered until the assertion would have expired anyway."""
+        for used, until in list(self.saml_assertions_used.items()):
+            if until < now - timedelta(minutes=10):
+                del self.saml_assertions_used[used]
+        if identity.assertion_id in self.saml_assertions_used:
+            raise invalid_token("SAML Assertion ID has already been used")
+        self.saml_assertions_used[identity.assertion_id] = identity.not_on_or_after
+
+    def _trusting_saml_role(self, role_arn: str, provider: SAMLProvider, identity: SAMLIdentity) -> SAMLRole:
+        """The role, if the assertion's Role attribute names it with this provider and its trust policy lets
+        the assertion in: the provider, `SAML:aud` = Recipient, and TagSession with Email (and only Email)."""
+        if (role_arn, provider.arn) not in identity.roles:
+            raise access_denied(SAML_ACTION)
+        role = self.saml_roles.get(role_arn)
+        if role is None or role.provider_arn != provider.arn or role.saml_aud != identity.recipient:
+            raise access_denied(SAML_ACTION)
+        if not identity.audiences:
+            raise access_denied(SAML_ACTION)
+        if EMAIL_TAG not in identity.tags or not set(identity.tags) <= {EMAIL_TAG}:
+            raise access_denied(SAML_ACTION)
+        return role
+
     def _trusting_role(self, role_arn: str, identity: WebIdentity) -> Role:
         """The role, if its trust policy lets this identity in: provider, `<issuer>:aud`, and TagSession."""
         role = self.roles.get(role_arn)
@@ -187,13 +317,14 @@ async def _query_parameters(request: web.Request) -> dict[str, str]:
     return params
 
 
-def _check_action(params: dict[str, str]) -> None:
+def _check_action(params: dict[str, str]) -> str:
     action = params.get("Action")
     if not action:
         raise STSError("MissingAction", "The request must contain the parameter Action")
     version = params.get("Version", API_VERSION)
-    if action != ACTION or version != API_VERSION:
+    if action not in (ACTION, SAML_ACTION) or version != API_VERSION:
         raise STSError("InvalidAction", f"Could not find operation {action} for version {version}")
+    return action
 
 
 def _validate_request(params: dict[str, str]) -> int:
@@ -203,6 +334,19 @@ def _validate_request(params: dict[str, str]) -> int:
         *_string_problems(params.get("RoleSessionName"), "roleSessionName", 2, 64, SESSION_NAME),
         *_string_problems(params.get("WebIdentityToken"), "webIdentityToken", 4, 20000, echo=False),
     ]
+    return _checked_duration(params, problems)
+
+
+def _validate_saml_request(params: dict[str, str]) -> int:
+    problems = [
+        *_string_problems(params.get("RoleArn"), "roleArn", 20, 2048),
+        *_string_problems(params.get("PrincipalArn"), "principalArn", 20, 2048),
+        *_string_problems(params.get("SAMLAssertion"), "sAMLAssertion", 4, 100000, echo=False),
+    ]
+    return _checked_duration(params, problems)
+
+
+def _checked_duration(params: dict[str, str], problems: list[str]) -> int:
     duration, duration_problems = _duration(params.get("DurationSeconds"))
     problems += duration_problems
     if problems:
@@ -265,12 +409,12 @@ def _elements(members: dict[str, Any]) -> str:
     )
 
 
-def _success_xml(result: dict[str, Any], request_id: str) -> str:
+def _success_xml(result: dict[str, Any], request_id: str, action: str = ACTION) -> str:
     return (
-        f'<{ACTION}Response xmlns="{XML_NAMESPACE}">'
-        f"<{ACTION}Result>{_elements(result)}</{ACTION}Result>"
+        f'<{action}Response xmlns="{XML_NAMESPACE}">'
+        f"<{action}Result>{_elements(result)}</{action}Result>"
         f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata>"
-        f"</{ACTION}Response>"
+        f"</{action}Response>"
     )
 
 
