@@ -97,3 +97,50 @@ class QRefused(QBotError):
 
 class ConfigError(QBotError):
     """Missing or contradictory configuration: raised at start-up, shown to the operator."""
+
+
+class SamlResponseInvalid(QBotError):
+    """A SAML response we cannot trust (malformed, unsafe XML, wrapped, or failing a check): nothing is linked."""
+
+    user_message = "The sign-in service's answer could not be verified, so nothing was linked. Run qlink again."
+
+
+class SamlSignatureInvalid(SamlResponseInvalid):
+    user_message = (
+        "The sign-in service's answer is not signed by your company's sign-in service, so nothing was linked. "
+        "Run qlink again; if this keeps happening, tell your administrator."
+    )
+
+
+class SamlAudienceMismatch(SamlResponseInvalid):
+    user_message = (
+        "The sign-in service's answer was meant for another service (issuer, audience or recipient differ), so "
+        "nothing was linked. Tell your administrator: the qbot SAML application may be misconfigured."
+    )
+
+
+class SamlExpired(SamlResponseInvalid):
+    user_message = "This sign-in is outside its validity window (expired, or not yet valid). Run qlink again."
+
+
+class SamlOtherLogin(SamlResponseInvalid):
+    user_message = "This sign-in answers another sign-in attempt than this one. Run qlink again."
+
+
+class SamlAssertionReplayed(SamlResponseInvalid):
+    user_message = "This sign-in was already used. Run qlink again for a new one."
+
+
+class SamlEmailTagMissing(EmailTagMissing):
+    user_message = (
+        "Your sign-in carries no email attribute for AWS, so Amazon Q cannot know who you are. Ask your "
+        "administrator to add the https://aws.amazon.com/SAML/Attributes/PrincipalTag:Email claim to the IdP app."
+    )
+
+
+class SamlMetadataInvalid(ConfigError):
+    """The IdP's SAML metadata cannot be read or lacks what we need: the operator's problem, said to the user."""
+
+    user_message = (
+        "Sign-in is not available right now: the sign-in service's metadata cannot be read. Tell your administrator."
+    )
