@@ -6,12 +6,19 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bot.errors import ConfigError
 
 DEFAULT_SCOPES = ("openid", "email", "profile", "offline_access")
+SAML_ACS_PATH = "/auth/saml/acs"
+SAML_METADATA_PATH = "/auth/saml/metadata"  # the default SP entity id is the URL of this path
+# IAM role sessions last 15 minutes to 12 hours (the role's MaxSessionDuration must allow what is asked).
+SAML_SESSION_RANGE = (900, 43200)
+_SAML_PROVIDER_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:saml-provider/[\w+=,.@-]{1,128}")
+_LOOPBACK_OR_HTTPS = ("https://", "http://127.0.0.1", "http://localhost")
 
 
 def env_flag(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -94,6 +101,12 @@ class Settings:
     redis_max_connections: int = 64
     q_client_cache: int = 256
     session_secret: str = ""
+    # SAML mode (instead of OIDC) when either metadata setting is set; see `identity_mode`
+    saml_metadata_url: str = ""
+    saml_metadata_file: str = ""
+    saml_sp_entity_id: str = ""  # [QBOT_PUBLIC_URL + /auth/saml/metadata]: the Audience the IdP app names
+    saml_provider_arn: str = ""
+    saml_session_seconds: int = 3600
     extra: Mapping[str, str] = field(default_factory=dict)  # the adapters' own QBOT_* variables
 
     def web_session_key(self) -> bytes:
@@ -107,6 +120,16 @@ class Settings:
     @property
     def redirect_uri(self) -> str:
         return self.public_url.rstrip("/") + "/auth/callback"
+
+    @property
+    def identity_mode(self) -> str:
+        """SAML mode ("saml": AssumeRoleWithSAML) when the IdP's SAML metadata is configured, else "oidc"."""
+        return "saml" if self.saml_metadata_url or self.saml_metadata_file else "oidc"
+
+    @property
+    def saml_acs_url(self) -> str:
+        """Where the IdP posts its SAML responses (HTTP-POST binding): the Recipient and Destination we expect."""
+        return self.public_url.rstrip("/") + SAML_ACS_PATH
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -140,24 +163,59 @@ class Settings:
             redis_max_connections=env_int(env, "QBOT_REDIS_MAX_CONNECTIONS", 64),
             q_client_cache=env_int(env, "QBOT_Q_CLIENT_CACHE", 256),
             session_secret=env.get("QBOT_SESSION_SECRET", ""),
+            saml_metadata_url=(env.get("QBOT_SAML_METADATA_URL") or "").strip(),
+            saml_metadata_file=(env.get("QBOT_SAML_METADATA_FILE") or "").strip(),
+            saml_sp_entity_id=(env.get("QBOT_SAML_SP_ENTITY_ID") or "").strip()
+            or (env.get("QBOT_PUBLIC_URL") or "http://127.0.0.1:3978").rstrip("/") + SAML_METADATA_PATH,
+            saml_provider_arn=(env.get("QBOT_SAML_PROVIDER_ARN") or "").strip(),
+            saml_session_seconds=_saml_session_seconds(env),
             extra={k: v for k, v in env.items() if k.startswith("QBOT_")},
         )
 
     def check_complete(self) -> None:
-        """Fail fast, naming every missing setting, before `qbot serve` accepts traffic."""
+        """Fail fast before `qbot serve` accepts traffic, naming every missing or contradictory setting at once."""
+        saml = self.identity_mode == "saml"
+        problems: list[str] = []
+        if saml and self.oidc_issuer:
+            problems.append(
+                "QBOT_OIDC_ISSUER and QBOT_SAML_METADATA_URL/QBOT_SAML_METADATA_FILE are both set: choose OIDC or "
+                "SAML mode (unset the other)"
+            )
+        if self.saml_metadata_url and self.saml_metadata_file:
+            problems.append("QBOT_SAML_METADATA_URL and QBOT_SAML_METADATA_FILE are both set: keep one")
         required = {
-            "QBOT_OIDC_ISSUER": self.oidc_issuer,
-            "QBOT_OIDC_CLIENT_ID": self.oidc_client_id,
             "QBOT_ROLE_ARN": self.role_arn,
             "QBOT_Q_APP_ID": self.q_app_id,
             "QBOT_TOKEN_KEYS": ",".join(self.token_keys),
         }
+        if saml:
+            required = {"QBOT_SAML_PROVIDER_ARN": self.saml_provider_arn, **required}
+        else:
+            required = {"QBOT_OIDC_ISSUER": self.oidc_issuer, "QBOT_OIDC_CLIENT_ID": self.oidc_client_id, **required}
         missing = [name for name, value in required.items() if not value]
         if missing:
-            raise ConfigError("missing configuration: " + ", ".join(missing))
-        if not self.role_arn.startswith("arn:aws") or ":role/" not in self.role_arn:
-            raise ConfigError(f"QBOT_ROLE_ARN is not an IAM role ARN: {self.role_arn!r}")
-        if len(self.q_app_id) != 36:
-            raise ConfigError("QBOT_Q_APP_ID must be the 36-character application id")
-        if not self.public_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
-            raise ConfigError("QBOT_PUBLIC_URL must be https:// (plain http only on loopback, for testing)")
+            problems.append("missing configuration: " + ", ".join(missing))
+        if self.role_arn and (not self.role_arn.startswith("arn:aws") or ":role/" not in self.role_arn):
+            problems.append(f"QBOT_ROLE_ARN is not an IAM role ARN: {self.role_arn!r}")
+        if saml and self.saml_provider_arn and not _SAML_PROVIDER_ARN.fullmatch(self.saml_provider_arn):
+            problems.append(
+                f"QBOT_SAML_PROVIDER_ARN is not an IAM SAML provider ARN "
+                f"(arn:aws:iam::ACCOUNT:saml-provider/NAME): {self.saml_provider_arn!r}"
+            )
+        if saml and self.saml_metadata_url and not self.saml_metadata_url.startswith(_LOOPBACK_OR_HTTPS):
+            problems.append("QBOT_SAML_METADATA_URL must be https:// (plain http only on loopback, for testing)")
+        if self.q_app_id and len(self.q_app_id) != 36:
+            problems.append("QBOT_Q_APP_ID must be the 36-character application id")
+        if not self.public_url.startswith(_LOOPBACK_OR_HTTPS):
+            problems.append("QBOT_PUBLIC_URL must be https:// (plain http only on loopback, for testing)")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+
+def _saml_session_seconds(env: Mapping[str, str]) -> int:
+    """QBOT_SAML_SESSION_SECONDS [3600]: the session asked of STS, within what IAM allows (15 min to 12 h)."""
+    low, high = SAML_SESSION_RANGE
+    value = env_int(env, "QBOT_SAML_SESSION_SECONDS", 3600, minimum=low)
+    if value > high:
+        raise ConfigError(f"QBOT_SAML_SESSION_SECONDS must be at most {high} (12 hours, IAM's longest session)")
+    return value

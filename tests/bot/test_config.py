@@ -26,3 +26,72 @@ def test_env_parsers_name_the_setting_they_refuse() -> None:
         with pytest.raises(ConfigError) as refused:
             parse(env, name, 1)  # type: ignore[operator]
         assert name in refused.value.user_message
+
+
+SAML_ENV = {
+    "QBOT_PUBLIC_URL": "https://qbot.example.com",
+    "QBOT_SAML_METADATA_URL": "https://login.example.com/federationmetadata.xml",
+    "QBOT_SAML_PROVIDER_ARN": "arn:aws:iam::123456789012:saml-provider/entra",
+    "QBOT_ROLE_ARN": "arn:aws:iam::123456789012:role/qbot-user",
+    "QBOT_Q_APP_ID": "5a4db0a1-1b0e-4f43-9d5c-0e7f3b6a2c11",
+    "QBOT_TOKEN_KEYS": "0" * 43 + "=",
+}
+
+
+def test_saml_mode_is_chosen_by_the_metadata_and_needs_no_oidc_settings() -> None:
+    settings = Settings.from_env(SAML_ENV)
+    settings.check_complete()
+    assert settings.identity_mode == "saml"
+    assert settings.saml_acs_url == "https://qbot.example.com/auth/saml/acs"
+    assert settings.saml_sp_entity_id == "https://qbot.example.com/auth/saml/metadata"  # the default
+    assert settings.saml_session_seconds == 3600
+    by_file = {k: v for k, v in SAML_ENV.items() if k != "QBOT_SAML_METADATA_URL"}
+    assert Settings.from_env({**by_file, "QBOT_SAML_METADATA_FILE": "/etc/qbot/idp.xml"}).identity_mode == "saml"
+    assert Settings.from_env({**by_file, "QBOT_OIDC_ISSUER": "https://idp"}).identity_mode == "oidc"
+    chosen = Settings.from_env({**SAML_ENV, "QBOT_SAML_SP_ENTITY_ID": "urn:amazon:webservices"})
+    assert chosen.saml_sp_entity_id == "urn:amazon:webservices"
+
+
+def test_saml_session_seconds_stay_within_what_iam_allows() -> None:
+    assert Settings.from_env({**SAML_ENV, "QBOT_SAML_SESSION_SECONDS": "43200"}).saml_session_seconds == 43200
+    for bad in ("899", "43201", "an hour"):
+        with pytest.raises(ConfigError) as refused:
+            Settings.from_env({**SAML_ENV, "QBOT_SAML_SESSION_SECONDS": bad})
+        assert "QBOT_SAML_SESSION_SECONDS" in refused.value.user_message
+
+
+def test_contradictory_or_missing_saml_settings_are_all_named_at_once() -> None:
+    env = {
+        **SAML_ENV,
+        "QBOT_OIDC_ISSUER": "https://idp.example.com",
+        "QBOT_SAML_METADATA_FILE": "/etc/qbot/idp.xml",
+        "QBOT_SAML_PROVIDER_ARN": "",
+        "QBOT_ROLE_ARN": "",
+    }
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env(env).check_complete()
+    message = refused.value.user_message
+    assert "QBOT_OIDC_ISSUER and QBOT_SAML_METADATA_URL/QBOT_SAML_METADATA_FILE are both set" in message
+    assert "QBOT_SAML_METADATA_URL and QBOT_SAML_METADATA_FILE are both set" in message
+    assert "missing configuration: QBOT_SAML_PROVIDER_ARN, QBOT_ROLE_ARN" in message
+    assert "QBOT_OIDC_CLIENT_ID" not in message  # not needed in SAML mode
+
+
+def test_saml_provider_and_metadata_url_must_be_what_they_claim() -> None:
+    env = {
+        **SAML_ENV,
+        "QBOT_SAML_PROVIDER_ARN": "arn:aws:iam::123456789012:oidc-provider/idp.example.com",
+        "QBOT_SAML_METADATA_URL": "http://login.example.com/metadata.xml",
+    }
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env(env).check_complete()
+    assert "QBOT_SAML_PROVIDER_ARN is not an IAM SAML provider ARN" in refused.value.user_message
+    assert "QBOT_SAML_METADATA_URL must be https://" in refused.value.user_message
+
+
+def test_oidc_mode_still_names_what_it_misses() -> None:
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({}).check_complete()
+    assert refused.value.user_message == (
+        "missing configuration: QBOT_OIDC_ISSUER, QBOT_OIDC_CLIENT_ID, QBOT_ROLE_ARN, QBOT_Q_APP_ID, QBOT_TOKEN_KEYS"
+    )
