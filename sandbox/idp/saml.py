@@ -165,7 +165,8 @@ class SAMLIdP:
         """`subject` gives a user's persistent NameID (the same value as the OIDC `sub`); `session_seconds` is
         how long the IdP session lasts (AuthnStatement SessionNotOnOrAfter)."""
         self.base_url = base_url.rstrip("/")
-        self.entity_id = self.base_url + "/saml/metadata"
+        self.metadata_url = self.base_url + "/saml/metadata"
+        self.entity_id = self.metadata_url  # as Keycloak and Shibboleth do: the metadata URL names the IdP
         self.sso_url = self.base_url + "/saml/sso"
         self.directory = directory
         self.subject = subject

@@ -172,16 +172,19 @@ class SandboxQBusiness:
         *,
         client_ids: Sequence[str] = ("qbot",),
         identity_provider_arn: str | None = None,
+        saml: bool = False,
     ) -> Application:
-        """An ACTIVE IAM-federated application with its index, a native retriever and the sample corpus."""
+        """An ACTIVE IAM-federated application with its index, a native retriever and the sample corpus;
+        `saml` makes it an AWS_IAM_IDP_SAML one (then `identity_provider_arn` names the IAM SAML provider)."""
         provider = identity_provider_arn or f"arn:aws:iam::{self.account}:oidc-provider/127.0.0.1"
+        identity: dict[str, Any] = {"identityType": "AWS_IAM_IDP_SAML", "iamIdentityProviderArn": provider}
+        if not saml:
+            identity.update(identityType="AWS_IAM_IDP_OIDC", clientIdsForOIDC=list(client_ids))
         app = self.control.add_application(
             app_id,
             {
                 "displayName": "qbot-sandbox",
-                "identityType": "AWS_IAM_IDP_OIDC",
-                "iamIdentityProviderArn": provider,
-                "clientIdsForOIDC": list(client_ids),
+                **identity,
                 "attachmentsConfiguration": {"attachmentsControlMode": "ENABLED"},
                 "autoSubscriptionConfiguration": {"autoSubscribe": "ENABLED", "defaultSubscriptionType": "Q_BUSINESS"},
             },
