@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -47,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser = commands.add_parser("serve", help="run the bot with the configuration from the environment")
     serve_parser.set_defaults(func=serve_command)
     sandbox = commands.add_parser("sandbox", help="run everything locally with no cloud or chat account")
-    sandbox.add_argument("--ports", type=_ports, default=DEFAULT_PORTS, metavar="BOT,IDP,STS,Q")
+    sandbox.add_argument(
+        "--ports", type=_ports, default=DEFAULT_PORTS, metavar="BOT,IDP,STS,Q",
+        help="the four ports [3978,3979,3980,3981]; 0 lets the system pick a free one (the URLs are printed)",
+    )
     sandbox.add_argument("--no-bot", action="store_true", help="run only the stand-ins and Redis")
     sandbox.add_argument("--env-file", default="sandbox.env", help="where to write the QBOT_* lines")
     sandbox.set_defaults(func=sandbox_command)
@@ -81,6 +85,20 @@ def sandbox_command(args: argparse.Namespace, _env: Mapping[str, str]) -> int:
 
 
 T = TypeVar("T")
+
+
+async def stop_requested() -> None:
+    """Until SIGTERM (docker stop, systemd, a test) or SIGINT (Ctrl+C) arrives: then the caller shuts down cleanly
+    and the process exits 0. Handled on the loop, so a SIGINT ignored by a background launch doesn't matter."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
 
 
 def run_async(main: Coroutine[Any, Any, T]) -> T:
@@ -143,7 +161,7 @@ async def _serve(settings: Settings) -> None:
     try:
         await server.start()
         print(f"qbot listening on http://{settings.host}:{settings.port} (public URL {settings.public_url})")
-        await asyncio.Event().wait()
+        await stop_requested()
     finally:
         await server.stop()
         server.sock.close()
@@ -159,6 +177,11 @@ async def run_sandbox(ports: tuple[int, int, int, int], *, no_bot: bool, env_fil
     from sandbox.world import Sandbox, SandboxPorts
 
     bot_port, idp_port, sts_port, q_port = ports
+    # The bot's socket first (port 0: the OS picks one), so the IdP knows the bot's exact redirect URI.
+    bot_sock = bind("127.0.0.1", bot_port)
+    bot_port = bot_sock.getsockname()[1]
+    if no_bot:
+        bot_sock.close()  # the port is for the operator's own `qbot serve` (sandbox.env names it)
     world = Sandbox(
         ports=SandboxPorts(idp=idp_port, sts=sts_port, q=q_port),
         bot_public_url=f"http://127.0.0.1:{bot_port}",
@@ -167,15 +190,18 @@ async def run_sandbox(ports: tuple[int, int, int, int], *, no_bot: bool, env_fil
     server: BotServer | None = None
     try:
         await world.start()
-        env = {**world.env(), "QBOT_REDIS_URL": redis.url, "QBOT_TOKEN_KEYS": Fernet.generate_key().decode()}
+        env = {
+            **world.env(), "QBOT_PORT": str(bot_port), "QBOT_REDIS_URL": redis.url,
+            "QBOT_TOKEN_KEYS": Fernet.generate_key().decode(),
+        }
         write_env_file(env_file, env)
         if not no_bot:
             from bot.config import Settings
             from qbot.app import build_app
 
-            settings = Settings.from_env({**env, "QBOT_PORT": str(bot_port)})
+            settings = Settings.from_env(env)
             limits = FrontLimits.from_env(os.environ)  # QBOT_MAX_CONNECTIONS and the timeouts, if set
-            server = BotServer(build_app(settings), bind(settings.host, bot_port), limits)
+            server = BotServer(build_app(settings), bot_sock, limits)
             await server.start()
         print(f"Redis        {redis.url}")
         print(f"IdP          {world.idp_url}   (issuer; users: {', '.join(world.directory.users)})")
@@ -190,10 +216,10 @@ async def run_sandbox(ports: tuple[int, int, int, int], *, no_bot: bool, env_fil
             )
             print(f"\nopen {world.bot_public_url}/ and sign in as alice (core-team) or bob  [users: {users}]")
         print("Press Ctrl+C to stop.", flush=True)
-        await asyncio.Event().wait()
+        await stop_requested()
     finally:
         if server is not None:
             await server.stop()
-            server.sock.close()
+        bot_sock.close()
         await world.stop()
         redis.stop()

@@ -19,16 +19,6 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("QBOT_")}
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def test_keygen_prints_a_usable_key() -> None:
     out = subprocess.run([sys.executable, "-m", "qbot", "keygen"], capture_output=True, text=True, check=True)
     Fernet(out.stdout.strip().encode())
@@ -64,12 +54,20 @@ def test_sandbox_ports_must_be_four_numbers() -> None:
     assert done.returncode == 2 and "BOT,IDP,STS,Q" in done.stderr
 
 
+def _url(output: str, label: str) -> str:
+    """The URL `qbot sandbox` printed on its `label` line."""
+    line = next(line for line in output.splitlines() if line.startswith(label))
+    return next(word for word in line.split() if word.startswith("http"))
+
+
 def test_sandbox_runs_everything_prints_the_urls_and_writes_sandbox_env(tmp_path: Path) -> None:
-    bot, idp, sts, q = _free_ports(4)
+    """Ports 0: the system picks free ones (no port is guessed); the child is stopped with SIGTERM, which it
+    handles even when started with SIGINT ignored (any background launch), and killed if anything fails."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "qbot", "sandbox", "--ports", f"{bot},{idp},{sts},{q}"],
+        [sys.executable, "-m", "qbot", "sandbox", "--ports", "0,0,0,0"],
         cwd=tmp_path, env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    stopped = False
     try:
         lines: list[str] = []
         deadline = time.monotonic() + 60
@@ -82,21 +80,23 @@ def test_sandbox_runs_everything_prints_the_urls_and_writes_sandbox_env(tmp_path
             if "Press Ctrl+C" in line:
                 break
         output = "".join(lines)
-        assert f"open http://127.0.0.1:{bot}/ and sign in as alice (core-team) or bob" in output, output
-        assert f"http://127.0.0.1:{idp}" in output and f"http://127.0.0.1:{q}" in output
-        assert httpx.get(f"http://127.0.0.1:{bot}/healthz").json() == {"status": "ok"}
-        assert httpx.get(f"http://127.0.0.1:{bot}/readyz").status_code == 200
-        assert httpx.get(f"http://127.0.0.1:{bot}/").status_code == 200
-        discovery = httpx.get(f"http://127.0.0.1:{idp}/.well-known/openid-configuration").json()
-        assert discovery["issuer"] == f"http://127.0.0.1:{idp}"
+        bot, idp, q = _url(output, "Bot"), _url(output, "IdP"), _url(output, "Q Business")
+        assert f"open {bot}/ and sign in as alice (core-team) or bob" in output, output
+        assert httpx.get(f"{bot}/healthz").json() == {"status": "ok"}
+        assert httpx.get(f"{bot}/readyz").status_code == 200
+        assert httpx.get(f"{bot}/").status_code == 200
+        assert httpx.get(f"{idp}/.well-known/openid-configuration").json()["issuer"] == idp
         env = dict(line.split("=", 1) for line in (tmp_path / "sandbox.env").read_text().splitlines())
-        assert env["QBOT_OIDC_ISSUER"] == f"http://127.0.0.1:{idp}"
-        assert env["QBOT_STS_ENDPOINT_URL"] == f"http://127.0.0.1:{sts}"
-        assert env["QBOT_Q_ENDPOINT_URL"] == f"http://127.0.0.1:{q}"
-        assert env["QBOT_PUBLIC_URL"] == f"http://127.0.0.1:{bot}"
+        assert env["QBOT_OIDC_ISSUER"] == idp and env["QBOT_Q_ENDPOINT_URL"] == q
+        assert env["QBOT_PUBLIC_URL"] == bot and env["QBOT_PORT"] == bot.rsplit(":", 1)[1]
         Fernet(env["QBOT_TOKEN_KEYS"].encode())
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=20)  # drains the rest of its output
+        stopped = True
+        assert process.returncode == 0
     finally:
-        process.send_signal(signal.SIGINT)
-        assert process.wait(20) == 0
+        if not stopped:
+            process.kill()
+            process.communicate(timeout=20)
     with socket.socket() as probe:  # everything it started has stopped with it
-        assert probe.connect_ex(("127.0.0.1", bot)) != 0
+        assert probe.connect_ex(("127.0.0.1", int(bot.rsplit(":", 1)[1]))) != 0
