@@ -1,9 +1,9 @@
 """`qbot doctor`: checks a configuration end to end, one line per check, each failure with its fix.
 
 Every check talks to the real thing with the configured values and changes nothing anywhere: Redis
-(`doctor_redis`), the IdP (`doctor_idp`), IAM and Q Business (`doctor_aws`), and each chat platform through its
-adapter's own settings (`adapters/slack/doctor.py`, `adapters/teams/doctor.py`). A check that breaks is a failed
-check, never a crashed doctor.
+(`doctor_redis`), the IdP (`doctor_idp`; in SAML mode `doctor_saml` instead), IAM and Q Business
+(`doctor_aws`), and each chat platform through its adapter's own settings (`adapters/slack/doctor.py`,
+`adapters/teams/doctor.py`). A check that breaks is a failed check, never a crashed doctor.
 Statuses: ok, FAIL (exit status 1), warn (works, but worth fixing), skip (not configured, or not readable).
 """
 
@@ -23,6 +23,7 @@ from bot.group_sync import GroupSyncSettings
 from qbot.admin.doctor_aws import AwsChecks
 from qbot.admin.doctor_idp import IdpChecks
 from qbot.admin.doctor_redis import RedisChecks
+from qbot.admin.doctor_saml import SamlChecks, saml_mode
 
 __all__ = ["Check", "Doctor", "run_doctor"]
 
@@ -35,7 +36,6 @@ class Doctor:
 
     def run(self) -> Iterator[Check]:
         stores = RedisChecks(self.env)
-        idp = IdpChecks(self.env, self._http)
         aws = AwsChecks(self.env, self._aws)
         steps: list[tuple[str, Callable[[], Check]]] = [
             ("configuration", self.configuration),
@@ -44,9 +44,7 @@ class Doctor:
             ("Redis memory", stores.redis_memory),
             ("token keys", stores.token_keys),
             ("channel policies", stores.channel_policies),
-            ("IdP discovery", idp.idp_discovery),
-            ("IdP client", idp.idp_client),
-            ("IdP redirect URI", idp.idp_redirect_uri),
+            *self._identity_provider_steps(),
             ("IAM role", aws.role),
             ("Q Business application", aws.application),
             ("group sync", aws.group_sync),
@@ -61,6 +59,23 @@ class Doctor:
                     yield Check(name, FAIL, f"the check itself failed: {type(err).__name__}: {err}")
         finally:
             stores.close()
+
+    def _identity_provider_steps(self) -> list[tuple[str, Callable[[], Check]]]:
+        """The IdP checks of the deployment's mode: OIDC's need an issuer and a client, SAML's the metadata."""
+        if saml_mode(self.env):
+            saml = SamlChecks(self.env, self._http, self._aws)
+            return [
+                ("SAML metadata", saml.metadata),
+                ("SAML certificates", saml.certificates),
+                ("SAML ACS URL", saml.acs),
+                ("SAML provider", saml.provider),
+            ]
+        idp = IdpChecks(self.env, self._http)
+        return [
+            ("IdP discovery", idp.idp_discovery),
+            ("IdP client", idp.idp_client),
+            ("IdP redirect URI", idp.idp_redirect_uri),
+        ]
 
     def configuration(self) -> Check:
         try:

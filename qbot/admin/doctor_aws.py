@@ -1,6 +1,7 @@
 """`qbot doctor`'s AWS checks, read with the AWS credentials of wherever the doctor runs (the bot's own, in its
-container): the IAM role trusts the IdP for this client with the Email tag, the Q Business application fits,
-and group sync can read its index. A check these credentials may not read is skipped, not failed.
+container): the IAM role trusts the IdP for this client with the Email tag (in SAML mode: the SAML provider, for
+assertions posted to the bot's ACS URL, with sessions as long as the bot asks for), the Q Business application
+fits, and group sync can read its index. A check these credentials may not read is skipped, not failed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from bot.aws_clients import AWS_ERRORS, AdminAws, describe, error_code
 from bot.errors import ConfigError
 from bot.group_sync import GroupSyncSettings
 from bot.groups import IndexGroups
+from qbot.admin.doctor_saml import saml_mode
 from qbot.admin.policies import SESSION_TAG_KEYS, email_patterns, path_of_provider_arn, provider_path
+from qbot.admin.saml_metadata import acs_url
 
 _DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException"}
 
@@ -30,6 +33,9 @@ class AwsChecks:
         self._aws = aws
         self.issuer = (env.get("QBOT_OIDC_ISSUER") or "").rstrip("/")
         self.client_id = env.get("QBOT_OIDC_CLIENT_ID") or ""
+        self.saml = saml_mode(env)
+        self.saml_provider = env.get("QBOT_SAML_PROVIDER_ARN") or ""
+        self.acs = acs_url(env.get("QBOT_PUBLIC_URL") or "")
         self._application_failed = False
 
     def role(self) -> Check:
@@ -59,20 +65,35 @@ class AwsChecks:
                          f"set QBOT_ROLE_ARN={role['Arn']}")
         document = role.get("AssumeRolePolicyDocument") or {}
         problems = self._trust_problems(document)
+        manifest = "saml-trust-policy.json" if self.saml else "trust-policy.json"
         if problems:
             return Check("IAM role", FAIL, f"its trust policy {'; '.join(sorted(set(problems), key=problems.index))}",
-                         "run `qbot admin provision` (or apply manifests/aws/trust-policy.json)")
+                         f"run `qbot admin provision` (or apply manifests/aws/{manifest})")
         domains = sorted({p for p in email_patterns(document) if p != "*"})
         emails = f"an Email in {', '.join(domains)}" if domains else "an Email of any domain"
+        if not self.saml:
+            return Check(
+                "IAM role", OK, f"{name} trusts the IdP for client id {self.client_id!r}, in sessions tagged with "
+                f"{emails} and nothing else",
+            )
+        wanted = self.env.get("QBOT_SAML_SESSION_SECONDS") or ""
+        longest = int(role.get("MaxSessionDuration") or 3600)
+        if wanted.isdigit() and longest < int(wanted):
+            return Check("IAM role", FAIL, f"its sessions last at most {longest}s, and the bot asks for {wanted}s "
+                         "(QBOT_SAML_SESSION_SECONDS): STS refuses every sign-in",
+                         f"run `qbot admin provision --saml-metadata … --session-seconds {wanted}`, or lower "
+                         "QBOT_SAML_SESSION_SECONDS")
         return Check(
-            "IAM role", OK, f"{name} trusts the IdP for client id {self.client_id!r}, in sessions tagged with {emails} "
-            "and nothing else",
+            "IAM role", OK, f"{name} trusts {self.saml_provider} for assertions posted to {self.acs}, in sessions "
+            f"tagged with {emails} and nothing else; sessions up to {longest}s",
         )
 
     def _trust_problems(self, document: dict[str, Any] | str) -> list[str]:
         policy = json.loads(document) if isinstance(document, str) else document
         statements = policy.get("Statement") or []
         statements = statements if isinstance(statements, list) else [statements]
+        if self.saml:
+            return self._saml_trust_problems(statements)
         paths = _issuer_paths(self.issuer)
         assume = False
         seen: list[str] = []
@@ -105,17 +126,39 @@ class AwsChecks:
                 f"does not allow sts:AssumeRoleWithWebIdentity from the IdP {self.issuer} with "
                 f"{(paths or ['<issuer>'])[0]}:aud = {self.client_id!r}"
             )
-        if not tagging:
-            problems.append("does not allow sts:TagSession with aws:RequestTag/Email present")
-        # Allow statements add up: each one that allows TagSession must hold both conditions.
-        for conditions in tagging:
-            if not any("aws:RequestTag/Email" in (conditions.get(op) or {}) for op in ("StringLike", "StringEquals")):
-                problems.append("allows sts:TagSession without an aws:RequestTag/Email condition")
-            keys = set(_as_list((conditions.get("ForAllValues:StringEquals") or {}).get("aws:TagKeys")))
-            if keys != set(SESSION_TAG_KEYS):
-                allowed = f"aws:TagKeys {sorted(keys)}" if keys else "no ForAllValues:StringEquals aws:TagKeys"
-                problems.append(f"lets sessions carry tags other than {', '.join(SESSION_TAG_KEYS)} ({allowed})")
-        return problems
+        return problems + _tagging_problems(tagging)
+
+    def _saml_trust_problems(self, statements: list[dict[str, Any]]) -> list[str]:
+        """SAML mode: AssumeRoleWithSAML from QBOT_SAML_PROVIDER_ARN with SAML:aud = the ACS URL, the same tags."""
+        assume = False
+        seen: list[str] = []
+        tagging: list[dict[str, Any]] = []
+        for statement in statements:
+            if statement.get("Effect") != "Allow":
+                continue
+            if self.saml_provider not in _as_list((statement.get("Principal") or {}).get("Federated")):
+                continue
+            actions = _as_list(statement.get("Action"))
+            conditions = statement.get("Condition") or {}
+            if "sts:AssumeRoleWithSAML" in actions:
+                audiences = [
+                    value
+                    for operator in ("StringEquals", "ForAnyValue:StringEquals")
+                    for value in _as_list((conditions.get(operator) or {}).get("SAML:aud"))
+                ]
+                seen += audiences
+                assume = assume or self.acs in audiences
+            if {"sts:TagSession", "sts:*", "*"} & set(actions):
+                tagging.append(conditions)
+        problems = []
+        if not assume and seen:
+            problems.append(f"lets in assertions posted to {sorted(set(seen))} (SAML:aud), not {self.acs}")
+        elif not assume:
+            problems.append(
+                f"does not allow sts:AssumeRoleWithSAML from {self.saml_provider or 'QBOT_SAML_PROVIDER_ARN'} "
+                f"with SAML:aud = {self.acs}"
+            )
+        return problems + _tagging_problems(tagging)
 
     def application(self) -> Check:
         app_id = self.env.get("QBOT_Q_APP_ID") or ""
@@ -142,6 +185,8 @@ class AwsChecks:
         if app.get("status") != "ACTIVE":
             return Check("Q Business application", FAIL, f"{app_id} is {app.get('status')}, not ACTIVE",
                          "wait for it to become ACTIVE (or run `qbot admin provision`, which waits)")
+        if self.saml:
+            return self._saml_application(app)
         if app.get("identityType") != "AWS_IAM_IDP_OIDC":
             return Check("Q Business application", FAIL, f"{app_id} uses identity type {app.get('identityType')}",
                          "qbot needs an AWS_IAM_IDP_OIDC application: create one with `qbot admin provision`")
@@ -153,13 +198,29 @@ class AwsChecks:
         if self.issuer and _provider_path_of(provider) not in _issuer_paths(self.issuer):
             return Check("Q Business application", FAIL, f"{app_id} trusts {provider}, not the IdP {self.issuer}",
                          "set QBOT_OIDC_ISSUER to the IdP the application trusts, or provision one for this IdP")
+        return self._usable(app, f"AWS_IAM_IDP_OIDC, for client id {self.client_id!r}")
+
+    def _saml_application(self, app: dict[str, Any]) -> Check:
+        app_id = app.get("applicationId") or self.env.get("QBOT_Q_APP_ID")
+        if app.get("identityType") != "AWS_IAM_IDP_SAML":
+            return Check("Q Business application", FAIL, f"{app_id} uses identity type {app.get('identityType')}, "
+                         "not AWS_IAM_IDP_SAML", "SAML mode needs an AWS_IAM_IDP_SAML application: create one with "
+                         "`qbot admin provision --saml-metadata …` (identity settings cannot change on an application)")
+        provider = str(app.get("iamIdentityProviderArn") or "")
+        if provider != self.saml_provider:
+            return Check("Q Business application", FAIL, f"{app_id} trusts {provider}, not QBOT_SAML_PROVIDER_ARN "
+                         f"{self.saml_provider}", f"set QBOT_SAML_PROVIDER_ARN={provider}, or provision an "
+                         "application for this provider")
+        return self._usable(app, f"AWS_IAM_IDP_SAML, for {provider}")
+
+    def _usable(self, app: dict[str, Any], identity: str) -> Check:
+        app_id = app.get("applicationId") or self.env.get("QBOT_Q_APP_ID")
         self._application_failed = False
         auto = (app.get("autoSubscriptionConfiguration") or {}).get("autoSubscribe")
         if auto != "ENABLED":
             return Check("Q Business application", WARN, f"{app_id} is ACTIVE, but auto-subscription is off: "
                          "users without a subscription are refused", "run `qbot admin provision` to enable it")
-        return Check("Q Business application", OK, f"{app_id} is ACTIVE, AWS_IAM_IDP_OIDC, for client id "
-                     f"{self.client_id!r}")
+        return Check("Q Business application", OK, f"{app_id} is ACTIVE, {identity}")
 
     def group_sync(self) -> Check:
         try:
@@ -181,6 +242,22 @@ class AwsChecks:
             return Check("group sync", FAIL, f"ListGroups on index {settings.index_id} failed: {describe(err)}",
                          "check QBOT_Q_INDEX_ID, and allow the bot's AWS identity manifests/aws/group-sync-policy.json")
         return Check("group sync", OK, f"index {settings.index_id} is readable ({count} groups)")
+
+
+def _tagging_problems(tagging: list[dict[str, Any]]) -> list[str]:
+    """`tagging`: the conditions of each statement that allows sts:TagSession. Allow statements add up, so each
+    one must hold both conditions."""
+    problems = []
+    if not tagging:
+        problems.append("does not allow sts:TagSession with aws:RequestTag/Email present")
+    for conditions in tagging:
+        if not any("aws:RequestTag/Email" in (conditions.get(op) or {}) for op in ("StringLike", "StringEquals")):
+            problems.append("allows sts:TagSession without an aws:RequestTag/Email condition")
+        keys = set(_as_list((conditions.get("ForAllValues:StringEquals") or {}).get("aws:TagKeys")))
+        if keys != set(SESSION_TAG_KEYS):
+            allowed = f"aws:TagKeys {sorted(keys)}" if keys else "no ForAllValues:StringEquals aws:TagKeys"
+            problems.append(f"lets sessions carry tags other than {', '.join(SESSION_TAG_KEYS)} ({allowed})")
+    return problems
 
 
 def _as_list(value: Any) -> list[Any]:

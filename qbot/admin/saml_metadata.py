@@ -50,7 +50,7 @@ def read_metadata(source: str, http: httpx.Client) -> str:
     """The document at a URL (an IdP's federation metadata URL) or in a file, as text."""
     if is_url(source):
         try:
-            response = http.get(source)
+            response = http.get(source, follow_redirects=True)
         except httpx.HTTPError as err:
             raise MetadataError(f"{source} cannot be reached ({type(err).__name__})") from None
         if response.status_code != 200:
