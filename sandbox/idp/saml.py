@@ -240,13 +240,11 @@ class SAMLIdP:
         now = self.clock() - (600 if faults.expired else 0)
         signer = self._rogue_key() if faults.sign_with_rogue_key else self.signing
         assertion = self._assertion(request, user, now)
-        if not faults.unsigned_assertion:
-            assertion = _sign(assertion, signer)
+        assertion = _unsigned(assertion) if faults.unsigned_assertion else _sign(assertion, signer)
         response = self._response(request, now, assertion)
-        if not faults.unsigned_response:
-            response = _sign(response, signer)
+        response = _unsigned(response) if faults.unsigned_response else _sign(response, signer)
         if faults.wrap == "beside":
-            response = self._wrapped_beside(response, request, now)
+            response = self._wrapped_beside(response)
         elif faults.wrap == "around":
             response = self._wrapped_around(response, request, now)
         elif faults.wrap is not None:
@@ -316,9 +314,7 @@ class SAMLIdP:
         user = self.directory.by_username(self.faults.wrap_user)
         if user is None:
             raise ValueError(f"no user {self.faults.wrap_user!r} to impersonate")
-        forged = copy.deepcopy(genuine)
-        for signature in forged.findall(f"{{{DS}}}Signature"):
-            forged.remove(signature)
+        forged = _unsigned(copy.deepcopy(genuine))
         name_id = forged.find("saml:Subject/saml:NameID", NSMAP)
         if name_id is not None:
             name_id.text = self.subject(user.username)
@@ -327,9 +323,8 @@ class SAMLIdP:
                 value[0].text = user.email
         return forged
 
-    def _wrapped_beside(self, response: etree._Element, request: AuthnRequest, now: float) -> etree._Element:
-        for signature in response.findall(f"{{{DS}}}Signature"):
-            response.remove(signature)
+    def _wrapped_beside(self, response: etree._Element) -> etree._Element:
+        response = _unsigned(response)
         genuine = response.find("saml:Assertion", NSMAP)
         assert genuine is not None
         genuine.addprevious(self._forged(genuine))
@@ -338,9 +333,7 @@ class SAMLIdP:
     def _wrapped_around(self, response: etree._Element, request: AuthnRequest, now: float) -> etree._Element:
         genuine = response.find("saml:Assertion", NSMAP)
         assert genuine is not None
-        outer = self._response(request, now, self._forged(genuine))
-        for placeholder in outer.findall(f"{{{DS}}}Signature"):
-            outer.remove(placeholder)
+        outer = _unsigned(self._response(request, now, self._forged(genuine)))
         outer.find("saml:Issuer", NSMAP).addnext(_extensions(response))
         return outer
 
@@ -363,6 +356,13 @@ def _sign(element: etree._Element, credential: SigningCredential) -> etree._Elem
         element, key=credential.key, cert=[credential.cert], reference_uri=element.get("ID"), id_attribute="ID"
     )
     return signed
+
+
+def _unsigned(element: etree._Element) -> etree._Element:
+    """`element` without its own signature (or the placeholder for one)."""
+    for signature in element.findall(f"{{{DS}}}Signature"):
+        element.remove(signature)
+    return element
 
 
 def _element(parent: etree._Element | None, name: str, **attributes: str) -> etree._Element:

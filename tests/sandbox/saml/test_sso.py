@@ -29,7 +29,7 @@ def verified(xml: bytes | etree._Element, cert: x509.Certificate) -> etree._Elem
     data = xml if isinstance(xml, bytes) else etree.tostring(xml)
     result = XMLVerifier().verify(data, x509_cert=cert, expect_config=SignatureConfiguration(location="./"),
                                   id_attribute="ID")  # fmt: skip
-    return result.signed_xml  # type: ignore[union-attr,return-value]
+    return result.signed_xml  # type: ignore[union-attr]
 
 
 def test_metadata_names_the_idp_its_certificate_and_redirect_sso(saml_world: Sandbox, browser: httpx.Client) -> None:
@@ -64,7 +64,7 @@ def test_sign_in_posts_a_signed_response_to_the_registered_acs(saml_world: Sandb
     assert 200 < (expires - datetime.now(UTC)).total_seconds() <= 300
     audience = assertion.findtext("saml:Conditions/saml:AudienceRestriction/saml:Audience", namespaces=NS)
     assert audience == saml_world.sp_entity_id
-    assert assertion.find("saml:AuthnStatement", NS).get("SessionNotOnOrAfter")  # type: ignore[union-attr]
+    assert assertion.find("saml:AuthnStatement", NS).get("SessionNotOnOrAfter")
     assert attribute(assertion, "Role") == [f"{SAML_ROLE_ARN},{SAML_PROVIDER_ARN}"]
     assert attribute(assertion, "RoleSessionName") == ["alice@example.com"]
     assert attribute(assertion, "PrincipalTag:Email") == ["alice@example.com"]
@@ -81,10 +81,10 @@ def test_both_signatures_are_rsa_sha256_exclusive_c14n_naming_their_element(
         assert signature is not None, "unsigned element"
         info = signature.find("ds:SignedInfo", NS)
         assert info is not None
-        assert info.find("ds:SignatureMethod", NS).get("Algorithm").endswith("#rsa-sha256")  # type: ignore[union-attr]
-        c14n = info.find("ds:CanonicalizationMethod", NS).get("Algorithm")  # type: ignore[union-attr]
+        assert info.find("ds:SignatureMethod", NS).get("Algorithm").endswith("#rsa-sha256")
+        c14n = info.find("ds:CanonicalizationMethod", NS).get("Algorithm")
         assert c14n == "http://www.w3.org/2001/10/xml-exc-c14n#"
-        assert info.find("ds:Reference", NS).get("URI") == "#" + element.get("ID", "")  # type: ignore[union-attr]
+        assert info.find("ds:Reference", NS).get("URI") == "#" + element.get("ID", "")
         assert element.index(signature) == 1, "the signature follows the Issuer, as SAML's schema wants"
 
 
