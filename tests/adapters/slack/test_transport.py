@@ -101,16 +101,15 @@ def test_url_verification_and_unknown_events_are_acknowledged(slack: SlackBot) -
     assert web_api_calls(slack) == []
 
 
-def test_every_request_is_acked_fast_while_q_is_slow(slack: SlackBot) -> None:
+def test_every_request_is_acked_before_the_work_is_done(slack: SlackBot) -> None:
+    """Slack retries what isn't acked within 3 s: the ack never waits for Q (observed, not timed: when the
+    mention's 200 arrives, Q is still working on it) nor for a command's reply."""
     slack.linked("U_ALICE", "alice")
-    slack.sandbox.q.faults.delay_seconds = 1.0
-    started = time.perf_counter()
-    ts = slack.mention("U_ALICE", AURORA)
-    acked = time.perf_counter() - started
-    assert acked < 0.5, acked
-    started = time.perf_counter()
-    slack.command("U_ALICE", "/qstatus")
-    assert time.perf_counter() - started < 0.5
+    slack.sandbox.q.faults.delay_seconds = 2.0
+    ts = slack.mention("U_ALICE", AURORA)  # asserts the 200
+    assert not any(m.get("thread_ts") == ts and "[1]" in m["text"] for m in slack.fake.messages.values())
+    hook = slack.command("U_ALICE", "/qstatus")  # acked while the question is still being answered
+    assert "Linked as alice@example.com" in slack.responses(hook)[0]["text"]
     answer = slack.answer_in(CHANNEL, ts)
     assert "[1]" in answer["text"]
 

@@ -147,12 +147,10 @@ def test_botocore_retries_injected_throttling(deployed: Deployment, issuer: Test
         aws_secret_access_key="x",
         config=Config(retries={"mode": "legacy", "total_max_attempts": 2}),
     )
-    started = time.monotonic()
     result = retrying.assume_role_with_web_identity(
         RoleArn=ROLE_ARN, RoleSessionName="alice-session", WebIdentityToken=issuer.token()
     )
     assert result["ResponseMetadata"]["RetryAttempts"] == 1
-    assert time.monotonic() - started < 2
     retrying.close()
 
 
