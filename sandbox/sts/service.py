@@ -67,7 +67,8 @@ class SAMLRole:
     assertion was posted to, here the bot's ACS), not its AudienceRestriction: AWS documents the key as "the
     endpoint URL to which SAML assertions are presented", and its AssumeRoleWithSAML answer returns that same
     Recipient as `Audience`. So the trust compares the Recipient; the Audience (the SP's entity id) is for
-    the SP to check, and STS only requires the assertion to name one.
+    the SP to check (AWS's own sign-in endpoint wants `urn:amazon:webservices` there; an SP like qbot wants
+    its entity id), and STS does not compare it.
     """
 
     arn: str
@@ -289,8 +290,6 @@ class SandboxSTS:
             raise access_denied(SAML_ACTION)
         role = self.saml_roles.get(role_arn)
         if role is None or role.provider_arn != provider.arn or role.saml_aud != identity.recipient:
-            raise access_denied(SAML_ACTION)
-        if not identity.audiences:
             raise access_denied(SAML_ACTION)
         if EMAIL_TAG not in identity.tags or not set(identity.tags) <= {EMAIL_TAG}:
             raise access_denied(SAML_ACTION)
