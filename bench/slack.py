@@ -95,6 +95,10 @@ async def _bot_main(conn: Connection, env: dict[str, str], port: int) -> None:
         elif command == "cpu":
             usage = resource.getrusage(resource.RUSAGE_SELF)
             conn.send(usage.ru_utime + usage.ru_stime)
+        elif command == "threads":
+            import threading
+
+            conn.send(threading.active_count())
         elif command == "profile" and arg:
             import cProfile
 
@@ -256,7 +260,8 @@ async def start_slack_world(users: int, env_extra: dict[str, str] | None = None)
     return SlackWorld(redis_server, sandbox, fake, fake_served, bot)
 
 
-async def main(users: int, fast_questions: int, slow_questions: int, rate: float, profile: bool = False) -> None:
+async def main(users: int, fast_questions: int, slow_questions: int, rate: float, profile: bool = False,
+               idle_seconds: float = 60.0) -> None:
     world = await start_slack_world(users)
     sandbox, fake, bot = world.sandbox, world.fake, world.bot
     load = Load(bot.url, fake)
@@ -275,6 +280,7 @@ async def main(users: int, fast_questions: int, slow_questions: int, rate: float
             target = load.answered() + fast_questions
             if profile:
                 await bot.call("profile", True)
+            rss_before, _ = await bot.call("rss", True)
             cpu_before = await bot.call("cpu")
             acks, _, started = await load.burst(session, linked, fast_questions, 64)
             done = await load.until_answered(target)
@@ -285,6 +291,11 @@ async def main(users: int, fast_questions: int, slow_questions: int, rate: float
                   f"{fast_questions / (done - started):.0f} answered/s (ack p50 {pct(acks, 0.5):.1f} ms, "
                   f"p99 {pct(acks, 0.99):.1f} ms); the bot process spent {cpu:.2f} ms CPU per answered message "
                   f"(= {1000 / cpu:.0f}/s per core), the rest of the machine ran the Q stand-in and this load")
+            rss_after, rss_peak = await bot.call("rss")
+            print(f"  target <= 2 ms CPU per answer with {users} distinct users: {cpu:.2f} ms; bot RSS "
+                  f"{rss_before / 2**20:.0f} MB before, {rss_after / 2**20:.0f} MB after (peak "
+                  f"{rss_peak / 2**20:.0f} MB): growth {(rss_after - rss_before) / 2**20:.0f} MB (target <= 50 MB); "
+                  f"{await bot.call('threads')} threads")
 
             # 2. a 2 s back end and a steady stream of questions: ack latency with ~200 conversations in flight
             sandbox.call("delay", 2.0)
@@ -304,8 +315,17 @@ async def main(users: int, fast_questions: int, slow_questions: int, rate: float
             done = await load.until_answered(target)
             print(f"2 s Q: {slow_questions} questions answered in {done - started:.2f} s (ack p50 "
                   f"{pct(acks, 0.5):.1f} ms, p99 {pct(acks, 0.99):.1f} ms); max ChatSync in flight "
-                  f"{sandbox.call('stats')['max_in_flight']}")
+                  f"{sandbox.call('stats')['max_in_flight']} (target: 2,000 from 1,000 users within 3 s, "
+                  f">= 1,000 in flight); {await bot.call('threads')} threads")
             sandbox.call("delay", 0.0)
+
+            # 4. idle: does the memory go back down?
+            if idle_seconds > 0:
+                await asyncio.sleep(idle_seconds)
+                rss_idle, _ = await bot.call("rss")
+                print(f"after {idle_seconds:.0f} s idle: bot RSS {rss_idle / 2**20:.0f} MB "
+                      f"({(rss_idle / rss_before - 1) * 100:+.0f}% of the {rss_before / 2**20:.0f} MB before the "
+                      f"instant phase; target within 20%); {await bot.call('threads')} threads")
     finally:
         await world.stop()
 
@@ -319,5 +339,6 @@ if __name__ == "__main__":
     parser.add_argument("--slow-questions", type=int, default=300)
     parser.add_argument("--rate", type=float, default=110.0, help="questions per second in the ack phase")
     parser.add_argument("--profile", action="store_true", help="print the bot's cProfile of the instant phase")
+    parser.add_argument("--idle-seconds", type=float, default=60.0, help="idle time before the last RSS reading")
     args = parser.parse_args()
-    run_async(main(args.users, args.fast_questions, args.slow_questions, args.rate, args.profile))
+    run_async(main(args.users, args.fast_questions, args.slow_questions, args.rate, args.profile, args.idle_seconds))

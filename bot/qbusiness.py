@@ -1,17 +1,20 @@
-"""Amazon Q Business, called as the asking user: ChatSync, PutFeedback and DeleteConversation through boto3.
+"""Amazon Q Business, called as the asking user: ChatSync, PutFeedback and DeleteConversation, async on the loop.
 
 Guarantees:
-- No boto3 client per message. Clients live in a bounded LRU keyed by access key id (credentials rotate about
-  hourly, so a user creates about one client an hour), all built from one shared botocore session, so the
-  service model is loaded once per process (a client then costs ~4 ms and ~230 KB instead of ~80 ms and ~9 MB).
-- The blocking boto3 call never runs on the event loop: it runs in the executor the caller hands in, and at
-  most `max_concurrency` Q calls are in flight (a call counts until its thread returns, even if the awaiting
-  task was cancelled). Size the executor to at least `max_concurrency`, or the pool becomes the limit.
-- Retries are ours (botocore's are off): throttling, 5xx, connection failures and a new user's first-call
-  subscription error are retried with exponential backoff and jitter, up to `max_attempts` calls. A retried
-  ChatSync sends the same clientToken, so Q records one turn, never two.
+- One client per process, whatever the number of users: botocore's service model, serializer, SigV4 signer and
+  parser are built once; each request is signed with the asking user's own credentials (the signer's
+  per-request `request_credentials`), never with another user's or the process's. Nothing is kept per user.
+- Calls run on the event loop over one httpx connection pool: a call in flight holds a socket, not a thread.
+  At most `max_concurrency` are in flight (a semaphore); a call counts until Q has answered it, even if the
+  awaiting task was cancelled (the request is not cut off halfway: Q may already be answering it).
+- Retries are ours: throttling, 5xx, connection failures and a new user's first-call subscription error are
+  retried with exponential backoff and jitter, up to `max_attempts` calls. A retried ChatSync sends the same
+  clientToken, so Q records one turn, never two.
 - Failures surface as domain errors (`bot.errors`) whose `user_message` is safe to show; ChatSync failures
   are counted per AWS error code in `metrics.chatsync_errors` (every failed attempt, retried or not).
+
+Why not aiobotocore: its releases pin botocore to a narrow range (3.10 needs botocore 1.43.115-117), which
+cannot coexist with the boto3 the rest of qbot uses; botocore does every protocol step here, httpx only sends.
 """
 
 from __future__ import annotations
@@ -20,24 +23,29 @@ import asyncio
 import hashlib
 import random
 import re
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import boto3
 import botocore.session
+import httpx
+from botocore import UNSIGNED
+from botocore.awsrequest import HeadersDict, create_request_object, prepare_request_dict
 from botocore.config import Config
+from botocore.credentials import Credentials
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
     HTTPClientError,
     ReadTimeoutError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.parsers import create_parser
+from botocore.serialize import create_serializer
+from botocore.signers import RequestSigner
 
 from bot.errors import QBotError, QRefused, QThrottled, QUnavailable
 from bot.metrics import Metrics
@@ -54,7 +62,6 @@ from bot.model import (
 from bot.urls import safe_link
 
 if TYPE_CHECKING:
-    from mypy_boto3_qbusiness.client import QBusinessClient as QBusinessApi
     from mypy_boto3_qbusiness.literals import ChatModeType
     from mypy_boto3_qbusiness.type_defs import (
         AttributeFilterTypeDef,
@@ -63,11 +70,10 @@ if TYPE_CHECKING:
         MessageUsefulnessFeedbackTypeDef,
     )
 
-T = TypeVar("T")
-
 CONNECT_TIMEOUT_SECONDS = 5
 READ_TIMEOUT_SECONDS = 60  # a ChatSync over a large index can take tens of seconds to answer
 MAX_CLIENT_TOKEN_LENGTH = 100  # ChatSync's clientToken is 1-100 characters
+USER_AGENT = f"qbot/0.1 botocore/{botocore.__version__}"
 
 _THROTTLING_CODES = frozenset(
     {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded", "SlowDown"}
@@ -161,37 +167,43 @@ class QBusinessClient:
         app_id: str,
         region: str,
         endpoint_url: str | None,
-        executor: Executor,
         max_concurrency: int,
         metrics: Metrics,
-        client_cache_size: int = 128,
         max_attempts: int = 4,
         backoff_seconds: float = 0.2,
     ) -> None:
-        if max_concurrency < 1 or client_cache_size < 1 or max_attempts < 1:
-            raise ValueError("max_concurrency, client_cache_size and max_attempts must be at least 1")
+        if max_concurrency < 1 or max_attempts < 1:
+            raise ValueError("max_concurrency and max_attempts must be at least 1")
         self.app_id = app_id
         self.region = region
-        self.endpoint_url = endpoint_url
-        self.client_cache_size = client_cache_size
-        self._executor = executor
         self._metrics = metrics
         self._max_attempts = max_attempts
         self._backoff_seconds = backoff_seconds
+        self._max_concurrency = max_concurrency
         self._slots = asyncio.Semaphore(max_concurrency)
-        # One botocore session for every client: it loads and caches the service model and endpoint data.
-        # Sessions are not thread-safe, so clients are created under `_lock` (once per user per hour).
-        self._session = boto3.session.Session(botocore_session=botocore.session.get_session())
-        self._config = Config(
-            region_name=region,
-            connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            read_timeout=READ_TIMEOUT_SECONDS,
-            max_pool_connections=min(max_concurrency, 10),  # per client, i.e. per user
-            retries={"total_max_attempts": 1, "mode": "standard"},  # "max_attempts": 1 would mean 1 *retry*
-            tcp_keepalive=True,
+        # An unsigned client, built once, only to resolve the endpoint and load the service model; credentials
+        # come with each call. Its own (blocking) sending is never used.
+        session = botocore.session.get_session()
+        resolver = session.create_client(
+            "qbusiness", region_name=region, endpoint_url=endpoint_url, config=Config(signature_version=UNSIGNED)
         )
-        self._clients: OrderedDict[str, QBusinessApi] = OrderedDict()
-        self._lock = threading.Lock()
+        self.endpoint_url: str = resolver.meta.endpoint_url
+        self._model = resolver.meta.service_model
+        resolver.close()
+        self._serializer = create_serializer(self._model.protocol, include_validation=True)
+        self._parser = create_parser(self._model.protocol)
+        self._signer = RequestSigner(
+            self._model.service_id, region, self._model.signing_name, "v4",
+            cast(Any, None),  # no credentials of its own: each request carries its user's
+            session.get_component("event_emitter"),
+        )
+        self._http: httpx.AsyncClient | None = None
+
+    async def aclose(self) -> None:
+        """Close the connection pool (the app's shutdown); a later call opens a new one."""
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
     # ---- the calls -------------------------------------------------------------------------------------
 
@@ -228,9 +240,8 @@ class QBusinessClient:
         if chat_mode is not None:
             request["chatMode"] = cast("ChatModeType", chat_mode)
         try:
-            response: ChatSyncOutputTypeDef = await self._retrying(
-                credentials,
-                lambda q: q.chat_sync(**request),
+            response = await self._retrying(
+                credentials, "ChatSync", request,
                 conversation_id=conversation.conversation_id if conversation else None,
                 count=True,
             )
@@ -238,7 +249,7 @@ class QBusinessClient:
             if _SCOPE_MEMBERS.search(refused.detail):  # Q names the member it refused
                 raise QRefused(SCOPE_REFUSED, detail=refused.detail) from refused
             raise
-        return answer_of(response)
+        return answer_of(cast("ChatSyncOutputTypeDef", response))
 
     async def feedback(
         self,
@@ -258,13 +269,9 @@ class QBusinessClient:
         if comment:
             rated["comment"] = comment
         await self._retrying(
-            credentials,
-            lambda q: q.put_feedback(
-                applicationId=self.app_id,
-                conversationId=conversation_id,
-                messageId=message_id,
-                messageUsefulness=rated,
-            ),
+            credentials, "PutFeedback",
+            {"applicationId": self.app_id, "conversationId": conversation_id, "messageId": message_id,
+             "messageUsefulness": rated},
             conversation_id=conversation_id,
         )
 
@@ -272,59 +279,29 @@ class QBusinessClient:
         """Delete the user's conversation in Q; one that is already gone counts as deleted."""
         try:
             await self._retrying(
-                credentials,
-                lambda q: q.delete_conversation(applicationId=self.app_id, conversationId=conversation_id),
+                credentials, "DeleteConversation",
+                {"applicationId": self.app_id, "conversationId": conversation_id},
                 conversation_id=conversation_id,
             )
         except ConversationGone:
             return
-
-    # ---- clients -----------------------------------------------------------------------------------------
-
-    def client_for(self, credentials: AwsCredentials) -> QBusinessApi:
-        """The cached boto3 client for these credentials (created on a miss, least recently used evicted).
-
-        Thread-safe. An evicted client is not closed (a call may still be using it); its pool goes with it.
-        """
-        key = credentials.access_key_id
-        with self._lock:
-            client = self._clients.get(key)
-            if client is not None:
-                self._clients.move_to_end(key)
-                return client
-            client = self._session.client(
-                "qbusiness",
-                region_name=self.region,
-                endpoint_url=self.endpoint_url,
-                aws_access_key_id=credentials.access_key_id,
-                aws_secret_access_key=credentials.secret_access_key,
-                aws_session_token=credentials.session_token or None,
-                config=self._config,
-            )
-            self._clients[key] = client
-            while len(self._clients) > self.client_cache_size:
-                self._clients.popitem(last=False)
-            return client
-
-    @property
-    def cached_clients(self) -> int:
-        return len(self._clients)
 
     # ---- retries, concurrency, error mapping -----------------------------------------------------------
 
     async def _retrying(
         self,
         credentials: AwsCredentials,
-        call: Callable[[QBusinessApi], T],
+        operation: str,
+        params: Mapping[str, Any],
         *,
         conversation_id: str | None,
         count: bool = False,
-    ) -> T:
-        """`call` with our retries; `conversation_id` is the conversation whose absence means ConversationGone."""
+    ) -> dict[str, Any]:
+        """`operation` with our retries; `conversation_id` is the conversation whose absence means ConversationGone."""
         attempt = 1
         while True:
             try:
-                return await self._in_executor(credentials, call)
+                return await self._in_slot(credentials, operation, params)
             except (ClientError, BotoCoreError) as exc:
                 failure = _Failure.of(exc)
                 if count:
@@ -335,22 +312,69 @@ class QBusinessClient:
             await asyncio.sleep(random.uniform(delay / 2, delay))  # jitter spreads a burst of retries
             attempt += 1
 
-    async def _in_executor(self, credentials: AwsCredentials, call: Callable[[QBusinessApi], T]) -> T:
-        """Run `call` on the user's client in the executor, holding a concurrency slot until it returns."""
-        loop = asyncio.get_running_loop()
+    async def _in_slot(self, credentials: AwsCredentials, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """One call, holding a concurrency slot until Q has answered it (a cancelled caller does not cut it off)."""
         await self._slots.acquire()
         try:
-            future = loop.run_in_executor(self._executor, lambda: call(self.client_for(credentials)))
+            call = asyncio.ensure_future(self._send(credentials, operation, params))
         except BaseException:
             self._slots.release()
             raise
-        future.add_done_callback(self._release)
-        return await asyncio.shield(future)  # a cancelled caller leaves the thread (and its slot) to finish
+        call.add_done_callback(self._release)
+        return await asyncio.shield(call)
 
-    def _release(self, future: asyncio.Future[Any]) -> None:
+    def _release(self, call: asyncio.Future[Any]) -> None:
         self._slots.release()
-        if not future.cancelled():
-            future.exception()  # retrieved, so an abandoned failure is not reported as unhandled
+        if not call.cancelled():
+            call.exception()  # retrieved, so an abandoned failure is not reported as unhandled
+
+    async def _send(self, credentials: AwsCredentials, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Serialize, sign as `credentials`, send and parse one request: botocore's steps, httpx's socket.
+
+        Raises ClientError for Q's error responses and botocore's own errors for everything else, so one mapping
+        (`_Failure`) serves every path.
+        """
+        model = self._model.operation_model(operation)
+        request_dict = self._serializer.serialize_to_request(dict(params), model)
+        prepare_request_dict(request_dict, endpoint_url=self.endpoint_url, user_agent=USER_AGENT)
+        request = create_request_object(request_dict)
+        request.context["signing"] = {"request_credentials": Credentials(
+            credentials.access_key_id, credentials.secret_access_key, credentials.session_token or None
+        )}
+        self._signer.sign(operation, request)
+        prepared = request.prepare()
+        try:
+            response = await self._client().request(
+                prepared.method, prepared.url, headers=dict(prepared.headers), content=prepared.body or None
+            )
+        except httpx.ReadTimeout as exc:  # Q has the request but did not answer in time
+            raise ReadTimeoutError(endpoint_url=prepared.url, error=exc) from exc
+        except httpx.ConnectTimeout as exc:
+            raise ConnectTimeoutError(endpoint_url=prepared.url, error=exc) from exc
+        except httpx.ConnectError as exc:
+            raise EndpointConnectionError(endpoint_url=prepared.url, error=exc) from exc
+        except httpx.TransportError as exc:  # the connection broke mid-call
+            raise HTTPClientError(error=exc) from exc
+        raw = {"status_code": response.status_code, "headers": HeadersDict(response.headers.items()),
+               "body": response.content, "context": {"operation_name": operation}}
+        parsed: dict[str, Any] = self._parser.parse(raw, cast(Any, model.output_shape))
+        if response.status_code >= 300:
+            code = (parsed.get("Error") or {}).get("Code")
+            shape = self._model.shape_for_error_code(code) if code else None
+            if shape is not None:  # the error's modeled members, e.g. resourceId
+                parsed.update(self._parser.parse(raw, shape))
+            raise ClientError(cast(Any, parsed), operation)
+        return parsed
+
+    def _client(self) -> httpx.AsyncClient:
+        """The process's connection pool, opened on first use; the semaphore, not the pool, bounds the calls."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=self._max_concurrency,
+                                    max_keepalive_connections=self._max_concurrency, keepalive_expiry=30),
+                timeout=httpx.Timeout(READ_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS, pool=None),
+            )
+        return self._http
 
     def _domain_error(self, failure: _Failure, conversation_id: str | None) -> QBotError:
         detail = f"{failure.code}: {failure.message}"[:500]

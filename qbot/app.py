@@ -40,6 +40,7 @@ from qbot.health import health_routes
 
 log = logging.getLogger(__name__)
 
+AWS_THREADS = 32  # STS and group sync calls at once; each is brief, and a user's credentials last an hour
 AdapterFactory = Callable[[Core, Settings, AdapterServices], Adapter | None]
 FORWARDABLE_LINKS = (
     "QBOT_REQUIRE_EMAIL_MATCH=false: sign-in links become forwardable. Whoever opens a link and signs in binds "
@@ -87,7 +88,8 @@ def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) 
         BlockingConnectionPool.from_url(settings.redis_url, max_connections=settings.redis_max_connections, timeout=10)
     )
     cipher = TokenCipher(settings.token_keys)
-    executor = ThreadPoolExecutor(max_workers=settings.q_max_concurrency + 8, thread_name_prefix="aws")
+    # Blocking boto3 calls only: STS (once per user per credential lifetime) and group sync. ChatSync is async.
+    executor = ThreadPoolExecutor(max_workers=AWS_THREADS, thread_name_prefix="aws")
     http = httpx.AsyncClient(timeout=httpx.Timeout(15.0))
     vault = Vault(redis, cipher)
     group_sync = build_group_sync(  # None unless QBOT_GROUP_SYNC=true
@@ -104,8 +106,7 @@ def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) 
     )
     q = QBusinessClient(
         app_id=settings.q_app_id, region=settings.aws_region, endpoint_url=settings.q_endpoint_url,
-        executor=executor, max_concurrency=settings.q_max_concurrency, metrics=metrics,
-        client_cache_size=settings.q_client_cache,
+        max_concurrency=settings.q_max_concurrency, metrics=metrics,
     )
     conversations = Conversations(redis, settings.conversation_ttl_seconds)
     deliveries = Deliveries(redis)
@@ -158,6 +159,7 @@ def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) 
             await adapter.stop()
         await oidc.aclose()
         await http.aclose()
+        await q.aclose()
         await redis.aclose()
         executor.shutdown(wait=False, cancel_futures=True)
 

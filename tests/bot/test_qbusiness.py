@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -47,32 +47,30 @@ def errors(metrics: Metrics, code: str) -> float:
 
 
 @pytest.fixture
-def executor() -> Iterator[ThreadPoolExecutor]:
-    with ThreadPoolExecutor(16, thread_name_prefix="q-test") as pool:
-        yield pool
-
-
-@pytest.fixture
 def metrics() -> Metrics:
     return Metrics()
 
 
 @pytest.fixture
-def make_q(sandbox: Sandbox, executor: ThreadPoolExecutor, metrics: Metrics) -> MakeQ:
+async def make_q(sandbox: Sandbox, metrics: Metrics) -> AsyncIterator[MakeQ]:
+    made: list[QBusinessClient] = []
+
     def make(**overrides: Any) -> QBusinessClient:
         options: dict[str, Any] = {
             "app_id": APP_ID,
             "region": REGION,
             "endpoint_url": sandbox.env()["QBOT_Q_ENDPOINT_URL"],
-            "executor": executor,
             "max_concurrency": 8,
             "metrics": metrics,
             "backoff_seconds": 0.01,
             **overrides,
         }
-        return QBusinessClient(**options)
+        made.append(QBusinessClient(**options))
+        return made[-1]
 
-    return make
+    yield make
+    for q in made:
+        await q.aclose()
 
 
 @pytest.fixture
@@ -264,41 +262,40 @@ async def test_delete_conversation(sandbox: Sandbox, make_q: MakeQ, alice: AwsCr
     assert sandbox.q.conversations.of(APP_ID, "alice@example.com") == []
 
 
-async def test_clients_are_reused_and_the_cache_is_bounded(
-    sandbox: Sandbox, make_q: MakeQ, alice: AwsCredentials, bob: AwsCredentials
-) -> None:
-    q = make_q(client_cache_size=2)
-    for n in range(3):
-        await ask(q, alice, token=f"m-{n}")
-    assert q.cached_clients == 1
-    first = q.client_for(alice)
-    assert q.client_for(alice) is first
-
-    carol = credentials_of(sandbox, "carol@example.com")
-    q.client_for(bob)
-    q.client_for(alice)  # alice is now the most recently used: bob goes first
-    q.client_for(carol)
-    assert q.cached_clients == 2
-    assert q.client_for(alice) is first
-    assert q.client_for(carol) is q.client_for(carol)
-    before = q.client_for(carol)
-    q.client_for(bob)  # evicts alice (least recently used)
-    assert q.client_for(carol) is before
-    assert q.client_for(alice) is not first
+async def test_one_client_signs_each_concurrent_call_as_its_own_user(sandbox: Sandbox, make_q: MakeQ) -> None:
+    """50 users at once through one client: Q (which checks every SigV4 signature and reads the user from the
+    signing session's Email tag) records each turn as the user who asked, and answers within that user's ACLs."""
+    sandbox.q.faults.delay_seconds = 0.5  # so that every call is in flight at once
+    q = make_q(max_concurrency=64)
+    emails = ["alice@example.com", "bob@example.com", *(f"user{n:03d}@example.com" for n in range(1, 49))]
+    people = {email: credentials_of(sandbox, email) for email in emails}
+    answers = await asyncio.gather(*(
+        ask(q, who, token=f"iso-{email}") for email, who in people.items()
+    ))
+    assert sandbox.q.stats.max_in_flight == 50
+    for email, answer in zip(people, answers, strict=True):
+        assert sandbox.q.stats.chat_calls[email] == 1
+        (conversation,) = sandbox.q.conversations.of(APP_ID, email)  # the turn is this user's, and only theirs
+        assert conversation.conversation_id == answer.conversation_id
+    by_email = dict(zip(people, answers, strict=True))
+    assert any("Aurora" in s.title for s in by_email["alice@example.com"].sources)
+    assert not any("Aurora" in s.title for s in by_email["bob@example.com"].sources)
 
 
 async def test_concurrency_is_bounded_off_the_event_loop(
     sandbox: Sandbox, make_q: MakeQ, alice: AwsCredentials
 ) -> None:
     sandbox.q.faults.delay_seconds = 0.25
-    q = make_q(max_concurrency=3)  # the executor has 16 threads: only the semaphore can hold them to 3
+    q = make_q(max_concurrency=3)  # the connection pool could open 8: only the semaphore holds them to 3
     ticks = 0
+    threads = {threading.active_count()}
 
     async def ticker() -> None:
         nonlocal ticks
         while True:
             await asyncio.sleep(0.01)
             ticks += 1
+            threads.add(threading.active_count())
 
     beat = asyncio.create_task(ticker())
     started = time.monotonic()
@@ -308,7 +305,8 @@ async def test_concurrency_is_bounded_off_the_event_loop(
     assert len({a.conversation_id for a in answers}) == 8
     assert sandbox.q.stats.max_in_flight == 3
     assert 3 * 0.25 <= elapsed < 8 * 0.25  # three waves: bounded, not serialized
-    assert ticks >= elapsed / 0.01 * 0.5  # the loop kept running while boto3 blocked
+    assert ticks >= elapsed / 0.01 * 0.5  # the loop kept running while Q answered
+    assert len(threads) == 1  # and no call took a thread of its own
 
 
 async def test_a_cancelled_chat_keeps_its_slot_until_its_call_returns(
