@@ -17,6 +17,7 @@ import asyncio
 import gc
 import multiprocessing
 import statistics
+import threading
 import time
 import tracemalloc
 from multiprocessing.connection import Connection
@@ -141,13 +142,14 @@ def ask(identity: ChatIdentity, n: int, thread: str) -> IncomingMessage:
 # -- the benchmark --------------------------------------------------------------------------------------
 
 
-async def main(users: int, questions: int, idle_users: int, warm_samples: int) -> None:
+async def main(users: int, questions: int, idle_users: int, warm_samples: int, q_max_concurrency: int = 0) -> None:
     redis_server = EmbeddedRedis().start()
     sock = bind("127.0.0.1", 0)
     child = SandboxChild(url_of(sock), users + idle_users)
     settings = Settings.from_env({
         **child.env, "QBOT_REDIS_URL": redis_server.url, "QBOT_TOKEN_KEYS": Fernet.generate_key().decode(),
         "QBOT_PUBLIC_URL": url_of(sock),
+        **({"QBOT_Q_MAX_CONCURRENCY": str(q_max_concurrency)} if q_max_concurrency else {}),
     })
     app = build_app(settings)
     served = Served(app, sock)
@@ -156,7 +158,9 @@ async def main(users: int, questions: int, idle_users: int, warm_samples: int) -
     try:
         print(f"qbot bench — {users} users, {questions} questions; Q max concurrency {settings.q_max_concurrency}")
         identities = await link_many(core, 1, users)
-        warm = await asyncio.gather(*(core.handle(ask(i, 0, "warmup")) for i in identities))
+        warm: list[Any] = []
+        for start in range(0, len(identities), 64):  # every user's first credentials, a batch at a time
+            warm += await asyncio.gather(*(core.handle(ask(i, 0, "warmup")) for i in identities[start:start + 64]))
         assert all(isinstance(r, Answer) for r in warm), [r for r in warm if not isinstance(r, Answer)][:1]
 
         # 1. warm-path overhead, one message at a time, Q answering at once
@@ -189,7 +193,8 @@ async def main(users: int, questions: int, idle_users: int, warm_samples: int) -
         answered = sum(isinstance(r, Answer) for r in burst)
         stats = child.call("stats")
         print(f"burst: {answered}/{len(burst)} answered in {wall:.2f} s against a 2 s Q; "
-              f"max ChatSync in flight {stats['max_in_flight']}")
+              f"max ChatSync in flight {stats['max_in_flight']}; {threading.active_count()} threads "
+              f"(target: 2,000 questions from 1,000 users within 3 s, >= 1,000 in flight)")
         refreshes = [stats["refreshes"].get(f"user{n:03d}", 0) for n in range(1, users + 1)]
         sts = [stats["sts"].get(f"user{n:03d}@example.com", 0) for n in range(1, users + 1)]
         print(f"per user over the run: IdP refreshes min/max {min(refreshes)}/{max(refreshes)}, "
@@ -235,5 +240,6 @@ if __name__ == "__main__":
     parser.add_argument("--questions", type=int, default=300)
     parser.add_argument("--idle-users", type=int, default=300)
     parser.add_argument("--warm-samples", type=int, default=500)
+    parser.add_argument("--q-max-concurrency", type=int, default=0, help="QBOT_Q_MAX_CONCURRENCY (0: the default)")
     args = parser.parse_args()
-    run_async(main(args.users, args.questions, args.idle_users, args.warm_samples))
+    run_async(main(args.users, args.questions, args.idle_users, args.warm_samples, args.q_max_concurrency))

@@ -261,8 +261,10 @@ async def start_slack_world(users: int, env_extra: dict[str, str] | None = None)
 
 
 async def main(users: int, fast_questions: int, slow_questions: int, rate: float, profile: bool = False,
-               idle_seconds: float = 60.0) -> None:
-    world = await start_slack_world(users)
+               idle_seconds: float = 60.0, q_max_concurrency: int = 0) -> None:
+    world = await start_slack_world(
+        users, {"QBOT_Q_MAX_CONCURRENCY": str(q_max_concurrency)} if q_max_concurrency else None
+    )
     sandbox, fake, bot = world.sandbox, world.fake, world.bot
     load = Load(bot.url, fake)
     connector = aiohttp.TCPConnector(limit=256)
@@ -340,5 +342,7 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=110.0, help="questions per second in the ack phase")
     parser.add_argument("--profile", action="store_true", help="print the bot's cProfile of the instant phase")
     parser.add_argument("--idle-seconds", type=float, default=60.0, help="idle time before the last RSS reading")
+    parser.add_argument("--q-max-concurrency", type=int, default=0, help="QBOT_Q_MAX_CONCURRENCY (0: the default)")
     args = parser.parse_args()
-    run_async(main(args.users, args.fast_questions, args.slow_questions, args.rate, args.profile, args.idle_seconds))
+    run_async(main(args.users, args.fast_questions, args.slow_questions, args.rate, args.profile, args.idle_seconds,
+                   args.q_max_concurrency))
