@@ -22,6 +22,8 @@ Env = Mapping[str, str]
 
 #: SAML has no refresh token: ask for the longest session STS gives (12 hours); users sign in again after it.
 DEFAULT_SAML_SESSION_SECONDS = 43200
+#: the bot's default SAML entity id is the URL of this path (bot/config.py)
+SP_METADATA_PATH = "/auth/saml/metadata"
 
 
 def add_commands(commands: Any) -> None:
@@ -46,7 +48,8 @@ def add_commands(commands: Any) -> None:
     provision.add_argument("--public-url", metavar="URL",
                            help="SAML mode: the bot's public URL; the IdP posts to URL/auth/saml/acs [QBOT_PUBLIC_URL]")
     provision.add_argument("--sp-entity-id", metavar="ID",
-                           help="SAML mode: qbot's entity id at the IdP [QBOT_SAML_SP_ENTITY_ID, or the public URL]")
+                           help="SAML mode: qbot's entity id at the IdP "
+                           "[QBOT_SAML_SP_ENTITY_ID, or the public URL + /auth/saml/metadata]")
     provision.add_argument("--session-seconds", type=int, metavar="SECONDS",
                            help="SAML mode: how long a sign-in lasts; the role's maximum session is raised to it "
                            f"[QBOT_SAML_SESSION_SECONDS, {DEFAULT_SAML_SESSION_SECONDS}]")
@@ -192,7 +195,7 @@ def _saml_idp(args: argparse.Namespace, env: Env, source: str) -> Any:
         source=source,
         provider_name=args.saml_provider_name or args.name,
         public_url=public_url,
-        sp_entity_id=args.sp_entity_id or env.get("QBOT_SAML_SP_ENTITY_ID") or public_url,
+        sp_entity_id=args.sp_entity_id or env.get("QBOT_SAML_SP_ENTITY_ID") or public_url + SP_METADATA_PATH,
         session_seconds=session_seconds,
     )
 

@@ -110,7 +110,7 @@ def test_provisions_saml_mode_exactly_then_a_second_run_changes_nothing(
     assert lines == {
         "QBOT_PUBLIC_URL": PUBLIC_URL,
         "QBOT_SAML_METADATA_FILE": str(metadata_file),
-        "QBOT_SAML_SP_ENTITY_ID": PUBLIC_URL,
+        "QBOT_SAML_SP_ENTITY_ID": PUBLIC_URL + "/auth/saml/metadata",
         "QBOT_SAML_PROVIDER_ARN": SAML_PROVIDER_ARN,
         "QBOT_SAML_SESSION_SECONDS": "43200",
         "QBOT_AWS_REGION": "us-east-1",
