@@ -4,15 +4,19 @@ providers, and the sandbox's Q Business control plane."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from qbot.cli import main
+from sandbox.serving import Served, bind
 from sandbox.world import APP_ID, Sandbox
 from tests.admin import saml_metadata
 from tests.admin.test_provision import ACCOUNT, env_lines, new_applications, permissions, writes
+from tests.conftest import LoopThread
 
 PUBLIC_URL = "https://qbot.example.com"
 ACS = "https://qbot.example.com/auth/saml/acs"
@@ -257,3 +261,32 @@ def test_the_saml_manifest_is_the_trust_policy_provisioning_writes() -> None:
     assert trust == json.loads(
         json.dumps(SAML_TRUST_POLICY).replace(SAML_PROVIDER_ARN, template).replace(ACS, "${PUBLIC_URL}/auth/saml/acs")
     )
+
+
+@pytest.fixture
+def metadata_url(servers: LoopThread, metadata_file: Path) -> Iterator[str]:
+    document = metadata_file.read_text()
+
+    async def federation_metadata(request: web.Request) -> web.Response:
+        return web.Response(text=document, content_type="text/xml")
+
+    app = web.Application()
+    app.router.add_get("/federationmetadata.xml", federation_metadata)
+    served = Served(app, bind("127.0.0.1", 0))
+    servers.run(served.start())
+    yield served.url + "/federationmetadata.xml"
+    servers.run(served.stop())
+
+
+def test_metadata_from_the_idps_url_is_what_iam_gets_and_the_bot_is_told_to_read(
+    sandbox: Sandbox, iam: Any, metadata_file: Path, metadata_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = provision(capsys, metadata_url)
+
+    assert code == 0, out + err
+    assert env_lines(out)["QBOT_SAML_METADATA_URL"] == metadata_url and "QBOT_SAML_METADATA_FILE" not in out
+    provider = iam.get_saml_provider(SAMLProviderArn=SAML_PROVIDER_ARN)
+    assert provider["SAMLMetadataDocument"] == metadata_file.read_text()
+
+    code, out, err = provision(capsys, metadata_url.replace("federationmetadata", "missing"))
+    assert code == 1 and "answered HTTP 404" in err
