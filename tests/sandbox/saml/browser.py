@@ -38,22 +38,34 @@ class Posted:
         return etree.fromstring(self.xml, etree.XMLParser(resolve_entities=False, load_dtd=False))
 
 
-def authn_request(world: Sandbox, *, issuer: str | None = None, acs: str | None = None) -> tuple[str, str]:
-    """The AuthnRequest's ID and its HTTP-Redirect encoding (raw DEFLATE, then base64)."""
+def authn_request(
+    world: Sandbox,
+    *,
+    issuer: str | None = None,
+    acs: str | None = None,
+    prefix: bytes = b"",
+    changes: dict[str, str | None] | None = None,
+) -> tuple[str, str]:
+    """The AuthnRequest's ID and its HTTP-Redirect encoding (raw DEFLATE, then base64); `changes` replace
+    attributes (None drops one), `prefix` goes before the XML (a DOCTYPE, say)."""
     request_id = "_" + secrets.token_hex(16)
+    attributes: dict[str, str | None] = {
+        "ID": request_id,
+        "Version": "2.0",
+        "IssueInstant": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "Destination": world.idp.saml.sso_url,
+        "AssertionConsumerServiceURL": acs or world.acs_url,
+        "ProtocolBinding": HTTP_POST,
+        **(changes or {}),
+    }
     request = etree.Element(
         f"{{{SAMLP}}}AuthnRequest",
+        {name: value for name, value in attributes.items() if value is not None},
         nsmap={"samlp": SAMLP, "saml": SAML},
-        ID=request_id,
-        Version="2.0",
-        IssueInstant=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        Destination=world.idp.saml.sso_url,
-        AssertionConsumerServiceURL=acs or world.acs_url,
-        ProtocolBinding=HTTP_POST,
     )
     etree.SubElement(request, f"{{{SAML}}}Issuer").text = issuer or world.sp_entity_id
     compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
-    deflated = compressor.compress(etree.tostring(request)) + compressor.flush()
+    deflated = compressor.compress(prefix + etree.tostring(request)) + compressor.flush()
     return request_id, base64.b64encode(deflated).decode()
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import zlib
 from datetime import UTC, datetime
 
 import httpx
+import pytest
 from cryptography import x509
 from lxml import etree
 from signxml.verifier import SignatureConfiguration, XMLVerifier
@@ -133,3 +135,43 @@ def test_a_request_that_is_not_a_deflated_authn_request_is_refused(browser: http
         assert answer.status_code == 400
         assert "SAMLRequest" in answer.text
     assert browser.get("/saml/sso").status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        ({"Destination": "https://other-idp.example/sso"}, "addressed to another IdP endpoint"),
+        ({"ProtocolBinding": "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Artifact"}, "Only the HTTP-POST binding"),
+        ({"ID": None}, "has no ID"),
+        ({"Version": "1.1"}, "is not SAML 2.0"),
+    ],
+)
+def test_a_malformed_authn_request_is_refused(
+    saml_world: Sandbox, browser: httpx.Client, changes: dict[str, str | None], says: str
+) -> None:
+    _, encoded = authn_request(saml_world, changes=changes)
+    answer = open_sso(browser, encoded)
+    assert answer.status_code == 400
+    assert says in answer.text
+
+
+def test_an_authn_request_with_a_dtd_is_refused(saml_world: Sandbox, browser: httpx.Client) -> None:
+    _, encoded = authn_request(saml_world, prefix=b'<!DOCTYPE x [<!ENTITY e "e">]>')
+    answer = open_sso(browser, encoded)
+    assert answer.status_code == 400
+    assert "must not carry a DTD" in answer.text
+
+
+def test_an_oversized_authn_request_is_refused(saml_world: Sandbox, browser: httpx.Client) -> None:
+    _, encoded = authn_request(saml_world, prefix=b"<!--" + b"x" * 70_000 + b"-->")
+    answer = open_sso(browser, encoded)
+    assert answer.status_code == 400
+    assert "too large" in answer.text
+
+
+def test_a_message_other_than_an_authn_request_is_refused(browser: httpx.Client) -> None:
+    compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    logout = b'<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="_l" Version="2.0"/>'
+    answer = open_sso(browser, base64.b64encode(compressor.compress(logout) + compressor.flush()).decode())
+    assert answer.status_code == 400
+    assert "is not an AuthnRequest" in answer.text
