@@ -275,7 +275,8 @@ class SandboxSTS:
         )
 
     def _spend_assertion(self, identity: SAMLIdentity, now: datetime) -> None:
-        """One use per assertion ID, remembered until the assertion would have expired anyway."""
+        """One use per assertion ID, remembered until the assertion would have expired anyway. It is spent
+        before the role's trust is weighed, so a refused assertion cannot be tried against another role."""
         for used, until in list(self.saml_assertions_used.items()):
             if until < now - timedelta(minutes=10):
                 del self.saml_assertions_used[used]
