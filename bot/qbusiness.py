@@ -181,21 +181,20 @@ class QBusinessClient:
         self._backoff_seconds = backoff_seconds
         self._max_concurrency = max_concurrency
         self._slots = asyncio.Semaphore(max_concurrency)
-        # An unsigned client, built once, only to resolve the endpoint and load the service model; credentials
-        # come with each call. Its own (blocking) sending is never used.
-        session = botocore.session.get_session()
-        resolver = session.create_client(
+        # An unsigned botocore client, built once, resolves the endpoint, loads the service model and owns the
+        # event hooks the signer runs (they refer to it weakly: it lives as long as we do). Its own blocking
+        # sending is never used, and it holds no credentials: each call brings its user's.
+        self._botocore = botocore.session.get_session().create_client(
             "qbusiness", region_name=region, endpoint_url=endpoint_url, config=Config(signature_version=UNSIGNED)
         )
-        self.endpoint_url: str = resolver.meta.endpoint_url
-        self._model = resolver.meta.service_model
-        resolver.close()
+        self.endpoint_url: str = self._botocore.meta.endpoint_url
+        self._model = self._botocore.meta.service_model
         self._serializer = create_serializer(self._model.protocol, include_validation=True)
         self._parser = create_parser(self._model.protocol)
         self._signer = RequestSigner(
             self._model.service_id, region, self._model.signing_name, "v4",
             cast(Any, None),  # no credentials of its own: each request carries its user's
-            session.get_component("event_emitter"),
+            self._botocore.meta.events,
         )
         self._http: httpx.AsyncClient | None = None
 

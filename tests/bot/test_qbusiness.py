@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -280,6 +281,13 @@ async def test_one_client_signs_each_concurrent_call_as_its_own_user(sandbox: Sa
     by_email = dict(zip(people, answers, strict=True))
     assert any("Aurora" in s.title for s in by_email["alice@example.com"].sources)
     assert not any("Aurora" in s.title for s in by_email["bob@example.com"].sources)
+
+
+async def test_a_client_keeps_working_after_a_garbage_collection(make_q: MakeQ, alice: AwsCredentials) -> None:
+    """What the signer relies on lives as long as the client (botocore's hooks hold weak references)."""
+    q = make_q()
+    gc.collect()
+    assert (await ask(q, alice)).sources
 
 
 async def test_concurrency_is_bounded_off_the_event_loop(
