@@ -14,16 +14,21 @@ from urllib.parse import urlsplit
 import httpx
 from botocore.exceptions import NoCredentialsError
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
 from adapters.checks import FAIL, OK, SKIP, WARN, Check
 from bot.aws_clients import AWS_ERRORS, AdminAws, describe, error_code
 from qbot.admin.policies import name_of_saml_provider_arn
-from qbot.admin.saml_metadata import IdpMetadata, MetadataError, acs_url, parse_metadata, read_metadata
+from qbot.admin.saml_metadata import (
+    IdpMetadata,
+    MetadataError,
+    acs_url,
+    parse_metadata,
+    read_metadata,
+    trust_difference,
+)
 
 #: A signing certificate that expires sooner than this fails the doctor: time to roll it over at the IdP.
 CERTIFICATE_NOTICE = dt.timedelta(days=30)
-_SHA256 = hashes.SHA256()
 _DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException"}
 
 
@@ -128,11 +133,14 @@ class SamlChecks:
         except MetadataError as err:
             return Check("SAML provider", FAIL, f"{arn} holds metadata that does not parse ({err})",
                          f"run `qbot admin provision --saml-metadata {self.source}`")
-        problems = _differences(self._metadata, iam_copy)
-        if problems:
+        difference = trust_difference(self._metadata, iam_copy)
+        fix = f"run `qbot admin provision --saml-metadata {self.source}` to update it"
+        if difference.other_issuer or difference.missing:
             return Check("SAML provider", FAIL, f"{arn} holds other metadata than {self.source}: "
-                         f"{'; '.join(problems)}: STS would refuse the assertions the IdP signs now",
-                         f"run `qbot admin provision --saml-metadata {self.source}` to update it")
+                         f"{difference.describe()}: STS would refuse the assertions the IdP signs now", fix)
+        if difference.retired:
+            return Check("SAML provider", WARN, f"{arn} holds the IdP's metadata, but {difference.describe()}: "
+                         "assertions signed with a retired key would still be accepted", fix)
         return Check("SAML provider", OK, f"{arn} holds the IdP's metadata (entity id and signing certificates)")
 
 
@@ -147,17 +155,3 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _differences(idp: IdpMetadata, iam_copy: IdpMetadata) -> list[str]:
-    """What STS would see differently: the issuer, or the certificates (the document's ID and formatting vary
-    from one download to the next and do not matter)."""
-    problems = []
-    if idp.entity_id != iam_copy.entity_id:
-        problems.append(f"IdP {iam_copy.entity_id}, not {idp.entity_id}")
-    held = {cert.fingerprint(_SHA256) for cert in iam_copy.certificates}
-    missing = [cert for cert in idp.certificates if cert.fingerprint(_SHA256) not in held]
-    if missing:
-        problems.append(f"{len(missing)} of the IdP's signing certificate(s) missing")
-    return problems
-

@@ -23,7 +23,7 @@ from qbot.admin.policies import (
     saml_trust_policy,
     trust_policy,
 )
-from qbot.admin.saml_metadata import acs_url
+from qbot.admin.saml_metadata import MetadataError, acs_url, parse_metadata, trust_difference
 
 #: STS's bounds for an AssumeRoleWithSAML session (QBOT_SAML_SESSION_SECONDS); a role's maximum session is at
 #: least ROLE_SESSION_SECONDS (IAM's own minimum and default) and at most MAX_SESSION_SECONDS.
@@ -66,8 +66,8 @@ def converge_identity_provider(plan: Plan) -> None:
 
 
 def converge_saml_provider(plan: Plan) -> None:
-    """Find the SAML provider by name; create it, or give it the IdP's metadata when it holds other metadata
-    (a new signing certificate, say)."""
+    """Find the SAML provider by name; create it, or give it the IdP's metadata when IAM's copy differs in what
+    STS uses (the issuer, the signing certificates: after a rollover, say)."""
     saml = plan.target.saml
     assert saml is not None
     plan.out(f"IAM SAML identity provider {saml.provider_name}")
@@ -87,16 +87,16 @@ def converge_saml_provider(plan: Plan) -> None:
         return
     plan.outcome.provider_arn = existing
     held = plan.iam.get_saml_provider(SAMLProviderArn=existing).get("SAMLMetadataDocument") or ""
-    if held.strip() == saml.metadata.strip():
-        plan.unchanged(f"{existing} (its metadata)")
+    try:
+        difference = trust_difference(parse_metadata(saml.metadata), parse_metadata(held))
+        reason = f"its metadata differs from {saml.source}: {difference.describe()}"
+    except MetadataError as err:
+        difference, reason = None, f"its metadata does not parse ({err})"
+    if difference is not None and not difference:
+        plan.unchanged(f"{existing} (the IdP's entity id and signing certificates)")
         return
     plan.write(
-        Step(
-            "iam",
-            "UpdateSAMLProvider",
-            {"SAMLProviderArn": existing, "SAMLMetadataDocument": saml.metadata},
-            f"it holds other metadata than {saml.source} (a new signing certificate, say)",
-        )
+        Step("iam", "UpdateSAMLProvider", {"SAMLProviderArn": existing, "SAMLMetadataDocument": saml.metadata}, reason)
     )
 
 

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from lxml import etree
 
 MD = "urn:oasis:names:tc:SAML:2.0:metadata"
@@ -111,3 +112,37 @@ def parse_metadata(document: str | bytes) -> IdpMetadata:
     if not certificates:
         raise MetadataError("it names no signing certificate (KeyDescriptor use=\"signing\" with X509Certificate)")
     return IdpMetadata(entity_id=entity_id, sso_url=sso_url, certificates=tuple(certificates))
+
+
+@dataclass(frozen=True)
+class TrustDifference:
+    """How IAM's copy of the metadata differs from the IdP's, in what STS uses: the issuer and the keys."""
+
+    other_issuer: str = ""  # IAM's entity id, when it is not the IdP's
+    issuer: str = ""  # the IdP's
+    missing: int = 0  # certificates the IdP signs with that IAM lacks: STS refuses what they sign
+    retired: int = 0  # certificates IAM still trusts that the IdP no longer lists
+
+    def __bool__(self) -> bool:
+        return bool(self.other_issuer or self.missing or self.retired)
+
+    def describe(self) -> str:
+        parts = [f"the issuer {self.other_issuer}, not {self.issuer}"] if self.other_issuer else []
+        if self.missing:
+            parts.append(f"{self.missing} of the IdP's signing certificate(s) missing")
+        if self.retired:
+            parts.append(f"{self.retired} certificate(s) the IdP no longer lists still trusted")
+        return "; ".join(parts)
+
+
+def trust_difference(idp: IdpMetadata, iam_copy: IdpMetadata) -> TrustDifference:
+    """Compared by meaning, not text: the document's ID, signature and formatting change from one download of
+    the same metadata to the next (Entra ID's metadata URL), and STS uses only the issuer and the keys."""
+    ours = {cert.fingerprint(hashes.SHA256()) for cert in idp.certificates}
+    held = {cert.fingerprint(hashes.SHA256()) for cert in iam_copy.certificates}
+    return TrustDifference(
+        other_issuer=iam_copy.entity_id if iam_copy.entity_id != idp.entity_id else "",
+        issuer=idp.entity_id,
+        missing=len(ours - held),
+        retired=len(held - ours),
+    )

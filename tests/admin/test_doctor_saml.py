@@ -265,7 +265,7 @@ def test_iam_holding_metadata_of_another_idp_fails(
 
     assert code == 1
     status, text = checks["SAML provider"]
-    assert status == "FAIL" and f"IdP {saml_metadata.ENTITY_ID}, not https://accounts.google.com" in text
+    assert status == "FAIL" and f"the issuer {saml_metadata.ENTITY_ID}, not https://accounts.google.com" in text
     assert "certificate(s) missing" not in text
 
 
@@ -291,3 +291,18 @@ def test_both_metadata_settings_fail(
     code, checks = doctor(capsys)
     assert code == 1 and checks["SAML metadata"][0] == "FAIL" and "both QBOT_SAML_METADATA_URL and" in checks[
         "SAML metadata"][1]
+
+
+def test_a_certificate_the_idp_retired_but_iam_still_trusts_warns(
+    saml_env: dict[str, str], iam: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    current = Path(saml_env["QBOT_SAML_METADATA_FILE"]).read_text()
+    kept = current.split("<X509Certificate>")[1].split("</X509Certificate>")[0]
+    both = saml_metadata.metadata(kept, saml_metadata.certificate(20))
+    iam.update_saml_provider(SAMLProviderArn=PROVIDER_ARN, SAMLMetadataDocument=both)
+
+    _, checks = doctor(capsys)
+
+    status, text = checks["SAML provider"]
+    assert status == "warn" and "1 certificate(s) the IdP no longer lists still trusted" in text
+    assert "run `qbot admin provision --saml-metadata" in text

@@ -146,6 +146,7 @@ def test_new_metadata_and_a_short_role_session_are_updated_and_nothing_else(
 
     assert code == 0, out
     assert "+ iam UpdateSAMLProvider" in out and "+ iam UpdateRole" in out
+    assert "1 of the IdP's signing certificate(s) missing; 1 certificate(s) the IdP no longer lists" in out
     assert "its sessions last at most 3600s; the bot asks for 28800s" in out
     assert "Applied 2 change(s)." in out and "QBOT_SAML_SESSION_SECONDS=28800" in out
     assert iam.get_saml_provider(SAMLProviderArn=SAML_PROVIDER_ARN)["SAMLMetadataDocument"] == rolled.read_text()
@@ -154,6 +155,20 @@ def test_new_metadata_and_a_short_role_session_are_updated_and_nothing_else(
 
     code, shorter, _ = provision(capsys, rolled, "--session-seconds", "3600")  # a longer maximum is kept
     assert code == 0 and "No changes" in shorter
+
+
+def test_a_new_download_of_the_same_metadata_changes_nothing(
+    sandbox: Sandbox, iam: Any, metadata_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Entra ID's metadata URL gives a new document ID (and signature) each time; STS uses only issuer and keys."""
+    assert provision(capsys, metadata_file)[0] == 0
+    again = tmp_path / "downloaded-again.xml"
+    again.write_text(metadata_file.read_text().replace('ID="_5b1f"', 'ID="_9c2e"').replace("><", ">\n<"))
+
+    code, out, _ = provision(capsys, again)
+
+    assert code == 0 and "No changes" in out
+    assert "(the IdP's entity id and signing certificates): as wanted" in out
 
 
 def test_oidc_and_saml_flags_together_are_refused(
