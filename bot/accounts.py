@@ -5,6 +5,11 @@ expiring) bound to the browser that asked for it or to the chat profile's email,
 (code + PKCE + nonce, its state sealed into the browser's own cookie) whose verified email and AWS Email tag
 name the same person. Linking again, unlinking, or the end of a link's lifetime revokes the previous refresh
 token at the IdP. Every failure raises a domain error and stores nothing.
+
+In SAML mode (`saml` given) the same one-time link leads to a SAML login instead: an AuthnRequest whose ID is
+sealed into the browser's cookie, and a POSTed response verified (signature, issuer, recipient, audience,
+validity, InResponseTo, single use) and held to the same email rule. STS AssumeRoleWithSAML then gives the
+link's credentials, stored with it; the link has no refresh token, so when they expire the user signs in again.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-from bot.broker import fingerprint
+from bot.broker import CredentialBroker, fingerprint
 from bot.config import Settings
 from bot.conversations import Conversations
 from bot.errors import (
@@ -33,10 +38,11 @@ from bot.errors import (
 )
 from bot.group_sync import GroupObserver
 from bot.link_deadlines import GRACE_SECONDS, LinkDeadlines
-from bot.links import LinkTokens, LoginStates, PendingLink, browser_binding
+from bot.links import LinkTokens, LoginState, LoginStates, PendingLink, browser_binding
 from bot.metrics import Metrics
 from bot.model import ChatIdentity, Notice, NoticeKind
 from bot.oidc import OidcClient
+from bot.saml import SamlServiceProvider, new_request_id
 from bot.vault import LinkedAccount, Vault
 
 log = logging.getLogger(__name__)
@@ -49,6 +55,7 @@ class LoginStart:
     authorize_url: str
     state: str
     cookie_value: str = field(repr=False)  # the sealed login state: the browser keeps it until the callback
+    saml: bool = False  # the IdP answers with a cross-site POST to the SAML assertion consumer, not a redirect
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,8 @@ class Accounts:
         oidc: OidcClient,
         metrics: Metrics,
         group_observer: GroupObserver | None = None,
+        saml: SamlServiceProvider | None = None,
+        broker: CredentialBroker | None = None,
     ) -> None:
         self.settings = settings
         self.vault = vault
@@ -82,6 +91,10 @@ class Accounts:
         self.metrics = metrics
         self.group_observer = group_observer  # automatic group sync (QBOT_GROUP_SYNC), when on
         self._linked_listeners: dict[str, LinkedListener] = {}
+        self.saml = saml  # SAML mode when set: logins go to the SAML IdP, credentials come from AssumeRoleWithSAML
+        self._broker = broker
+        if saml is not None and broker is None:
+            raise ValueError("SAML mode needs the broker, for AssumeRoleWithSAML")
 
     def on_linked(self, platform: str, listener: LinkedListener) -> None:
         """An adapter asks to be told when one of its users finishes linking (to confirm it in chat)."""
@@ -146,6 +159,18 @@ class Accounts:
         if account is None:
             return Notice(NoticeKind.NOT_LINKED, "You aren't linked. Run qlink to sign in once.", private=True)
         since = time.strftime("%Y-%m-%d", time.gmtime(account.linked_at))
+        if not account.refresh_token:  # a SAML sign-in: it lasts as long as its credentials
+            credentials = await self.vault.load_credentials(identity)
+            if credentials is None:
+                return Notice(
+                    NoticeKind.NOT_LINKED,
+                    f"You signed in as {account.email}, but that sign-in has expired. Run qlink to sign in again.",
+                    private=True,
+                )
+            until = credentials.expiration.strftime("%Y-%m-%d %H:%M UTC")
+            return Notice(
+                NoticeKind.INFO, f"Signed in as {account.email}; this sign-in lasts until {until}.", private=True
+            )
         return Notice(NoticeKind.INFO, f"Linked as {account.email} since {since}.", private=True)
 
     # -- the account link ---------------------------------------------------------------------------
@@ -172,6 +197,10 @@ class Accounts:
         (the route keeps it in a cookie). So anonymous visitors cannot grow Redis, and a login finishes only in
         the browser that began it: forwarding the IdP page to a colleague cannot bind their sign-in to you.
         """
+        if self.saml is not None:  # an AuthnRequest; its ID comes back sealed, the RelayState names the login
+            request_id = new_request_id()
+            state, sealed = self.login_states.seal(pending, "", "", saml_request_id=request_id)
+            return LoginStart(await self.saml.login_url(request_id, state), state, sealed, saml=True)
         nonce = secrets.token_urlsafe(24)
         code_verifier = secrets.token_urlsafe(64)
         state, sealed = self.login_states.seal(pending, nonce, code_verifier)
@@ -202,15 +231,9 @@ class Accounts:
         state = params.get("state", "")
         if not state:
             raise LoginStateInvalid(detail="callback without state")
-        if not login_cookie:
-            self.metrics.links.labels("other_browser").inc()
-            minutes = max(1, self.login_states.ttl_seconds // 60)
-            raise LoginStateInvalid(
-                "This sign-in is over, or was started in another browser. Start again (run qlink, or Sign in on "
-                f"the web console) and finish within {minutes} minutes in the same browser.",
-                detail="callback without its login cookie (another browser, or expired)",
-            )
-        login = self.login_states.open(state, login_cookie)
+        login = self._open_login(state, login_cookie)
+        if login.saml_request_id:
+            raise LoginStateInvalid(detail="the login state is a SAML one")
         if "error" in params:
             description = params.get("error_description") or params["error"]
             self.metrics.links.labels("idp_error").inc()
@@ -240,17 +263,7 @@ class Accounts:
             # STS and Q act on the Email tag, not on `email`: the two must name the same, verified person.
             if claims.email_tag.lower() != claims.email.lower():
                 raise EmailTagMismatch(detail="the Email principal tag differs from the verified email")
-            expected = login.pending.profile_email
-            if (
-                self.settings.require_email_match
-                and expected
-                and claims.email_tag.lower() != expected.lower()
-            ):
-                raise EmailMismatch(
-                    f"You signed in as {claims.email_tag}, but your chat profile says {expected}. "
-                    "Sign in with your own account: run qlink again for a new link.",
-                    detail="email mismatch",
-                )
+            self._check_profile_email(claims.email_tag, login.pending.profile_email)
             if not tokens.refresh_token:
                 raise IdentityProviderError(
                     "The sign-in service issued no refresh token, so qbot cannot act for you later. "
@@ -285,16 +298,90 @@ class Accounts:
         log.info(
             "linked %s as %s (refresh token %s)", identity.key, claims.email_tag, fingerprint(tokens.refresh_token)
         )
+        await self._tell_linked(identity, claims.email_tag)
+        return LinkResult(identity, claims.email_tag, login.pending.return_to)
+
+    def _open_login(self, state: str, login_cookie: str | None) -> LoginState:
+        """The login state sealed in the cookie that came back with `state`; refused without it."""
+        if not login_cookie:
+            self.metrics.links.labels("other_browser").inc()
+            minutes = max(1, self.login_states.ttl_seconds // 60)
+            raise LoginStateInvalid(
+                "This sign-in is over, or was started in another browser. Start again (run qlink, or Sign in on "
+                f"the web console) and finish within {minutes} minutes in the same browser.",
+                detail="callback without its login cookie (another browser, or expired)",
+            )
+        return self.login_states.open(state, login_cookie)
+
+    def _check_profile_email(self, email_tag: str, expected: str | None) -> None:
+        """The email rule: the sign-in's Email tag is the chat profile's email (QBOT_REQUIRE_EMAIL_MATCH)."""
+        if self.settings.require_email_match and expected and email_tag.lower() != expected.lower():
+            raise EmailMismatch(
+                f"You signed in as {email_tag}, but your chat profile says {expected}. "
+                "Sign in with your own account: run qlink again for a new link.",
+                detail="email mismatch",
+            )
+
+    async def _tell_linked(self, identity: ChatIdentity, email: str) -> None:
         listener = self._linked_listeners.get(identity.platform)
         if listener is not None:
             try:
-                await listener(identity, claims.email_tag)
+                await listener(identity, email)
             except Exception:  # the link stands even if the chat confirmation cannot be sent
                 log.exception("could not confirm the link to %s in chat", identity.key)
-        return LinkResult(identity, claims.email_tag, login.pending.return_to)
+
+    async def finish_saml_login(self, form: Mapping[str, str], *, login_cookie: str | None = None) -> LinkResult:
+        """Handle the SAMLResponse the IdP POSTed to the assertion consumer: verify it against the login its
+        RelayState names (and whose cookie came back), hold it to the email rule, trade it at STS, store the link
+        with its credentials. Any failure raises a domain error and stores nothing (a verified assertion is
+        spent, though: it cannot be replayed after a refusal either)."""
+        if self.saml is None or self._broker is None:
+            raise LoginStateInvalid(detail="a SAML response, but the bot is in OIDC mode")
+        relay_state = form.get("RelayState", "")
+        if not relay_state or not form.get("SAMLResponse"):
+            raise LoginStateInvalid(detail="assertion consumer called without RelayState or SAMLResponse")
+        login = self._open_login(relay_state, login_cookie)
+        if not login.saml_request_id:
+            raise LoginStateInvalid(detail="the login state is an OIDC one")
+        try:
+            assertion = await self.saml.accept(form["SAMLResponse"], expected_request_id=login.saml_request_id)
+            await self.login_states.spend(relay_state, login)  # the IdP really answered this login: once only
+            self._check_profile_email(assertion.email_tag, login.pending.profile_email)
+            credentials = await self._broker.assume_role_with_saml(login.pending.identity, form["SAMLResponse"])
+        except QBotError:
+            self.metrics.links.labels("refused").inc()
+            raise
+        identity = login.pending.identity
+        account = LinkedAccount(
+            refresh_token="",  # SAML has none: the credentials below are the whole sign-in
+            email=assertion.email_tag,
+            subject=assertion.name_id,
+            issuer=assertion.issuer,
+            linked_at=time.time(),
+        )
+        replaced = await self.vault.store(identity, account, ttl_seconds=login.pending.expires_in)
+        stored = await self.vault.load(identity)
+        if stored is not None and (stored.subject, stored.issuer, stored.linked_at) == (
+            account.subject, account.issuer, account.linked_at
+        ):  # still this link (not relinked meanwhile): its credentials are this generation's
+            await self.vault.store_credentials(identity, credentials, generation=stored.generation)
+        if replaced is not None:
+            await self._revoke_quietly(replaced.refresh_token)  # an OIDC link before: that sign-in is over
+        if login.pending.expires_in is not None:
+            await self.extend_link(identity, login.pending.expires_in)
+        self.metrics.links.labels("linked").inc()
+        log.info(
+            "linked %s as %s (SAML assertion %s, credentials until %s)", identity.key, assertion.email_tag,
+            fingerprint(assertion.assertion_id), credentials.expiration.isoformat(),
+        )
+        await self._tell_linked(identity, assertion.email_tag)
+        return LinkResult(identity, assertion.email_tag, login.pending.return_to)
 
     async def _revoke_quietly(self, refresh_token: str) -> None:
-        """Best effort: a token the IdP could not revoke now still expires there on its own."""
+        """Best effort: a token the IdP could not revoke now still expires there on its own. (A SAML link has
+        none: its credentials end on their own.)"""
+        if not refresh_token:
+            return
         try:
             await self.oidc.revoke(refresh_token)
         except QBotError as exc:

@@ -14,6 +14,10 @@ minting means its credentials are not cached (and a relink is minted again, for 
 previous person's credentials never answer for this chat account. Every refreshed id_token must still name
 the linked user (sub, iss) and carry the linked email as its AWS Email tag.
 
+SAML mode has no refresh token: the link's credentials come from AssumeRoleWithSAML when the user signs in
+(`assume_role_with_saml`, called by the account link), are cached like any others, and are used until they
+expire; then the user is asked to sign in again (`SignInExpired`, a `NotLinked`).
+
 Nothing secret is logged: tokens appear only as a sha256 prefix.
 """
 
@@ -26,7 +30,7 @@ import logging
 import re
 from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 from botocore import UNSIGNED
@@ -34,7 +38,15 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from redis.asyncio import Redis
 
-from bot.errors import EmailTagMismatch, EmailTagMissing, IdTokenInvalid, LinkExpired, NotLinked, QUnavailable
+from bot.errors import (
+    EmailTagMismatch,
+    EmailTagMissing,
+    IdTokenInvalid,
+    LinkExpired,
+    NotLinked,
+    QUnavailable,
+    SignInExpired,
+)
 from bot.group_sync import GroupObserver
 from bot.metrics import Metrics
 from bot.model import AwsCredentials, ChatIdentity
@@ -50,6 +62,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 LOCK_PREFIX = "qbot:lock:creds:"
+# A SAML link's credentials cannot be renewed: they serve until this close to their end (a Q call must fit).
+SAML_LAST_USE_SECONDS = 30.0
 SESSION_NAME_UNSAFE = re.compile(r"[^\w+=,.@-]", re.ASCII)
 
 _STS_TRANSIENT = {
@@ -95,8 +109,10 @@ class CredentialBroker:
         flight_timeout_seconds: float = 30.0,
         lock_wait_seconds: float | None = None,
         group_observer: GroupObserver | None = None,
+        saml_provider_arn: str | None = None,
     ) -> None:
         self._vault = vault
+        self._saml_provider_arn = saml_provider_arn  # SAML mode: the IAM SAML provider STS checks assertions with
         self._oidc = oidc
         self._redis = redis
         self._role_arn = role_arn
@@ -213,6 +229,11 @@ class CredentialBroker:
         raise NotLinked(detail=f"{identity.key} was unlinked or relinked while its credentials were minted")
 
     async def _mint_for(self, identity: ChatIdentity, account: LinkedAccount) -> AwsCredentials:
+        if not account.refresh_token:  # a SAML link: its sign-in's credentials, while they last; nothing to renew
+            cached = await self._vault.load_credentials(identity)
+            if cached is not None and cached.seconds_left() > SAML_LAST_USE_SECONDS:
+                return cached
+            raise SignInExpired(detail=f"the SAML sign-in of {identity.key} has no credentials left")
         try:
             tokens = await self._oidc.refresh(account.refresh_token)
         except LinkExpired:
@@ -264,13 +285,29 @@ class CredentialBroker:
         await self._vault.delete_credentials(identity)
 
     async def _assume_role(self, identity: ChatIdentity, id_token: str, email: str) -> AwsCredentials:
-        call = functools.partial(
+        return await self._call_sts(identity, functools.partial(
             self._sts.assume_role_with_web_identity,
             RoleArn=self._role_arn,
             RoleSessionName=role_session_name(identity, email),
             WebIdentityToken=id_token,
             DurationSeconds=self._duration,
-        )
+        ))
+
+    async def assume_role_with_saml(self, identity: ChatIdentity, saml_response_b64: str) -> AwsCredentials:
+        """SAML mode: trade a verified SAML response for the link's credentials (AssumeRoleWithSAML, unsigned), for
+        the configured session length. STS verifies it again against IAM's SAML provider, and takes the session
+        name and Email tag from the assertion's attributes. Not cached here: the link stores them."""
+        if not self._saml_provider_arn:
+            raise QUnavailable(detail="assume_role_with_saml without QBOT_SAML_PROVIDER_ARN")
+        return await self._call_sts(identity, functools.partial(
+            self._sts.assume_role_with_saml,
+            RoleArn=self._role_arn,
+            PrincipalArn=self._saml_provider_arn,
+            SAMLAssertion=saml_response_b64,
+            DurationSeconds=self._duration,
+        ))
+
+    async def _call_sts(self, identity: ChatIdentity, call: Callable[[], Any]) -> AwsCredentials:
         try:
             response = await self._off_loop(call)
         except ClientError as err:
@@ -289,7 +326,7 @@ class CredentialBroker:
                 ) from None
             raise QUnavailable(
                 f"AWS refused to issue credentials for your sign-in ({code}). "
-                "Please tell your administrator: the IAM role's trust policy or OIDC provider may be wrong.",
+                "Please tell your administrator: the IAM role's trust policy or identity provider may be wrong.",
                 detail=detail, request_id=request_id,
             ) from None
         except BotoCoreError as err:

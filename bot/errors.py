@@ -144,3 +144,20 @@ class SamlMetadataInvalid(ConfigError):
     user_message = (
         "Sign-in is not available right now: the sign-in service's metadata cannot be read. Tell your administrator."
     )
+
+
+class SignInExpired(NotLinked):
+    """SAML mode: the credentials of the last sign-in expired, and SAML has no refresh token to get new ones."""
+
+    user_message = (
+        "Your sign-in has expired: with your company's sign-in, qbot can act for you only for some hours at a "
+        "time. Run qlink to sign in again; it usually takes one click."
+    )
+
+
+class SamlEmailTagMismatch(EmailTagMismatch):
+    user_message = (
+        "Your sign-in names one email address, but the identity it gives AWS names another, so Amazon Q would "
+        "answer as someone else. Nothing was linked. Ask your administrator to make the IdP's "
+        "https://aws.amazon.com/SAML/Attributes/PrincipalTag:Email claim and the NameID the same, your own, email."
+    )

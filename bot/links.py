@@ -6,12 +6,13 @@ neither a copy of the database yields a usable link nor can anyone who can write
 hand-written record does not open). Redeeming is one `GETDEL`: of any number of concurrent consumers exactly
 one gets the record, and nothing can be used twice. Records expire (Redis TTL).
 
-Login state is stored nowhere on our side until the IdP sends the user back: it (the pending link, the
-nonce, the PKCE `code_verifier`, its expiry) is sealed into a cookie of the visitor's own browser, bound to
-the OIDC `state` (the seal's context is a hash of it) and opened only with that `state`, before its expiry.
-So anonymous traffic cannot grow Redis, a login finishes only in the browser that began it, and a cookie
-moved to another login does not open. Single use: after the IdP really redeemed the code, the state is
-marked spent in Redis (`SET NX`, expiring with the state), so a replayed callback cannot finish twice.
+Login state is stored nowhere on our side until the IdP sends the user back: it (the pending link, the nonce,
+the PKCE `code_verifier` or, in SAML mode, the AuthnRequest ID, its expiry) is sealed into a cookie of the
+visitor's own browser, bound to the OIDC `state` (the seal's context is a hash of it) and opened only with
+that `state`, before its expiry. So anonymous traffic cannot grow Redis, a login finishes only in the browser
+that began it, and a cookie moved to another login does not open. Single use: after the IdP really redeemed
+the code, the state is marked spent in Redis (`SET NX`, expiring with the state), so a replayed callback
+cannot finish twice.
 
 Pending links per identity are not capped: running `qlink` again leaves older unused links valid until they
 expire. They are single-use, short-lived, delivered privately and bound to the same identity, so an older
@@ -56,12 +57,14 @@ class PendingLink:
 
 @dataclass(frozen=True)
 class LoginState:
-    """What `/auth/callback` needs to finish the login that `/auth/start` (or `/web/login`) began."""
+    """What `/auth/callback` (or, in SAML mode, `/auth/saml/acs`) needs to finish the login that `/auth/start`
+    (or `/web/login`) began."""
 
     pending: PendingLink
     nonce: str
     code_verifier: str = field(repr=False)
     expires_at: float = 0.0  # after this, the sealed state no longer opens
+    saml_request_id: str = ""  # SAML mode: the ID of the AuthnRequest the response must answer (InResponseTo)
 
 
 def _pending_to_dict(pending: PendingLink) -> dict[str, Any]:
@@ -161,15 +164,18 @@ class LoginStates:
         """The seal's context, and the key that marks the state spent."""
         return f"{PREFIX}login:{_digest(state)}"
 
-    def seal(self, pending: PendingLink, nonce: str, code_verifier: str) -> tuple[str, str]:
-        """A new random `state` (256 bits) and the sealed login state for the browser's cookie, valid for
-        `ttl_seconds`. Nothing is stored."""
+    def seal(
+        self, pending: PendingLink, nonce: str, code_verifier: str, *, saml_request_id: str = ""
+    ) -> tuple[str, str]:
+        """A new random `state` (256 bits; SAML's RelayState) and the sealed login state for the browser's
+        cookie, valid for `ttl_seconds`. Nothing is stored."""
         state = secrets.token_urlsafe(32)
         payload = {
             "l": _pending_to_dict(pending),
             "n": nonce,
             "v": code_verifier,
             "x": self._clock() + self._ttl,
+            "q": saml_request_id,
         }
         return state, self._cipher.seal(self.key_for(state), payload).decode("ascii")
 
@@ -187,6 +193,7 @@ class LoginStates:
                 nonce=str(data["n"]),
                 code_verifier=str(data["v"]),
                 expires_at=float(data["x"]),
+                saml_request_id=str(data.get("q") or ""),
             )
         except (CipherError, KeyError, TypeError, ValueError):
             raise LoginStateInvalid(detail="login cookie does not open (tampered, other state, or key gone)") from None

@@ -37,6 +37,7 @@ from bot.errors import (
     IdentityProviderError,
     SamlAssertionReplayed,
     SamlAudienceMismatch,
+    SamlEmailTagMismatch,
     SamlEmailTagMissing,
     SamlExpired,
     SamlMetadataInvalid,
@@ -57,6 +58,7 @@ HTTP_REDIRECT = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
 HTTP_POST = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
 STATUS_SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
 BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
+EMAIL_NAME_ID = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
 
 AWS_ATTRIBUTE = "https://aws.amazon.com/SAML/Attributes/"
 EMAIL_TAG_ATTRIBUTE = AWS_ATTRIBUTE + "PrincipalTag:Email"
@@ -311,7 +313,8 @@ def verify_response(
     or malformed XML, no valid signature by a metadata certificate over the Response or the Assertion, more
     than one assertion, an Issuer other than the metadata's entity id, a Destination or Recipient other than
     `acs_url`, no Audience `sp_entity_id`, outside NotBefore/NotOnOrAfter (with `skew_seconds`), an
-    InResponseTo other than `expected_request_id`, no PrincipalTag:Email attribute. Single use of the
+    InResponseTo other than `expected_request_id`, no PrincipalTag:Email attribute (or one that differs from an
+    emailAddress NameID: `SamlEmailTagMismatch`). Single use of the
     assertion ID is the caller's (`AssertionLedger`).
     """
     if not expected_request_id:
@@ -375,7 +378,8 @@ def verify_response(
     subject = assertion.find("saml:Subject", NS)
     if subject is None:
         raise SamlResponseInvalid(detail="the assertion has no Subject")
-    name_id = _text(subject.find("saml:NameID", NS))
+    name_id_element = subject.find("saml:NameID", NS)
+    name_id = _text(name_id_element)
     confirmations = [c for c in subject.iterfind("saml:SubjectConfirmation", NS) if c.get("Method") == BEARER]
     data = confirmations[0].find("saml:SubjectConfirmationData", NS) if len(confirmations) == 1 else None
     if data is None:
@@ -413,6 +417,10 @@ def verify_response(
         raise SamlEmailTagMissing(detail="the assertion has no PrincipalTag:Email attribute")
     if len(set(emails)) != 1:
         raise SamlResponseInvalid(detail="the assertion has several PrincipalTag:Email values")
+    # STS and Q act on the Email tag: when the IdP names the user by an email address too, both must agree.
+    if name_id_element is not None and name_id_element.get("Format") == EMAIL_NAME_ID:
+        if name_id.lower() != emails[0].lower():
+            raise SamlEmailTagMismatch(detail="the PrincipalTag:Email attribute differs from the email NameID")
     session_names = attributes.get(ROLE_SESSION_NAME_ATTRIBUTE, [])
     authn = assertion.find("saml:AuthnStatement", NS)
     session_until = None if authn is None else _instant(authn.get("SessionNotOnOrAfter"), "SessionNotOnOrAfter")
@@ -442,3 +450,36 @@ class AssertionLedger:
         remaining_ms = max(1000, int((assertion.not_on_or_after + skew_seconds - now) * 1000))
         if not await self._redis.set(key, b"1", nx=True, px=remaining_ms):
             raise SamlAssertionReplayed(detail="assertion ID already used")
+
+
+class SamlServiceProvider:
+    """qbot as a SAML service provider: where to send a login, and the one-time verified assertion it returns."""
+
+    def __init__(
+        self, metadata: SamlMetadataSource, *, sp_entity_id: str, acs_url: str, ledger: AssertionLedger
+    ) -> None:
+        self.metadata = metadata
+        self.sp_entity_id = sp_entity_id
+        self.acs_url = acs_url
+        self._ledger = ledger
+
+    async def login_url(self, request_id: str, relay_state: str) -> str:
+        """The IdP's sign-in URL for a new AuthnRequest `request_id`; the IdP returns `relay_state` with it."""
+        metadata = await self.metadata.get()
+        return authn_request_url(
+            request_id, self.acs_url, self.sp_entity_id, relay_state, sso_url=metadata.sso_redirect_url
+        )
+
+    async def accept(self, saml_response_b64: str, *, expected_request_id: str) -> SamlAssertion:
+        """The verified assertion of a POSTed response (see `verify_response`), spent: it is accepted once."""
+        now = time.time()
+        assertion = verify_response(
+            saml_response_b64,
+            metadata=await self.metadata.get(),
+            expected_request_id=expected_request_id,
+            acs_url=self.acs_url,
+            sp_entity_id=self.sp_entity_id,
+            now=now,
+        )
+        await self._ledger.spend(assertion, now=now)
+        return assertion

@@ -34,6 +34,7 @@ from bot.oidc import OidcClient
 from bot.private_answers import PrivateAnswers
 from bot.qbusiness import QBusinessClient
 from bot.redaction import configured_secrets, install_redaction
+from bot.saml import AssertionLedger, SamlMetadataSource, SamlServiceProvider
 from bot.turn_lock import TurnLock
 from bot.vault import Vault
 from qbot.health import health_routes
@@ -99,10 +100,22 @@ def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) 
         settings.oidc_issuer, settings.oidc_client_id, settings.oidc_client_secret,
         list(settings.oidc_scopes), settings.redirect_uri, http=http,
     )
+    saml: SamlServiceProvider | None = None
+    if settings.identity_mode == "saml":  # AssumeRoleWithSAML at sign-in, for the longest session asked
+        saml = SamlServiceProvider(
+            SamlMetadataSource(
+                url=settings.saml_metadata_url or None, file=settings.saml_metadata_file or None, http=http
+            ),
+            sp_entity_id=settings.saml_sp_entity_id,
+            acs_url=settings.saml_acs_url,
+            ledger=AssertionLedger(redis),
+        )
     broker = CredentialBroker(
         vault, oidc, redis, role_arn=settings.role_arn, region=settings.aws_region,
         sts_endpoint_url=settings.sts_endpoint_url, metrics=metrics, executor=executor,
         group_observer=group_sync,
+        saml_provider_arn=settings.saml_provider_arn if saml is not None else None,
+        duration_seconds=settings.saml_session_seconds if saml is not None else 3600,
     )
     q = QBusinessClient(
         app_id=settings.q_app_id, region=settings.aws_region, endpoint_url=settings.q_endpoint_url,
@@ -120,6 +133,8 @@ def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) 
         oidc=oidc,
         metrics=metrics,
         group_observer=group_sync,
+        saml=saml,
+        broker=broker,
     )
     core = Core(
         settings,

@@ -1,19 +1,24 @@
-"""`GET /auth/start` and `GET /auth/callback`: the browser half of the one-time account link.
+"""`GET /auth/start`, `GET /auth/callback` and `POST /auth/saml/acs`: the browser half of the one-time account link.
 
 `/auth/start` redeems a chat link and sends the browser to the IdP with the login state sealed into a
 per-login cookie (path `/auth/callback`); the web console's sign-in sets the same cookie itself. The callback
 opens only the cookie named for its `state`, and deletes it whatever the outcome.
+
+In SAML mode the IdP answers with a form POST to `/auth/saml/acs` (HTTP-POST binding) whose RelayState is the
+`state`: the cookie has that path instead, and `SameSite=None` over https, since a cross-site POST would not
+carry a Lax cookie (it stays HttpOnly and Secure, and opens only with its RelayState, once).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Awaitable
 
 from aiohttp import web
 
 from adapters.web.pages import SECURITY_HEADERS, error_page, page
-from bot.accounts import LoginStart
+from bot.accounts import LinkResult, LoginStart
 from bot.core import Core
 from bot.errors import QBotError
 
@@ -25,6 +30,8 @@ LINK_COOKIE = "qbot_link"
 # One of these per login carries the sealed login state to /auth/callback: it finishes only in that browser.
 LOGIN_COOKIE_PREFIX = "qbot_login_"
 CALLBACK_PATH = "/auth/callback"
+SAML_ACS_PATH = "/auth/saml/acs"
+MAX_SAML_FORM_BYTES = 512 * 1024  # a SAMLResponse is a few KB; bot.saml refuses anything near this anyway
 
 
 def login_cookie_name(state: str) -> str:
@@ -35,8 +42,8 @@ def login_cookie_name(state: str) -> str:
 def set_login_cookie(response: web.StreamResponse, login: LoginStart, *, max_age: int, secure: bool) -> None:
     """Hand the browser its sealed login state, readable only by the callback (HttpOnly, that path only)."""
     response.set_cookie(
-        login_cookie_name(login.state), login.cookie_value, path=CALLBACK_PATH,
-        max_age=max_age, httponly=True, samesite="Lax", secure=secure,
+        login_cookie_name(login.state), login.cookie_value, path=SAML_ACS_PATH if login.saml else CALLBACK_PATH,
+        max_age=max_age, httponly=True, samesite="None" if login.saml and secure else "Lax", secure=secure,
     )
 
 
@@ -59,20 +66,47 @@ def auth_routes(core: Core) -> list[web.RouteDef]:
     async def callback(request: web.Request) -> web.StreamResponse:
         state = request.query.get("state", "")
         cookie = login_cookie_name(state)
-        try:
-            result = await core.accounts.finish_login(request.query, login_cookie=request.cookies.get(cookie))
-        except QBotError as exc:
-            response = error_page(exc.user_message)
-        except Exception:
-            log.exception("auth callback failed")
-            response = error_page("Something went wrong on our side. Run qlink again in a minute.", status=500)
-        else:
-            if result.return_to and result.return_to.startswith("/") and not result.return_to.startswith("//"):
-                response = web.Response(status=302, headers={**SECURITY_HEADERS, "Location": result.return_to})
-            else:
-                response = page(f"Linked as {result.email}", "You can close this tab and go back to the chat.")
-        if cookie in request.cookies:
-            response.del_cookie(cookie, path=CALLBACK_PATH)
-        return response
+        return _finished(
+            await _finish(core.accounts.finish_login(request.query, login_cookie=request.cookies.get(cookie))),
+            request, cookie, CALLBACK_PATH,
+        )
 
-    return [web.get("/auth/start", start), web.get(CALLBACK_PATH, callback)]
+    async def saml_acs(request: web.Request) -> web.StreamResponse:
+        if request.content_length is not None and request.content_length > MAX_SAML_FORM_BYTES:
+            return error_page("This sign-in answer is too large. Run qlink again.", status=413)
+        form = {key: str(value) for key, value in (await request.post()).items() if isinstance(value, str)}
+        cookie = login_cookie_name(form.get("RelayState", ""))
+        return _finished(
+            await _finish(core.accounts.finish_saml_login(form, login_cookie=request.cookies.get(cookie))),
+            request, cookie, SAML_ACS_PATH,
+        )
+
+    routes = [web.get("/auth/start", start), web.get(CALLBACK_PATH, callback)]
+    if core.accounts.saml is not None:
+        routes.append(web.post(SAML_ACS_PATH, saml_acs))
+    return routes
+
+
+async def _finish(linking: Awaitable[LinkResult]) -> LinkResult | web.Response:
+    """The link, or the page that says why there is none (a domain error's message, never a trace)."""
+    try:
+        return await linking
+    except QBotError as exc:
+        return error_page(exc.user_message)
+    except Exception:
+        log.exception("finishing the sign-in failed")
+        return error_page("Something went wrong on our side. Run qlink again in a minute.", status=500)
+
+
+def _finished(
+    outcome: LinkResult | web.Response, request: web.Request, cookie: str, path: str
+) -> web.StreamResponse:
+    if isinstance(outcome, web.Response):
+        response = outcome
+    elif outcome.return_to and outcome.return_to.startswith("/") and not outcome.return_to.startswith("//"):
+        response = web.Response(status=302, headers={**SECURITY_HEADERS, "Location": outcome.return_to})
+    else:
+        response = page(f"Linked as {outcome.email}", "You can close this tab and go back to the chat.")
+    if cookie in request.cookies:
+        response.del_cookie(cookie, path=path)
+    return response

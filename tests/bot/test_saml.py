@@ -27,6 +27,7 @@ from bot.errors import (
     QBotError,
     SamlAssertionReplayed,
     SamlAudienceMismatch,
+    SamlEmailTagMismatch,
     SamlEmailTagMissing,
     SamlExpired,
     SamlMetadataInvalid,
@@ -120,6 +121,7 @@ def build_response(
     not_before: float = -60,
     not_on_or_after: float = 300,
     email: str | None = "ada@example.com",
+    name_id: tuple[str, str] = ("ada@example.com", "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"),
     assertion_id: str = "_assertion-one",
 ) -> etree._Element:
     """An unsigned samlp:Response the way Entra ID shapes one (times relative to `now`)."""
@@ -133,7 +135,7 @@ def build_response(
     assertion = etree.SubElement(response, S + "Assertion", ID=assertion_id, Version="2.0", IssueInstant=iso(at))
     etree.SubElement(assertion, S + "Issuer").text = issuer
     subject = etree.SubElement(assertion, S + "Subject")
-    etree.SubElement(subject, S + "NameID").text = "ada@example.com"
+    etree.SubElement(subject, S + "NameID", Format=name_id[1]).text = name_id[0]
     confirmation = etree.SubElement(subject, S + "SubjectConfirmation", Method=BEARER)
     etree.SubElement(confirmation, S + "SubjectConfirmationData", InResponseTo=in_response_to,
                      NotOnOrAfter=iso(at + not_on_or_after), Recipient=recipient)
@@ -308,8 +310,12 @@ def test_a_signature_over_something_else_than_response_or_assertion_covers_nothi
         ({"not_before": 600, "not_on_or_after": 900}, SamlExpired),
         ({"in_response_to": "_another-login"}, SamlOtherLogin),
         ({"email": None}, SamlEmailTagMissing),
+        ({"email": "eve@example.com"}, SamlEmailTagMismatch),
     ],
-    ids=["issuer", "audience", "recipient", "destination", "expired", "not-yet-valid", "in-response-to", "email"],
+    ids=[
+        "issuer", "audience", "recipient", "destination", "expired", "not-yet-valid", "in-response-to", "email",
+        "email-not-the-name-id",
+    ],
 )
 def test_each_check_refuses_what_it_guards(change: dict[str, object], error: type[QBotError]) -> None:
     refused(error, lambda: verify(sign_assertion(build_response(**change))))  # type: ignore[arg-type]
@@ -325,6 +331,14 @@ def test_the_responses_own_issuer_and_in_response_to_must_agree_too() -> None:
     assert issuer is not None
     issuer.text = "https://evil.example.test/saml"
     refused(SamlAudienceMismatch, lambda: verify(response))
+
+
+def test_an_opaque_name_id_need_not_be_the_email() -> None:
+    """Entra and most IdPs name users by a persistent id: only an emailAddress NameID must be the Email tag."""
+    persistent = ("f3a9c0d2", "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent")
+    assertion = verify(sign_assertion(build_response(email="ada@example.com", name_id=persistent)))
+    assert assertion.name_id == "f3a9c0d2"  # type: ignore[attr-defined]
+    assert verify(sign_assertion(build_response(email="ADA@example.com")))  # an email's case is no difference
 
 
 def test_no_destination_is_fine_but_the_recipient_still_counts() -> None:
@@ -368,7 +382,7 @@ def test_a_doctype_and_entities_are_refused_before_anything_is_read() -> None:
 
 def test_a_comment_does_not_truncate_what_was_signed() -> None:
     """`ada@example.com<!---->.evil.test` was signed as ada@example.com.evil.test: never read as ada@example.com."""
-    response = build_response()
+    response = build_response(name_id=("f3a9c0d2", "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"))
     value = response.find(f".//{S}Attribute[@Name='{EMAIL_TAG_ATTRIBUTE}']/{S}AttributeValue")
     assert value is not None
     value.text = "ada@example.com"

@@ -1,0 +1,182 @@
+"""SAML mode end to end: qlink -> /auth/start -> the sandbox IdP's SAML sign-in -> POST /auth/saml/acs ->
+AssumeRoleWithSAML at the sandbox STS -> questions answered as the user; and every hostile or broken response
+refused with a page that says why, nothing stored, no credentials asked of STS."""
+
+from __future__ import annotations
+
+import html
+import socket
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import httpx
+import pytest
+
+from bot.model import Answer, ChatIdentity, Notice, NoticeKind
+from sandbox.idp.pages import login_form
+from sandbox.idp.saml_routes import posted_form
+from sandbox.serving import url_of
+from sandbox.world import Sandbox, SandboxPorts
+from tests.conftest import LoopThread
+from tests.e2e.conftest import RunningBot, start_bot
+
+ALICE = ChatIdentity("test", "T1", "U-ALICE")
+AURORA = "What is Project Aurora?"
+
+
+@pytest.fixture
+def saml_bot(servers: LoopThread, bot_socket: socket.socket, redis_url: str) -> Iterator[RunningBot]:
+    world = Sandbox(ports=SandboxPorts(idp=0, sts=0, q=0), bot_public_url=url_of(bot_socket), saml=True)
+    servers.run(world.start())
+    running = start_bot(servers, world, bot_socket, redis_url)
+    yield running
+    servers.run(running._served.stop())  # type: ignore[attr-defined]
+    servers.run(world.stop())
+
+
+class Browser:
+    """One person's browser: keeps cookies, follows what a person would click."""
+
+    def __init__(self) -> None:
+        self.http = httpx.Client(follow_redirects=False, timeout=10)
+        self.acs_form: tuple[str, dict[str, str]] = ("", {})
+        self.cookies_at_acs: dict[str, str] = {}  # what the browser sent with its post to the ACS
+
+    def sign_in(self, link_url: str, username: str = "alice") -> httpx.Response:
+        """Open the chat link, sign in at the IdP as `username`, and post what its page posts to the ACS."""
+        start = self.http.get(link_url)
+        assert start.status_code == 302, start.text
+        idp_url = start.headers["location"]
+        assert "SAMLRequest" in parse_qs(urlsplit(idp_url).query)
+        page = self.http.get(idp_url)
+        assert page.status_code == 200, page.text
+        action, fields = login_form(page.text, username)
+        answer = self.http.post(urljoin(idp_url, action), data=fields)
+        assert answer.status_code == 200, answer.text
+        self.acs_form = posted_form(answer.text)
+        self.cookies_at_acs = {cookie.name: cookie.value or "" for cookie in self.http.cookies.jar}
+        return self.http.post(self.acs_form[0], data=self.acs_form[1])
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def qlink(bot: RunningBot, identity: ChatIdentity = ALICE, profile_email: str = "alice@example.com") -> str:
+    notice = bot.ask(identity, "qlink", profile_email=profile_email)
+    assert isinstance(notice, Notice) and notice.kind is NoticeKind.LINK and notice.url
+    return notice.url
+
+
+def stored(bot: RunningBot, identity: ChatIdentity = ALICE) -> Any:
+    return bot.run(bot.graph.core.accounts.vault.load(identity))
+
+
+def test_a_saml_sign_in_links_and_questions_are_answered_as_the_user(saml_bot: RunningBot) -> None:
+    browser = Browser()
+    try:
+        page = browser.sign_in(qlink(saml_bot))
+    finally:
+        browser.close()
+    assert page.status_code == 200 and "Linked as alice@example.com" in page.text
+    account = stored(saml_bot)
+    assert account.email == "alice@example.com" and account.refresh_token == ""  # SAML has no refresh token
+    assert account.issuer == saml_bot.sandbox.idp.saml.entity_id
+    assert saml_bot.sandbox.sts.stats.saml_calls["alice@example.com"] == 1
+
+    reply = saml_bot.ask(ALICE, AURORA)
+    assert isinstance(reply, Answer) and any("aurora" in (s.title + s.snippet).lower() for s in reply.sources)
+    status = saml_bot.ask(ALICE, "qstatus")
+    assert isinstance(status, Notice) and "Signed in as alice@example.com; this sign-in lasts until" in status.text
+    assert saml_bot.sandbox.sts.stats.saml_calls["alice@example.com"] == 1  # the sign-in's credentials served
+
+
+def test_when_the_credentials_expire_the_user_is_asked_to_sign_in_again(saml_bot: RunningBot) -> None:
+    browser = Browser()
+    try:
+        browser.sign_in(qlink(saml_bot))
+        saml_bot.run(saml_bot.graph.core.accounts.vault.delete_credentials(ALICE))  # as when they expire
+        reply = saml_bot.ask(ALICE, AURORA)
+        assert isinstance(reply, Notice) and reply.kind is NoticeKind.NOT_LINKED and reply.private
+        assert "sign-in has expired" in reply.text and "qlink" in reply.text
+        status = saml_bot.ask(ALICE, "qstatus")
+        assert isinstance(status, Notice) and "that sign-in has expired" in status.text
+
+        again = browser.sign_in(qlink(saml_bot))  # one click at a real IdP, whose session is still open
+        assert "Linked as alice@example.com" in again.text
+        assert isinstance(saml_bot.ask(ALICE, AURORA), Answer)
+    finally:
+        browser.close()
+
+
+@pytest.mark.parametrize(
+    ("faults", "says"),
+    [
+        ({"sign_with_rogue_key": True}, "not signed by your company's sign-in service"),
+        ({"unsigned_assertion": True, "unsigned_response": True}, "not signed by your company's sign-in service"),
+        ({"wrap": "beside"}, "could not be verified"),
+        ({"wrap": "around"}, "could not be verified"),
+        ({"audience": "https://someone-else.example.com"}, "meant for another service"),
+        ({"recipient": "https://someone-else.example.com/acs"}, "meant for another service"),
+        ({"destination": "https://someone-else.example.com/acs"}, "meant for another service"),
+        ({"expired": True}, "outside its validity window"),
+        ({"in_response_to": "_another-login"}, "answers another sign-in attempt"),
+        ({"omit_email_tag": True}, "PrincipalTag:Email"),
+        ({"email_tag": "bob@example.com"}, "You signed in as bob@example.com, but your chat profile says alice@"),
+        ({"doctype": True}, "could not be verified"),
+    ],
+    ids=lambda v: "-".join(map(str, v)) if isinstance(v, dict) else None,
+)
+def test_a_broken_or_hostile_response_is_refused_and_nothing_is_stored(
+    saml_bot: RunningBot, faults: dict[str, Any], says: str
+) -> None:
+    for name, value in faults.items():
+        setattr(saml_bot.sandbox.idp.saml.faults, name, value)
+    browser = Browser()
+    try:
+        page = browser.sign_in(qlink(saml_bot))
+    finally:
+        browser.close()
+    assert page.status_code == 400 and says in html.unescape(page.text), page.text
+    assert stored(saml_bot) is None
+    assert not saml_bot.sandbox.sts.stats.saml_calls  # refused before STS was asked
+
+
+def test_a_sign_in_as_someone_else_than_the_chat_profile_is_refused(saml_bot: RunningBot) -> None:
+    browser = Browser()
+    try:
+        page = browser.sign_in(qlink(saml_bot, profile_email="alice@example.com"), username="bob")
+    finally:
+        browser.close()
+    assert page.status_code == 400 and "You signed in as bob@example.com" in page.text
+    assert stored(saml_bot) is None and not saml_bot.sandbox.sts.stats.saml_calls
+
+
+def test_a_replayed_response_is_refused(saml_bot: RunningBot) -> None:
+    """The same POST again, even with the login cookie put back: the assertion was spent."""
+    browser = Browser()
+    try:
+        first = browser.sign_in(qlink(saml_bot))
+        assert "Linked as" in first.text
+        saml_bot.run(saml_bot.graph.core.accounts.vault.delete(ALICE))
+        acs, fields = browser.acs_form
+        replay = httpx.post(acs, data=fields, cookies=browser.cookies_at_acs)
+    finally:
+        browser.close()
+    assert replay.status_code == 400 and "already used" in replay.text
+    assert stored(saml_bot) is None
+    assert saml_bot.sandbox.sts.stats.saml_calls["alice@example.com"] == 1
+
+
+def test_a_response_without_its_login_cookie_is_refused(saml_bot: RunningBot) -> None:
+    """Posted from another browser (or forwarded): the login state is sealed in the cookie of the one that began."""
+    browser = Browser()
+    try:
+        browser.sign_in(qlink(saml_bot))
+        saml_bot.run(saml_bot.graph.core.accounts.vault.delete(ALICE))
+        acs, fields = browser.acs_form
+        other = httpx.post(acs, data=fields)
+    finally:
+        browser.close()
+    assert other.status_code == 400 and "started in another browser" in other.text
+    assert stored(saml_bot) is None
