@@ -253,7 +253,9 @@ async def start_slack_world(users: int, env_extra: dict[str, str] | None = None)
     env = {
         **sandbox.env, "QBOT_REDIS_URL": redis_server.url, "QBOT_TOKEN_KEYS": Fernet.generate_key().decode(),
         "QBOT_PUBLIC_URL": bot_url, "QBOT_SLACK_BOT_TOKEN": BOT_TOKEN, "QBOT_SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "QBOT_SLACK_API_URL": fake.api_url(), **(env_extra or {}),
+        "QBOT_SLACK_API_URL": fake.api_url(),
+        "QBOT_CHANNEL_REPLY_MODE": "thread",  # answers land as chat.update of the placeholder: what is counted
+        **(env_extra or {}),
     }
     bot = BotChild(env, port)
     await bot.started()
