@@ -4,15 +4,21 @@ refused with a page that says why, nothing stored, no credentials asked of STS."
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import socket
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 import pytest
+from aiohttp import web
 
+from adapters.web.signin import login_cookie_name, set_login_cookie
+from bot.accounts import LoginStart
+from bot.links import PendingLink
 from bot.model import Answer, ChatIdentity, Notice, NoticeKind
 from sandbox.idp.pages import login_form
 from sandbox.idp.saml_routes import posted_form
@@ -42,6 +48,7 @@ class Browser:
         self.http = httpx.Client(follow_redirects=False, timeout=10)
         self.acs_form: tuple[str, dict[str, str]] = ("", {})
         self.cookies_at_acs: dict[str, str] = {}  # what the browser sent with its post to the ACS
+        self.idp_form: tuple[str, dict[str, str]] = ("", {})  # the IdP's sign-in form, as posted
 
     def sign_in(self, link_url: str, username: str = "alice") -> httpx.Response:
         """Open the chat link, sign in at the IdP as `username`, and post what its page posts to the ACS."""
@@ -52,7 +59,8 @@ class Browser:
         page = self.http.get(idp_url)
         assert page.status_code == 200, page.text
         action, fields = login_form(page.text, username)
-        answer = self.http.post(urljoin(idp_url, action), data=fields)
+        self.idp_form = (urljoin(idp_url, action), fields)
+        answer = self.http.post(self.idp_form[0], data=fields)
         assert answer.status_code == 200, answer.text
         self.acs_form = posted_form(answer.text)
         self.cookies_at_acs = {cookie.name: cookie.value or "" for cookie in self.http.cookies.jar}
@@ -179,4 +187,84 @@ def test_a_response_without_its_login_cookie_is_refused(saml_bot: RunningBot) ->
     finally:
         browser.close()
     assert other.status_code == 400 and "started in another browser" in other.text
+    assert stored(saml_bot) is None
+
+
+def test_a_saml_sign_ins_credentials_serve_until_their_last_half_minute(saml_bot: RunningBot) -> None:
+    """No refresh token to mint new ones: unlike OIDC links (renewed 5 minutes early), a SAML link's credentials
+    answer until 30 s before they end, and then the user is asked to sign in again."""
+    browser = Browser()
+    try:
+        browser.sign_in(qlink(saml_bot))
+    finally:
+        browser.close()
+    vault = saml_bot.graph.core.accounts.vault
+    issued = saml_bot.run(vault.load_credentials(ALICE))
+    generation = stored(saml_bot).generation
+
+    def expiring_in(seconds: float) -> None:
+        shortened = dataclasses.replace(issued, expiration=datetime.now(UTC) + timedelta(seconds=seconds))
+        assert saml_bot.run(vault.store_credentials(ALICE, shortened, generation=generation))
+
+    expiring_in(200)
+    assert isinstance(saml_bot.ask(ALICE, AURORA), Answer)
+    expiring_in(20)
+    reply = saml_bot.ask(ALICE, AURORA)
+    assert isinstance(reply, Notice) and reply.kind is NoticeKind.NOT_LINKED and "sign-in has expired" in reply.text
+    assert saml_bot.sandbox.sts.stats.saml_calls["alice@example.com"] == 1
+
+
+def test_the_login_cookie_reaches_the_assertion_consumer_only(saml_bot: RunningBot) -> None:
+    with httpx.Client(follow_redirects=False, timeout=10) as http:
+        start = http.get(qlink(saml_bot))
+    cookie = start.headers["set-cookie"]
+    assert "Path=/auth/saml/acs" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie  # loopback http
+    login = LoginStart("https://idp.example/sso", "s" * 43, "sealed", saml=True)
+    over_https = web.Response()
+    set_login_cookie(over_https, login, max_age=600, secure=True)
+    sent = over_https.cookies.output()
+    # the IdP's POST is cross-site: only SameSite=None (hence Secure) lets the browser send the cookie along
+    assert "SameSite=None" in sent and "Secure" in sent and "Path=/auth/saml/acs" in sent
+
+
+def test_an_oidc_login_state_does_not_finish_at_the_assertion_consumer(saml_bot: RunningBot) -> None:
+    accounts = saml_bot.graph.core.accounts
+    state, sealed = accounts.login_states.seal(PendingLink(ALICE, "alice@example.com"), "nonce", "verifier")
+    page = httpx.post(
+        saml_bot.url + "/auth/saml/acs", data={"RelayState": state, "SAMLResponse": "PHg+"},
+        cookies={login_cookie_name(state): sealed},
+    )
+    assert page.status_code == 400 and "sign-in attempt is invalid, expired or already finished" in page.text
+
+
+def test_a_saml_login_state_does_not_finish_at_the_oidc_callback(bot: RunningBot) -> None:
+    accounts = bot.graph.core.accounts
+    state, sealed = accounts.login_states.seal(PendingLink(ALICE, "alice@example.com"), "", "", saml_request_id="_r")
+    page = httpx.get(
+        bot.url + "/auth/callback", params={"state": state, "code": "a-code"},
+        cookies={login_cookie_name(state): sealed},
+    )
+    assert page.status_code == 400 and "sign-in attempt is invalid, expired or already finished" in page.text
+    assert httpx.post(bot.url + "/auth/saml/acs", data={"RelayState": state}).status_code in (404, 405)  # OIDC mode
+
+
+def test_an_oversized_post_to_the_assertion_consumer_is_refused(saml_bot: RunningBot) -> None:
+    page = httpx.post(saml_bot.url + "/auth/saml/acs", data={"RelayState": "r", "SAMLResponse": "A" * 600_000})
+    assert page.status_code == 413 and stored(saml_bot) is None
+
+
+def test_a_second_response_to_the_same_login_is_refused(saml_bot: RunningBot) -> None:
+    """Signing in twice at the IdP for one AuthnRequest gives two genuine assertions: the login finishes once."""
+    browser = Browser()
+    try:
+        first = browser.sign_in(qlink(saml_bot))
+        assert "Linked as" in first.text
+        saml_bot.run(saml_bot.graph.core.accounts.vault.delete(ALICE))
+        second_answer = browser.http.post(browser.idp_form[0], data=browser.idp_form[1])
+        acs, fields = posted_form(second_answer.text)
+        assert fields["SAMLResponse"] != browser.acs_form[1]["SAMLResponse"]  # a new assertion
+        again = httpx.post(acs, data=fields, cookies=browser.cookies_at_acs)
+    finally:
+        browser.close()
+    assert again.status_code == 400 and "sign-in attempt is invalid, expired or already finished" in again.text
     assert stored(saml_bot) is None
