@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test lint clean browser
+.PHONY: run test lint clean browser mutants
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,5 +29,12 @@ browser:
 test: lint browser
 	$(VENV)/bin/pytest
 
+# Mutation testing of the security-critical modules ([tool.mutmut] in pyproject.toml), run by hand like the
+# benchmarks: it prints the mutants no test killed. Slow (the suite once, then each mutant's tests).
+mutants: $(STAMP)
+	$(VENV)/bin/pip install --quiet 'mutmut>=3.8,<4'
+	$(VENV)/bin/mutmut run || true
+	$(VENV)/bin/mutmut results
+
 clean:
-	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache
+	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache mutants
