@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="the four ports [3978,3979,3980,3981]; 0 lets the system pick a free one (the URLs are printed)",
     )
     sandbox.add_argument("--no-bot", action="store_true", help="run only the stand-ins and Redis")
+    sandbox.add_argument(
+        "--saml", action="store_true",
+        help="SAML mode: the IdP signs users in with SAML 2.0 and STS answers AssumeRoleWithSAML",
+    )
     sandbox.add_argument("--env-file", default="sandbox.env", help="where to write the QBOT_* lines")
     sandbox.set_defaults(func=sandbox_command)
     keygen = commands.add_parser("keygen", help="print a new QBOT_TOKEN_KEYS key (32 random bytes, URL-safe base64)")
@@ -80,7 +84,7 @@ def keygen_command(_args: argparse.Namespace, _env: Mapping[str, str]) -> int:
 
 def sandbox_command(args: argparse.Namespace, _env: Mapping[str, str]) -> int:
     with contextlib.suppress(KeyboardInterrupt):
-        run_async(run_sandbox(args.ports, no_bot=args.no_bot, env_file=Path(args.env_file)))
+        run_async(run_sandbox(args.ports, no_bot=args.no_bot, env_file=Path(args.env_file), saml=args.saml))
     return 0
 
 
@@ -173,7 +177,9 @@ def write_env_file(path: Path, env: dict[str, str]) -> None:
     path.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
 
 
-async def run_sandbox(ports: tuple[int, int, int, int], *, no_bot: bool, env_file: Path) -> None:
+async def run_sandbox(
+    ports: tuple[int, int, int, int], *, no_bot: bool, env_file: Path, saml: bool = False
+) -> None:
     from sandbox.world import Sandbox, SandboxPorts
 
     bot_port, idp_port, sts_port, q_port = ports
@@ -185,6 +191,7 @@ async def run_sandbox(ports: tuple[int, int, int, int], *, no_bot: bool, env_fil
     world = Sandbox(
         ports=SandboxPorts(idp=idp_port, sts=sts_port, q=q_port),
         bot_public_url=f"http://127.0.0.1:{bot_port}",
+        saml=saml,
     )
     redis = EmbeddedRedis().start()
     server: BotServer | None = None
@@ -204,7 +211,11 @@ async def run_sandbox(ports: tuple[int, int, int, int], *, no_bot: bool, env_fil
             server = BotServer(build_app(settings), bot_sock, limits)
             await server.start()
         print(f"Redis        {redis.url}")
-        print(f"IdP          {world.idp_url}   (issuer; users: {', '.join(world.directory.users)})")
+        users = ", ".join(world.directory.users)
+        if saml:
+            print(f"IdP          {world.idp_url}   (SAML 2.0: {world.idp_url}/saml/metadata; users: {users})")
+        else:
+            print(f"IdP          {world.idp_url}   (issuer; users: {users})")
         print(f"STS          {world.sts_url}")
         print(f"Q Business   {world.q_url}   (application {env['QBOT_Q_APP_ID']})")
         print(f"Wrote {env_file}: the QBOT_* lines that point a bot at these stand-ins.")

@@ -100,3 +100,39 @@ def test_sandbox_runs_everything_prints_the_urls_and_writes_sandbox_env(tmp_path
             process.communicate(timeout=20)
     with socket.socket() as probe:  # everything it started has stopped with it
         assert probe.connect_ex(("127.0.0.1", int(bot.rsplit(":", 1)[1]))) != 0
+
+
+def test_sandbox_in_saml_mode_serves_the_bot_and_writes_the_saml_settings(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "qbot", "sandbox", "--saml", "--ports", "0,0,0,0"],
+        cwd=tmp_path, env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    stopped = False
+    try:
+        lines: list[str] = []
+        deadline = time.monotonic() + 60
+        assert process.stdout is not None
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "Press Ctrl+C" in line:
+                break
+        output = "".join(lines)
+        bot, idp = _url(output, "Bot"), _url(output, "IdP")
+        assert "SAML 2.0" in output, output
+        assert httpx.get(f"{bot}/healthz").json() == {"status": "ok"}
+        assert "EntityDescriptor" in httpx.get(f"{idp}/saml/metadata").text
+        env = dict(line.split("=", 1) for line in (tmp_path / "sandbox.env").read_text().splitlines())
+        assert env["QBOT_SAML_METADATA_URL"] == f"{idp}/saml/metadata" and "QBOT_OIDC_ISSUER" not in env
+        assert env["QBOT_SAML_PROVIDER_ARN"].startswith("arn:aws:iam::") and ":saml-provider/" in env[
+            "QBOT_SAML_PROVIDER_ARN"]
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=20)
+        stopped = True
+        assert process.returncode == 0
+    finally:
+        if not stopped:
+            process.kill()
+            process.communicate(timeout=20)
