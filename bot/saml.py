@@ -483,3 +483,18 @@ class SamlServiceProvider:
         )
         await self._ledger.spend(assertion, now=now)
         return assertion
+
+
+def sp_metadata_xml(sp_entity_id: str, acs_url: str) -> bytes:
+    """qbot's own SAML metadata, for the IdP's side of the setup (Entra ID: "Upload metadata file"): the entity
+    id, the assertion consumer (HTTP-POST), signed assertions wanted, unsigned AuthnRequests."""
+    md = f"{{{METADATA_NS}}}"
+    entity = etree.Element(md + "EntityDescriptor", nsmap={"md": METADATA_NS}, entityID=sp_entity_id)
+    sp = etree.SubElement(
+        entity, md + "SPSSODescriptor", AuthnRequestsSigned="false", WantAssertionsSigned="true",
+        protocolSupportEnumeration=PROTOCOL_NS,
+    )
+    etree.SubElement(
+        sp, md + "AssertionConsumerService", Binding=HTTP_POST, Location=acs_url, index="0", isDefault="true"
+    )
+    return bytes(etree.tostring(entity, xml_declaration=True, encoding="UTF-8"))

@@ -21,6 +21,7 @@ from adapters.web.pages import SECURITY_HEADERS, error_page, page
 from bot.accounts import LinkResult, LoginStart
 from bot.core import Core
 from bot.errors import QBotError
+from bot.saml import sp_metadata_xml
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ LINK_COOKIE = "qbot_link"
 LOGIN_COOKIE_PREFIX = "qbot_login_"
 CALLBACK_PATH = "/auth/callback"
 SAML_ACS_PATH = "/auth/saml/acs"
+SAML_METADATA_PATH = "/auth/saml/metadata"
 MAX_SAML_FORM_BYTES = 512 * 1024  # a SAMLResponse is a few KB; bot.saml refuses anything near this anyway
 
 
@@ -82,8 +84,15 @@ def auth_routes(core: Core) -> list[web.RouteDef]:
         )
 
     routes = [web.get("/auth/start", start), web.get(CALLBACK_PATH, callback)]
-    if core.accounts.saml is not None:
-        routes.append(web.post(SAML_ACS_PATH, saml_acs))
+    saml = core.accounts.saml
+    if saml is not None:
+        metadata = sp_metadata_xml(saml.sp_entity_id, saml.acs_url)
+
+        async def sp_metadata(_request: web.Request) -> web.StreamResponse:
+            """qbot's SAML metadata (the default entity id is this URL), for the IdP's side of the setup."""
+            return web.Response(body=metadata, content_type="application/samlmetadata+xml")
+
+        routes += [web.post(SAML_ACS_PATH, saml_acs), web.get(SAML_METADATA_PATH, sp_metadata)]
     return routes
 
 

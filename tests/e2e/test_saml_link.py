@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import httpx
 import pytest
 from aiohttp import web
+from lxml import etree
 
 from adapters.web.signin import login_cookie_name, set_login_cookie
 from bot.accounts import LoginStart
@@ -268,3 +269,26 @@ def test_a_second_response_to_the_same_login_is_refused(saml_bot: RunningBot) ->
         browser.close()
     assert again.status_code == 400 and "sign-in attempt is invalid, expired or already finished" in again.text
     assert stored(saml_bot) is None
+
+
+def test_the_web_console_signs_in_through_saml(saml_bot: RunningBot) -> None:
+    with httpx.Client(base_url=saml_bot.url, follow_redirects=False, timeout=10) as http:
+        login = http.get("/web/login")
+        assert login.status_code == 302 and login.headers["location"].startswith(saml_bot.sandbox.idp.saml.sso_url)
+        page = http.get(login.headers["location"])
+        action, fields = login_form(page.text, "alice")
+        acs, posted = posted_form(http.post(urljoin(login.headers["location"], action), data=fields).text)
+        back = http.post(acs, data=posted)
+        assert back.status_code == 302 and back.headers["location"] == "/"
+        me = http.get("/web/api/me").json()
+    assert me["signed_in"] and me["linked"] and me["email"] == "alice@example.com"
+
+
+def test_the_bot_publishes_its_saml_metadata_at_its_default_entity_id(saml_bot: RunningBot) -> None:
+    response = httpx.get(saml_bot.url + "/auth/saml/metadata")
+    assert response.status_code == 200 and response.headers["content-type"] == "application/samlmetadata+xml"
+    root = etree.fromstring(response.content)
+    assert root.get("entityID") == saml_bot.settings.saml_sp_entity_id == saml_bot.url + "/auth/saml/metadata"
+    acs = root.find(".//{urn:oasis:names:tc:SAML:2.0:metadata}AssertionConsumerService")
+    assert acs is not None and acs.get("Location") == saml_bot.url + "/auth/saml/acs"
+    assert acs.get("Binding") == "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
