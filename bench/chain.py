@@ -139,6 +139,48 @@ def ask(identity: ChatIdentity, n: int, thread: str) -> IncomingMessage:
     return IncomingMessage(identity, "How many vacation days do I get?", "bench", thread, f"{identity.user}-{n}")
 
 
+async def q_client_phase(graph: Any, child: SandboxChild, identities: list[ChatIdentity], questions: int) -> None:
+    """ChatSync through the app's one QBusinessClient for every user in turn: the bot's CPU per call, its RSS
+    and threads, then `questions` calls at once against a 2 s Q (the client's semaphore is the only bound)."""
+    people = [await graph.broker.credentials(identity) for identity in identities]
+    q = graph.core._q
+
+    async def chat(n: int, label: str) -> Answer:
+        return await q.chat(people[n % len(people)], text="How many vacation days do I get?", conversation=None,
+                            files=(), client_token=f"{label}-{n}")
+
+    child.call("delay", 0.0)
+    calls = 5 * len(people)
+    gc.collect()
+    rss_before, cpu_before = rss_bytes(), time.process_time()
+    limit = asyncio.Semaphore(64)
+
+    async def limited(n: int) -> Answer:
+        async with limit:
+            return await chat(n, "qc")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(limited(n) for n in range(calls)))
+    wall = time.perf_counter() - started
+    cpu_ms = (time.process_time() - cpu_before) / calls * 1000
+    served_ms = statistics.mean(child.call("timings")) * 1000
+    gc.collect()
+    print(f"Q client, instant Q: {calls} ChatSync from {len(people)} distinct users in {wall:.2f} s; bot CPU "
+          f"{cpu_ms:.2f} ms per call (Q stand-in {served_ms:.2f} ms each, in its own process); RSS "
+          f"{rss_before / 2**20:.0f} -> {rss_bytes() / 2**20:.0f} MB "
+          f"(+{(rss_bytes() - rss_before) / 2**20:.0f} MB); {threading.active_count()} threads")
+    child.call("delay", 2.0)
+    child.call("stats")
+    started = time.perf_counter()
+    answers = await asyncio.gather(*(chat(n, "qs") for n in range(questions)), return_exceptions=True)
+    wall = time.perf_counter() - started
+    stats = child.call("stats")
+    child.call("delay", 0.0)
+    print(f"Q client, 2 s Q: {sum(isinstance(a, Answer) for a in answers)}/{questions} ChatSync from "
+          f"{len(people)} users answered in {wall:.2f} s; max in flight {stats['max_in_flight']}; "
+          f"{threading.active_count()} threads (target: within 3 s, >= 1,000 in flight)")
+
+
 # -- the benchmark --------------------------------------------------------------------------------------
 
 
@@ -180,7 +222,10 @@ async def main(users: int, questions: int, idle_users: int, warm_samples: int, q
               f"(whole answer p50 {pct([t * 1000 for t in totals], 0.5):.2f} ms; "
               f"Q stand-in p50 {pct([s * 1000 for s in served_times], 0.5):.2f} ms)")
 
-        # 2. a burst against a slow Q
+        # 2. the Q client alone, as every distinct user (the core's Redis, locks and Web API calls left out)
+        await q_client_phase(app[GRAPH], child, identities, questions)
+
+        # 3. a burst against a slow Q
         child.call("delay", 2.0)
         child.call("stats")
         per_user = questions // len(identities)
@@ -188,7 +233,7 @@ async def main(users: int, questions: int, idle_users: int, warm_samples: int, q
         burst = await asyncio.gather(*(
             core.handle(ask(identity, 1000 + k, f"burst-{k}"))
             for identity in identities for k in range(per_user)
-        ))
+        ), return_exceptions=True)
         wall = time.perf_counter() - started
         answered = sum(isinstance(r, Answer) for r in burst)
         stats = child.call("stats")
@@ -201,7 +246,7 @@ async def main(users: int, questions: int, idle_users: int, warm_samples: int, q
               f"STS calls min/max {min(sts)}/{max(sts)}")
         child.call("delay", 0.0)
 
-        # 3. memory per linked idle user
+        # 4. memory per linked idle user
         client = aioredis.Redis.from_url(redis_server.url)
         before_redis = (await client.info("memory"))["used_memory"]
         before_rss = rss_bytes()
