@@ -211,7 +211,7 @@ class Load:
         await asyncio.gather(*posts)
         return latencies, in_flight
 
-    async def until_answered(self, target: int, patience: float = 60) -> float:
+    async def until_answered(self, target: int, patience: float = 300) -> float:
         deadline = time.perf_counter() + patience
         while self.answered() < target:
             if time.perf_counter() > deadline:
