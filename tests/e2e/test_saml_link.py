@@ -10,7 +10,7 @@ import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import urljoin
 
 import httpx
 import pytest
@@ -27,6 +27,7 @@ from sandbox.serving import url_of
 from sandbox.world import Sandbox, SandboxPorts
 from tests.conftest import LoopThread
 from tests.e2e.conftest import RunningBot, start_bot
+from tests.saml_signin import Browser
 
 ALICE = ChatIdentity("test", "T1", "U-ALICE")
 AURORA = "What is Project Aurora?"
@@ -40,35 +41,6 @@ def saml_bot(servers: LoopThread, bot_socket: socket.socket, redis_url: str) -> 
     yield running
     servers.run(running._served.stop())  # type: ignore[attr-defined]
     servers.run(world.stop())
-
-
-class Browser:
-    """One person's browser: keeps cookies, follows what a person would click."""
-
-    def __init__(self) -> None:
-        self.http = httpx.Client(follow_redirects=False, timeout=10)
-        self.acs_form: tuple[str, dict[str, str]] = ("", {})
-        self.cookies_at_acs: dict[str, str] = {}  # what the browser sent with its post to the ACS
-        self.idp_form: tuple[str, dict[str, str]] = ("", {})  # the IdP's sign-in form, as posted
-
-    def sign_in(self, link_url: str, username: str = "alice") -> httpx.Response:
-        """Open the chat link, sign in at the IdP as `username`, and post what its page posts to the ACS."""
-        start = self.http.get(link_url)
-        assert start.status_code == 302, start.text
-        idp_url = start.headers["location"]
-        assert "SAMLRequest" in parse_qs(urlsplit(idp_url).query)
-        page = self.http.get(idp_url)
-        assert page.status_code == 200, page.text
-        action, fields = login_form(page.text, username)
-        self.idp_form = (urljoin(idp_url, action), fields)
-        answer = self.http.post(self.idp_form[0], data=fields)
-        assert answer.status_code == 200, answer.text
-        self.acs_form = posted_form(answer.text)
-        self.cookies_at_acs = {cookie.name: cookie.value or "" for cookie in self.http.cookies.jar}
-        return self.http.post(self.acs_form[0], data=self.acs_form[1])
-
-    def close(self) -> None:
-        self.http.close()
 
 
 def qlink(bot: RunningBot, identity: ChatIdentity = ALICE, profile_email: str = "alice@example.com") -> str:
