@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -451,3 +453,28 @@ async def test_an_assertion_is_spent_once(redis_url: str) -> None:
         assert 300_000 < ttl <= (300 + 120) * 1000  # kept until the assertion could no longer be used anyway
     finally:
         await redis.aclose()
+
+
+async def test_metadata_from_a_url_is_cached_and_a_failed_refresh_keeps_the_last_good_copy() -> None:
+    served = {"hits": 0, "status": 200}
+
+    async def metadata(_request: web.Request) -> web.Response:
+        served["hits"] += 1
+        return web.Response(body=metadata_xml([IDP_KEY.cert]), status=served["status"])
+
+    app = web.Application()
+    app.router.add_get("/metadata", metadata)
+    async with TestServer(app, host="127.0.0.1") as server:
+        url = str(server.make_url("/metadata"))
+        cached = SamlMetadataSource(url=url)
+        assert (await cached.get()).entity_id == IDP_ENTITY
+        assert (await cached.get()).entity_id == IDP_ENTITY
+        assert served["hits"] == 1  # within max_age: not fetched again
+
+        always = SamlMetadataSource(url=url, max_age_seconds=0)
+        await always.get()
+        served["status"] = 500
+        assert (await always.get()).entity_id == IDP_ENTITY  # the IdP hiccups: the last good copy serves
+        assert served["hits"] == 3
+        with pytest.raises(SamlMetadataInvalid):
+            await SamlMetadataSource(url=url).get()  # nothing good yet: refused
