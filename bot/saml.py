@@ -136,12 +136,12 @@ def parse_metadata(data: bytes) -> IdpMetadata:
                 certificates.append(x509.load_der_x509_certificate(base64.b64decode(der)))
             except (ValueError, binascii.Error):
                 raise SamlMetadataInvalid(detail="a signing certificate in the SAML metadata does not load") from None
-    missing = [
-        name
-        for name, value in (("entityID", entity_id), ("an HTTP-Redirect SingleSignOnService", redirect), ("a signing "
-                            "certificate", certificates))
-        if not value
-    ]
+    needed: dict[str, object] = {
+        "entityID": entity_id,
+        "an HTTP-Redirect SingleSignOnService": redirect,
+        "a signing certificate": certificates,
+    }
+    missing = [name for name, value in needed.items() if not value]
     if missing:
         raise SamlMetadataInvalid(detail="SAML metadata lacks " + ", ".join(missing))
     if not redirect[0].startswith(("https://", "http://127.0.0.1", "http://localhost")):
