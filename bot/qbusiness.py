@@ -4,7 +4,7 @@ Guarantees:
 - One client per process, whatever the number of users: botocore's service model, serializer, SigV4 signer and
   parser are built once; each request is signed with the asking user's own credentials (the signer's
   per-request `request_credentials`), never with another user's or the process's. Nothing is kept per user.
-- Calls run on the event loop over one httpx connection pool: a call in flight holds a socket, not a thread.
+- Calls run on the event loop over one aiohttp connection pool: a call in flight holds a socket, not a thread.
   At most `max_concurrency` are in flight (a semaphore); a call counts until Q has answered it, even if the
   awaiting task was cancelled (the request is not cut off halfway: Q may already be answering it).
 - Retries are ours: throttling, 5xx, connection failures and a new user's first-call subscription error are
@@ -14,7 +14,9 @@ Guarantees:
   are counted per AWS error code in `metrics.chatsync_errors` (every failed attempt, retried or not).
 
 Why not aiobotocore: its releases pin botocore to a narrow range (3.10 needs botocore 1.43.115-117), which
-cannot coexist with the boto3 the rest of qbot uses; botocore does every protocol step here, httpx only sends.
+cannot coexist with the boto3 the rest of qbot uses; botocore does every protocol step here, aiohttp only sends.
+Why aiohttp's client, not httpx (the core's usual one): httpcore's pool scans every connection for every queued
+request, so at a thousand calls in flight it spent more CPU than everything else together (measured: bench.chain).
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
+import aiohttp
 import botocore.session
-import httpx
 from botocore import UNSIGNED
 from botocore.awsrequest import HeadersDict, create_request_object, prepare_request_dict
 from botocore.config import Config
@@ -46,6 +48,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.parsers import create_parser
 from botocore.serialize import create_serializer
 from botocore.signers import RequestSigner
+from yarl import URL
 
 from bot.errors import QBotError, QRefused, QThrottled, QUnavailable
 from bot.metrics import Metrics
@@ -196,12 +199,12 @@ class QBusinessClient:
             cast(Any, None),  # no credentials of its own: each request carries its user's
             self._botocore.meta.events,
         )
-        self._http: httpx.AsyncClient | None = None
+        self._http: aiohttp.ClientSession | None = None
 
     async def aclose(self) -> None:
         """Close the connection pool (the app's shutdown); a later call opens a new one."""
         if self._http is not None:
-            await self._http.aclose()
+            await self._http.close()
             self._http = None
 
     # ---- the calls -------------------------------------------------------------------------------------
@@ -328,7 +331,7 @@ class QBusinessClient:
             call.exception()  # retrieved, so an abandoned failure is not reported as unhandled
 
     async def _send(self, credentials: AwsCredentials, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        """Serialize, sign as `credentials`, send and parse one request: botocore's steps, httpx's socket.
+        """Serialize, sign as `credentials`, send and parse one request: botocore's steps, aiohttp's socket.
 
         Raises ClientError for Q's error responses and botocore's own errors for everything else, so one mapping
         (`_Failure`) serves every path.
@@ -343,21 +346,23 @@ class QBusinessClient:
         self._signer.sign(operation, request)
         prepared = request.prepare()
         try:
-            response = await self._client().request(
-                prepared.method, prepared.url, headers=dict(prepared.headers), content=prepared.body or None
-            )
-        except httpx.ReadTimeout as exc:  # Q has the request but did not answer in time
+            async with self._client().request(
+                prepared.method, URL(prepared.url, encoded=True), headers=dict(prepared.headers),
+                data=prepared.body or None,
+            ) as response:
+                body = await response.read()
+        except aiohttp.SocketTimeoutError as exc:  # Q has the request but did not answer in time
             raise ReadTimeoutError(endpoint_url=prepared.url, error=exc) from exc
-        except httpx.ConnectTimeout as exc:
+        except aiohttp.ConnectionTimeoutError as exc:
             raise ConnectTimeoutError(endpoint_url=prepared.url, error=exc) from exc
-        except httpx.ConnectError as exc:
+        except aiohttp.ClientConnectorError as exc:
             raise EndpointConnectionError(endpoint_url=prepared.url, error=exc) from exc
-        except httpx.TransportError as exc:  # the connection broke mid-call
+        except aiohttp.ClientError as exc:  # the connection broke mid-call
             raise HTTPClientError(error=exc) from exc
-        raw = {"status_code": response.status_code, "headers": HeadersDict(response.headers.items()),
-               "body": response.content, "context": {"operation_name": operation}}
+        raw = {"status_code": response.status, "headers": HeadersDict(response.headers.items()), "body": body,
+               "context": {"operation_name": operation}}
         parsed: dict[str, Any] = self._parser.parse(raw, cast(Any, model.output_shape))
-        if response.status_code >= 300:
+        if response.status >= 300:
             code = (parsed.get("Error") or {}).get("Code")
             shape = self._model.shape_for_error_code(code) if code else None
             if shape is not None:  # the error's modeled members, e.g. resourceId
@@ -365,13 +370,14 @@ class QBusinessClient:
             raise ClientError(cast(Any, parsed), operation)
         return parsed
 
-    def _client(self) -> httpx.AsyncClient:
-        """The process's connection pool, opened on first use; the semaphore, not the pool, bounds the calls."""
-        if self._http is None:
-            self._http = httpx.AsyncClient(
-                limits=httpx.Limits(max_connections=self._max_concurrency,
-                                    max_keepalive_connections=self._max_concurrency, keepalive_expiry=30),
-                timeout=httpx.Timeout(READ_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS, pool=None),
+    def _client(self) -> aiohttp.ClientSession:
+        """The process's connection pool, opened on first use (it belongs to the running loop)."""
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_concurrency, keepalive_timeout=30),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=CONNECT_TIMEOUT_SECONDS, sock_read=READ_TIMEOUT_SECONDS
+                ),
             )
         return self._http
 
