@@ -99,7 +99,6 @@ class Settings:
     conversation_ttl_seconds: int = 7 * 24 * 3600
     q_max_concurrency: int = 320
     redis_max_connections: int = 64
-    q_client_cache: int = 256
     session_secret: str = ""
     # SAML mode (instead of OIDC) when either metadata setting is set; see `identity_mode`
     saml_metadata_url: str = ""
@@ -161,7 +160,6 @@ class Settings:
             conversation_ttl_seconds=env_int(env, "QBOT_CONVERSATION_TTL_SECONDS", 7 * 24 * 3600),
             q_max_concurrency=env_int(env, "QBOT_Q_MAX_CONCURRENCY", 320),
             redis_max_connections=env_int(env, "QBOT_REDIS_MAX_CONNECTIONS", 64),
-            q_client_cache=env_int(env, "QBOT_Q_CLIENT_CACHE", 256),
             session_secret=env.get("QBOT_SESSION_SECRET", ""),
             saml_metadata_url=(env.get("QBOT_SAML_METADATA_URL") or "").strip(),
             saml_metadata_file=(env.get("QBOT_SAML_METADATA_FILE") or "").strip(),
