@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 
@@ -60,11 +62,13 @@ def _url(output: str, label: str) -> str:
     return next(word for word in line.split() if word.startswith("http"))
 
 
-def test_sandbox_runs_everything_prints_the_urls_and_writes_sandbox_env(tmp_path: Path) -> None:
-    """Ports 0: the system picks free ones (no port is guessed); the child is stopped with SIGTERM, which it
-    handles even when started with SIGINT ignored (any background launch), and killed if anything fails."""
+@contextlib.contextmanager
+def _run_sandbox(tmp_path: Path, *args: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """`qbot sandbox ARGS --ports 0,0,0,0` (the system picks free ports: no port is guessed), until it says it is
+    ready: yields what it printed and its sandbox.env. Then stopped with SIGTERM, which it handles even when
+    started with SIGINT ignored (any background launch); killed if anything failed; its output drained."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "qbot", "sandbox", "--ports", "0,0,0,0"],
+        [sys.executable, "-m", "qbot", "sandbox", *args, "--ports", "0,0,0,0"],
         cwd=tmp_path, env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     stopped = False
@@ -79,55 +83,8 @@ def test_sandbox_runs_everything_prints_the_urls_and_writes_sandbox_env(tmp_path
             lines.append(line)
             if "Press Ctrl+C" in line:
                 break
-        output = "".join(lines)
-        bot, idp, q = _url(output, "Bot"), _url(output, "IdP"), _url(output, "Q Business")
-        assert f"open {bot}/ and sign in as alice (core-team) or bob" in output, output
-        assert httpx.get(f"{bot}/healthz").json() == {"status": "ok"}
-        assert httpx.get(f"{bot}/readyz").status_code == 200
-        assert httpx.get(f"{bot}/").status_code == 200
-        assert httpx.get(f"{idp}/.well-known/openid-configuration").json()["issuer"] == idp
         env = dict(line.split("=", 1) for line in (tmp_path / "sandbox.env").read_text().splitlines())
-        assert env["QBOT_OIDC_ISSUER"] == idp and env["QBOT_Q_ENDPOINT_URL"] == q
-        assert env["QBOT_PUBLIC_URL"] == bot and env["QBOT_PORT"] == bot.rsplit(":", 1)[1]
-        Fernet(env["QBOT_TOKEN_KEYS"].encode())
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=20)  # drains the rest of its output
-        stopped = True
-        assert process.returncode == 0
-    finally:
-        if not stopped:
-            process.kill()
-            process.communicate(timeout=20)
-    with socket.socket() as probe:  # everything it started has stopped with it
-        assert probe.connect_ex(("127.0.0.1", int(bot.rsplit(":", 1)[1]))) != 0
-
-
-def test_sandbox_in_saml_mode_serves_the_bot_and_writes_the_saml_settings(tmp_path: Path) -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "qbot", "sandbox", "--saml", "--ports", "0,0,0,0"],
-        cwd=tmp_path, env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    stopped = False
-    try:
-        lines: list[str] = []
-        deadline = time.monotonic() + 60
-        assert process.stdout is not None
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if "Press Ctrl+C" in line:
-                break
-        output = "".join(lines)
-        bot, idp = _url(output, "Bot"), _url(output, "IdP")
-        assert "SAML 2.0" in output, output
-        assert httpx.get(f"{bot}/healthz").json() == {"status": "ok"}
-        assert "EntityDescriptor" in httpx.get(f"{idp}/saml/metadata").text
-        env = dict(line.split("=", 1) for line in (tmp_path / "sandbox.env").read_text().splitlines())
-        assert env["QBOT_SAML_METADATA_URL"] == f"{idp}/saml/metadata" and "QBOT_OIDC_ISSUER" not in env
-        assert env["QBOT_SAML_PROVIDER_ARN"].startswith("arn:aws:iam::") and ":saml-provider/" in env[
-            "QBOT_SAML_PROVIDER_ARN"]
+        yield "".join(lines), env
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=20)
         stopped = True
@@ -136,3 +93,29 @@ def test_sandbox_in_saml_mode_serves_the_bot_and_writes_the_saml_settings(tmp_pa
         if not stopped:
             process.kill()
             process.communicate(timeout=20)
+
+
+def test_sandbox_runs_everything_prints_the_urls_and_writes_sandbox_env(tmp_path: Path) -> None:
+    with _run_sandbox(tmp_path) as (output, env):
+        bot, idp, q = _url(output, "Bot"), _url(output, "IdP"), _url(output, "Q Business")
+        assert f"open {bot}/ and sign in as alice (core-team) or bob" in output, output
+        assert httpx.get(f"{bot}/healthz").json() == {"status": "ok"}
+        assert httpx.get(f"{bot}/readyz").status_code == 200
+        assert httpx.get(f"{bot}/").status_code == 200
+        assert httpx.get(f"{idp}/.well-known/openid-configuration").json()["issuer"] == idp
+        assert env["QBOT_OIDC_ISSUER"] == idp and env["QBOT_Q_ENDPOINT_URL"] == q
+        assert env["QBOT_PUBLIC_URL"] == bot and env["QBOT_PORT"] == bot.rsplit(":", 1)[1]
+        Fernet(env["QBOT_TOKEN_KEYS"].encode())
+    with socket.socket() as probe:  # everything it started has stopped with it
+        assert probe.connect_ex(("127.0.0.1", int(bot.rsplit(":", 1)[1]))) != 0
+
+
+def test_sandbox_in_saml_mode_serves_the_bot_and_writes_the_saml_settings(tmp_path: Path) -> None:
+    with _run_sandbox(tmp_path, "--saml") as (output, env):
+        bot, idp = _url(output, "Bot"), _url(output, "IdP")
+        assert "SAML 2.0" in output, output
+        assert httpx.get(f"{bot}/healthz").json() == {"status": "ok"}
+        assert "EntityDescriptor" in httpx.get(f"{idp}/saml/metadata").text
+        assert env["QBOT_SAML_METADATA_URL"] == f"{idp}/saml/metadata" and "QBOT_OIDC_ISSUER" not in env
+        provider = env["QBOT_SAML_PROVIDER_ARN"]
+        assert provider.startswith("arn:aws:iam::") and ":saml-provider/" in provider

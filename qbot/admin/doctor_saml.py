@@ -7,7 +7,6 @@ assertions against IAM's copy, not against the bot's, so a certificate the IdP r
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
@@ -16,6 +15,7 @@ from botocore.exceptions import NoCredentialsError
 from cryptography import x509
 
 from adapters.checks import FAIL, OK, SKIP, WARN, Check
+from adapters.hosts import is_loopback_host
 from bot.aws_clients import AWS_ERRORS, AdminAws, describe, error_code
 from qbot.admin.policies import name_of_saml_provider_arn
 from qbot.admin.saml_metadata import (
@@ -95,7 +95,7 @@ class SamlChecks:
             return Check("SAML ACS URL", FAIL, "QBOT_PUBLIC_URL is unset or not an http(s) URL",
                          "set it to the URL users' browsers reach the bot at")
         url = acs_url(public)
-        if parts.scheme != "https" and not _loopback(parts.hostname):
+        if parts.scheme != "https" and not is_loopback_host(parts.hostname):
             return Check("SAML ACS URL", FAIL, f"{url} is plain http: the IdP would post users' assertions "
                          "unencrypted, and IdPs refuse such reply URLs", "serve the bot over https and set "
                          "QBOT_PUBLIC_URL=https://…")
@@ -147,11 +147,3 @@ class SamlChecks:
 def _expiry(cert: x509.Certificate) -> dt.datetime:
     return cert.not_valid_after_utc
 
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
