@@ -14,7 +14,6 @@ link's credentials, stored with it; the link has no refresh token, so when they 
 
 from __future__ import annotations
 
-import hmac
 import logging
 import math
 import secrets
@@ -32,13 +31,12 @@ from bot.errors import (
     IdentityProviderError,
     IdTokenInvalid,
     LinkNotBindable,
-    LinkTokenInvalid,
     LoginStateInvalid,
     QBotError,
 )
 from bot.group_sync import GroupObserver
 from bot.link_deadlines import GRACE_SECONDS, LinkDeadlines
-from bot.links import LinkTokens, LoginState, LoginStates, PendingLink, browser_binding
+from bot.links import LinkTokens, LoginState, LoginStates, PendingLink
 from bot.metrics import Metrics
 from bot.model import ChatIdentity, Notice, NoticeKind
 from bot.oidc import OidcClient
@@ -106,24 +104,22 @@ class Accounts:
         profile_email: str | None,
         *,
         return_to: str | None = None,
-        browser_secret: str | None = None,
     ) -> Notice:
-        """A one-time sign-in link for `identity`; with `browser_secret`, it opens only in the browser holding it.
+        """A one-time sign-in link for `identity`, checked against its chat profile's email.
 
-        Never a link that is both unbound to a browser and without a profile email to check the sign-in
-        against (`LinkNotBindable`): whoever opened such a link would bind their IdP account to this chat
-        account. (With QBOT_REQUIRE_EMAIL_MATCH=false the email is not enforced, and links are forwardable:
-        the start-up log and `qbot doctor` say so.)
+        Never a link without a profile email to check the sign-in against (`LinkNotBindable`): whoever opened
+        it would bind their IdP account to this chat account. (The web console has no such links: its own
+        sign-in, bound to the browser by the login cookie, is the link. With QBOT_REQUIRE_EMAIL_MATCH=false the
+        email is not enforced and links are forwardable: the start-up log and `qbot doctor` say so.)
         """
-        if not browser_secret and not profile_email:
-            raise LinkNotBindable(detail=f"no browser binding and no profile email for {identity.key}")
+        if not profile_email:
+            raise LinkNotBindable(detail=f"no profile email for {identity.key}")
         token = await self.links.create(
             PendingLink(
                 identity=identity,
                 profile_email=profile_email,
                 return_to=return_to,
                 created_at=time.time(),
-                browser_binding=browser_binding(browser_secret) if browser_secret else None,
             )
         )
         url = f"{self.settings.public_url}/auth/start?t={token}"
@@ -175,20 +171,9 @@ class Accounts:
 
     # -- the account link ---------------------------------------------------------------------------
 
-    async def start_login(self, link_token: str, *, browser_secret: str | None = None) -> LoginStart:
-        """Consume the one-time link (single use) and begin the IdP login for it (see `begin_login`).
-
-        A link the adapter bound to a browser opens only in the browser holding `browser_secret`.
-        """
-        pending = await self.links.consume(link_token)
-        if pending.browser_binding and (
-            not browser_secret or not hmac.compare_digest(browser_binding(browser_secret), pending.browser_binding)
-        ):
-            raise LinkTokenInvalid(
-                "This sign-in link was made for another browser. Start signing in again from there.",
-                detail="link opened outside its browser",
-            )
-        return await self.begin_login(pending)
+    async def start_login(self, link_token: str) -> LoginStart:
+        """Consume the one-time link (single use) and begin the IdP login for it (see `begin_login`)."""
+        return await self.begin_login(await self.links.consume(link_token))
 
     async def begin_login(self, pending: PendingLink) -> LoginStart:
         """Begin the IdP login (code + PKCE S256 + nonce + state) that will link `pending.identity`.

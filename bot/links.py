@@ -51,7 +51,6 @@ class PendingLink:
     profile_email: str | None = None  # the chat profile's email, for QBOT_REQUIRE_EMAIL_MATCH
     return_to: str | None = None  # same-origin path the browser goes to after linking (web console)
     created_at: float = field(default_factory=time.time)
-    browser_binding: str | None = None  # sha256 of a cookie secret: only that browser may open the link
     expires_in: int | None = None  # lifetime of the resulting link in seconds (a web session); None: no end
 
 
@@ -76,26 +75,19 @@ def _pending_to_dict(pending: PendingLink) -> dict[str, Any]:
         "e": pending.profile_email,
         "r": pending.return_to,
         "t": pending.created_at,
-        "b": pending.browser_binding,
         "x": pending.expires_in,
     }
 
 
 def _pending_from_dict(data: dict[str, Any]) -> PendingLink:
-    email, return_to, binding, expires_in = data.get("e"), data.get("r"), data.get("b"), data.get("x")
+    email, return_to, expires_in = data.get("e"), data.get("r"), data.get("x")
     return PendingLink(
         identity=ChatIdentity(platform=str(data["p"]), tenant=str(data["n"]), user=str(data["u"])),
         profile_email=None if email is None else str(email),
         return_to=None if return_to is None else str(return_to),
         created_at=float(data["t"]),
-        browser_binding=None if binding is None else str(binding),
         expires_in=None if expires_in is None else int(expires_in),
     )
-
-
-def browser_binding(secret: str) -> str:
-    """What is stored of a browser-binding cookie: its sha256, never the cookie itself."""
-    return _digest(secret)
 
 
 def _digest(secret: str) -> str:

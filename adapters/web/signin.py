@@ -26,8 +26,6 @@ from bot.saml import sp_metadata_xml
 log = logging.getLogger(__name__)
 
 
-# An adapter that binds a link to a browser sets this cookie for /auth/start.
-LINK_COOKIE = "qbot_link"
 # One of these per login carries the sealed login state to /auth/callback: it finishes only in that browser.
 LOGIN_COOKIE_PREFIX = "qbot_login_"
 CALLBACK_PATH = "/auth/callback"
@@ -55,7 +53,7 @@ def auth_routes(core: Core) -> list[web.RouteDef]:
     async def start(request: web.Request) -> web.StreamResponse:
         token = request.query.get("t", "")
         try:
-            login = await core.accounts.start_login(token, browser_secret=request.cookies.get(LINK_COOKIE))
+            login = await core.accounts.start_login(token)
         except QBotError as exc:
             return error_page(exc.user_message)
         except Exception:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis
 
-from adapters.web.signin import LINK_COOKIE, LOGIN_COOKIE_PREFIX, login_cookie_name
+from adapters.web.signin import LOGIN_COOKIE_PREFIX, login_cookie_name
 from bot.links import LinkTokens, LoginStates
 from bot.model import ChatIdentity
 from tests.adapters.web.conftest import WebBot
@@ -185,20 +185,3 @@ def test_console_api_refuses_deep_and_huge_json_without_an_error_log(
         refused = anonymous.post("/web/api/ask", content=body, headers=headers)
         assert refused.status_code == 401 and refused.json()["kind"] == "not_linked"
     assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info or r.exc_text] == []
-
-
-def test_a_browser_bound_chat_link_opens_only_in_its_browser(web_bot: WebBot, store: redis.Redis) -> None:
-    """An adapter may still bind a link to a browser (create_link's browser_secret): elsewhere it is refused."""
-    accounts = web_bot.graph.core.accounts
-    notice = web_bot.servers.run(accounts.create_link(ChatIdentity("slack", "T1", "U1"), None, browser_secret="s" * 43))
-    assert notice.url
-    elsewhere = web_bot.browser().get(notice.url)
-    assert elsewhere.status_code == 400 and "another browser" in elsewhere.text
-    assert store.dbsize() == 0  # the link was used up, nothing else stored
-    notice = web_bot.servers.run(accounts.create_link(ChatIdentity("slack", "T1", "U1"), None, browser_secret="s" * 43))
-    assert notice.url
-    owner = web_bot.browser()
-    owner.cookies.set(LINK_COOKIE, "s" * 43, domain="127.0.0.1", path="/auth/start")
-    started = owner.get(notice.url)
-    assert started.status_code == 302 and started.headers["location"].startswith(web_bot.sandbox.idp_url)
-    assert store.dbsize() == 0
