@@ -21,7 +21,15 @@ from bot.commands import HELP_TEXT, Command, parse_command
 from bot.config import Settings
 from bot.conversations import Conversations
 from bot.deliveries import Deliveries
-from bot.errors import LinkExpired, NotLinked, NotYourConversation, ProfileEmailUnknown, QBotError, QUnavailable
+from bot.errors import (
+    LinkExpired,
+    NotLinked,
+    NotYourConversation,
+    ProfileEmailUnknown,
+    QBotError,
+    QUnavailable,
+    SignInExpired,
+)
 from bot.feedback import InvalidFeedback, rating
 from bot.metrics import Metrics
 from bot.model import (
@@ -35,6 +43,7 @@ from bot.model import (
     SharedAnswer,
     Usefulness,
 )
+from bot.pending_questions import PendingQuestion, PendingQuestions
 from bot.private_answers import PrivateAnswers
 from bot.qbusiness import ConversationGone, CredentialsRejected, QBusinessClient
 from bot.turn import QuietTurn, Turn
@@ -46,6 +55,11 @@ log = logging.getLogger(__name__)
 NO_POLICY = ChannelPolicy()
 NOTHING_READABLE = "None of your files could be read, so there was nothing to ask."
 FEEDBACK_THANKS = "Thanks for the feedback."
+SIGN_IN_AGAIN = (
+    "Your sign-in has expired: with your company's sign-in, qbot can act for you only for some hours at a time. "
+    "Sign in again (it usually takes one click) and I'll answer your question right away."
+)
+FILES_NOT_KEPT = " Your files were not kept: send them again once you're back."
 SIGN_IN_IS_THE_LINK = (
     "Here, signing in is the link: use the Sign in button to sign in with your company account."
 )
@@ -69,6 +83,7 @@ class Core:
         downloads: DownloadBudget,
         channel_policies: ChannelPolicies,
         private_answers: PrivateAnswers,
+        pending_questions: PendingQuestions,
     ) -> None:
         self.settings = settings
         self.accounts = accounts  # the account link's lifecycle (sign-in routes, console sessions use it)
@@ -82,6 +97,7 @@ class Core:
         self._turns = turns
         self._policies = channel_policies
         self._private_answers = private_answers
+        self._pending = pending_questions
 
     # -- messages ---------------------------------------------------------------------------------
 
@@ -109,6 +125,8 @@ class Core:
                 reply = await self.run_command(command, message, turn)
         except NotLinked as exc:
             reply = Notice(NoticeKind.NOT_LINKED, exc.user_message, private=True)
+            if isinstance(exc, SignInExpired) and command is None and not turn.signs_in_itself:
+                reply = await self._sign_in_again(message, turn) or reply
         except QBotError as exc:
             reply = self._error_notice(exc)
         if isinstance(reply, Notice) and not reply.private and private:
@@ -116,6 +134,29 @@ class Core:
         outcome = "answered" if isinstance(reply, Answer) else reply.kind.value
         self._metrics.messages.labels(platform, outcome).inc()
         return reply
+
+    async def _sign_in_again(self, message: IncomingMessage, turn: Turn) -> Notice | None:
+        """SAML mode, the sign-in expired: a private one-click link to sign in again, with the question kept
+        (sealed, for the link's lifetime) to be answered once the user is back. None when no link can be made."""
+        profile = ProfileEmail(message.profile_email) if message.profile_email else await turn.profile_email()
+        if not profile.email:
+            return None  # qlink says why (the profile hides its email)
+        try:
+            link = await self.accounts.create_link(message.identity, profile.email)
+        except QBotError as exc:
+            log.warning("no sign-in link for %s after its sign-in expired: %s", message.identity.key, exc.detail)
+            return None
+        kept = dataclasses.replace(
+            message, files=(), offered=(), delivery_ids=(), profile_email=profile.email
+        )
+        await self._pending.keep(kept, turn.address())
+        text = f"{SIGN_IN_AGAIN} {link.text}{FILES_NOT_KEPT if message.files or message.offered else ''}"
+        return dataclasses.replace(link, text=text, private=True)
+
+    async def take_pending_question(self, identity: ChatIdentity) -> PendingQuestion | None:
+        """The question `identity` asked when their sign-in had expired, once: the adapter answers it (through
+        `handle`, in the place the question was asked) when the user has signed in again."""
+        return await self._pending.take(identity)
 
     async def _policy(self, message: IncomingMessage) -> ChannelPolicy:
         """The channel's policy (an admin's, from Redis: every replica sees a change at once), or the default.

@@ -31,6 +31,11 @@ class Turn(Protocol):
         """Read one offered file, asking `room.refuse(size)` as its bytes arrive; a note says why not."""
         ...
 
+    def address(self) -> str:
+        """The adapter's note of where to answer this message later, out of turn (a question kept while its
+        asker signs in again); the core keeps it sealed and hands it back. "" when the message says enough."""
+        ...
+
 
 class QuietTurn:
     """A turn with nothing to show or fetch, whose profile email is the message's own: for callers without a
@@ -49,3 +54,6 @@ class QuietTurn:
 
     async def download(self, file: OfferedFile, room: FileRoom) -> ChatFile | FailedAttachment:
         return FailedAttachment(file.name, "not read: this chat cannot hand files over.")
+
+    def address(self) -> str:
+        return ""

@@ -31,6 +31,7 @@ from bot.link_deadlines import LinkDeadlines
 from bot.links import LinkTokens, LoginStates
 from bot.metrics import Metrics
 from bot.oidc import OidcClient
+from bot.pending_questions import PendingQuestions
 from bot.private_answers import PrivateAnswers
 from bot.qbusiness import QBusinessClient
 from bot.redaction import configured_secrets, install_redaction
@@ -149,6 +150,7 @@ def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) 
         downloads=DownloadBudget.from_env(settings.extra),  # one budget for every platform's files
         channel_policies=ChannelPolicies(redis),
         private_answers=PrivateAnswers(redis, cipher),
+        pending_questions=PendingQuestions(redis, cipher, settings.link_ttl_seconds),
     )
     app = web.Application()
     app.add_routes(health_routes(redis, metrics))

@@ -307,11 +307,17 @@ class SlackAdapter:
     # -- the core's callbacks ---------------------------------------------------------------------------------
 
     async def _confirm_link(self, identity: ChatIdentity, email: str) -> None:
-        """A user finished linking in the browser: confirm it in their DM with the bot."""
-        await self.replies.dm(
-            identity.user,
-            text_message(f"You're linked as {email}. Ask me anything here, or mention me in a channel."),
-        )
+        """A user finished linking in the browser: confirm it in their DM with the bot, then answer the question
+        they asked when their sign-in had expired (if any) where they asked it."""
+        try:
+            await self.replies.dm(
+                identity.user,
+                text_message(f"You're linked as {email}. Ask me anything here, or mention me in a channel."),
+            )
+        finally:
+            pending = await self.core.take_pending_question(identity)
+            if pending is not None:
+                self._spawn(self.questions.resume(pending), "kept question")
 
     def _http_session(self) -> aiohttp.ClientSession:
         if self._session is None:

@@ -9,18 +9,20 @@ the ts, so even a redelivery that got past both would be one Q turn.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import aiohttp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.events import Asked
+from adapters.slack.events import Asked, Place
 from adapters.slack.files import SlackFiles, offered
 from adapters.slack.replies import SlackReplies
 from adapters.slack.turn import SlackTurn
 from bot.core import Core
 from bot.errors import QBotError
 from bot.model import IncomingMessage, Notice, NoticeKind
+from bot.pending_questions import PendingQuestion
 
 log = logging.getLogger(__name__)
 
@@ -55,21 +57,30 @@ class Questions:
         self._session = session
 
     async def answer(self, asked: Asked) -> None:
+        await self._answer(message_of(asked), asked.place, asked.files)
+
+    async def resume(self, pending: PendingQuestion) -> None:
+        """A question kept while its asker signed in again: answered now, in the thread it was asked in."""
+        message = pending.message
+        place = Place(message.channel, message.thread, message.identity.user, is_dm=not message.shared)
+        await self._answer(message, place)
+
+    async def _answer(self, message: IncomingMessage, place: Place, files: Sequence[dict[str, Any]] = ()) -> None:
         turn = SlackTurn(
-            self.client, asked.place.user, place=asked.place, replies=self.replies, files=self.files,
-            shared_files=asked.files, session=self._session,
+            self.client, place.user, place=place, replies=self.replies, files=self.files,
+            shared_files=files, session=self._session,
         )
         try:
-            reply = await self.core.handle(message_of(asked), turn)
+            reply = await self.core.handle(message, turn)
             if reply is not None:
-                await self.replies.deliver(asked.place, reply, turn.placeholder)
+                await self.replies.deliver(place, reply, turn.placeholder)
         except Exception:
             log.exception("answering a Slack message failed")
-            await self._error(asked, QBotError.user_message, turn.placeholder)
+            await self._error(place, QBotError.user_message, turn.placeholder)
 
-    async def _error(self, asked: Asked, text: str, placeholder: str | None) -> None:
+    async def _error(self, place: Place, text: str, placeholder: str | None) -> None:
         """Never silent: the failure replaces the placeholder (or is posted), unless Slack itself is failing."""
         try:
-            await self.replies.deliver(asked.place, Notice(NoticeKind.ERROR, text), placeholder)
+            await self.replies.deliver(place, Notice(NoticeKind.ERROR, text), placeholder)
         except Exception:
             log.exception("could not tell a Slack user that answering failed")

@@ -55,3 +55,7 @@ class SlackTurn:
         if self._files is None or self._session is None or not file.ref.isdigit():
             return FailedAttachment(file.name, "not read: Slack did not share it with the bot.")
         return await self._files.download(self._session(), self._shared_files[int(file.ref)], room)
+
+    def address(self) -> str:
+        """The message's channel, thread and asker say where a kept question is answered: nothing more."""
+        return ""

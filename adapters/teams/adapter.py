@@ -37,7 +37,7 @@ from microsoft_agents.hosting.core.connector import ConnectorClientBase
 from pydantic import ValidationError
 
 from adapters.ports import AdapterServices
-from adapters.teams.activities import PLATFORM, tenant_of
+from adapters.teams.activities import PLATFORM, identity_of, tenant_of
 from adapters.teams.agent import LINKED, TeamsAgent, text_activity
 from adapters.teams.files import FileHosts, is_loopback_url
 from adapters.teams.private_chat import PrivateChats
@@ -47,6 +47,7 @@ from bot.config import Settings
 from bot.core import Core
 from bot.errors import QBotError
 from bot.model import ChatIdentity
+from bot.pending_questions import PendingQuestion
 
 log = logging.getLogger(__name__)
 
@@ -264,14 +265,16 @@ class TeamsAdapter:
 
     # -- out of turn --------------------------------------------------------------------------------
 
-    async def _connector(self, service_url: str) -> ConnectorClientBase:
+    def _reply_identity(self) -> ClaimsIdentity:
+        """Who the bot's own out-of-turn replies come from: its app (signed), or nobody (anonymous mode)."""
         if self.teams.signs_replies:
-            identity = self.cloud.create_claims_identity(self.teams.app_id)
-        else:
-            identity = ClaimsIdentity({}, authentication_type="anonymous")
+            return self.cloud.create_claims_identity(self.teams.app_id)
+        return ClaimsIdentity({}, authentication_type="anonymous")
+
+    async def _connector(self, service_url: str) -> ConnectorClientBase:
         return await self._clients.create_connector_client(
             None,
-            identity,
+            self._reply_identity(),
             service_url,
             AuthenticationConstants.AGENTS_SDK_SCOPE,
             None,
@@ -279,7 +282,16 @@ class TeamsAdapter:
         )
 
     async def _confirm_link(self, identity: ChatIdentity, email: str) -> None:
-        """The core's on_linked: "Linked as …" in the personal chat the sign-in card was sent to."""
+        """The core's on_linked: "Linked as …" in the personal chat the sign-in card was sent to; then the
+        question asked when the sign-in had expired (if any) is answered where it was asked."""
+        try:
+            await self._say_linked(identity, email)
+        finally:
+            pending = await self.core.take_pending_question(identity)
+            if pending is not None:
+                self._resume(pending)
+
+    async def _say_linked(self, identity: ChatIdentity, email: str) -> None:
         address = await self.agent.chats.recall(identity)
         if address is None:
             log.info("no personal chat known for %s: link not confirmed in Teams", identity.key)
@@ -289,3 +301,18 @@ class TeamsAdapter:
             await PrivateChats.send(connector, address, text_activity(LINKED.format(email=email)))
         finally:
             await connector.close()
+
+    def _resume(self, pending: PendingQuestion) -> None:
+        """Replay the kept question's own activity (sealed while the user signed in): a turn like the first,
+        answered in its conversation and reply chain. It came from Teams, so it is answered as it was sent."""
+        try:
+            activity = Activity.model_validate_json(pending.address)
+        except ValidationError:
+            log.warning("the question kept for %s has no activity to answer it by", pending.message.identity.key)
+            return
+        if identity_of(activity) != pending.message.identity:
+            log.warning("the question kept for %s names another sender: not answered", pending.message.identity.key)
+            return
+        task = asyncio.create_task(self._turn(self._reply_identity(), activity))
+        self._turns.add(task)
+        task.add_done_callback(self._turns.discard)

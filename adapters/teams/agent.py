@@ -183,6 +183,10 @@ class TeamsTurn:
         email = await profile_email(connector_of(self._context), message.roster_id, message.user.id)
         return ProfileEmail(email)
 
+    def address(self) -> str:
+        """The activity itself: replayed through the adapter, it answers a kept question in its own thread."""
+        return self._context.activity.model_dump_json(by_alias=True, exclude_none=True)
+
     async def download(self, file: OfferedFile, room: FileRoom) -> ChatFile | FailedAttachment:
         if not file.ref.isdigit() or int(file.ref) >= len(self._message.files):
             return FailedAttachment(file.name, "not read: Teams did not hand it over.")

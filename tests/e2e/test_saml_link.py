@@ -20,7 +20,7 @@ from lxml import etree
 from adapters.web.signin import login_cookie_name, set_login_cookie
 from bot.accounts import LoginStart
 from bot.links import PendingLink
-from bot.model import Answer, ChatIdentity, Notice, NoticeKind
+from bot.model import Answer, ChatIdentity, IncomingMessage, Notice, NoticeKind, OfferedFile
 from sandbox.idp.pages import login_form
 from sandbox.idp.saml_routes import posted_form
 from sandbox.serving import url_of
@@ -88,6 +88,37 @@ def test_when_the_credentials_expire_the_user_is_asked_to_sign_in_again(saml_bot
         assert isinstance(saml_bot.ask(ALICE, AURORA), Answer)
     finally:
         browser.close()
+
+
+def test_an_expired_sign_in_keeps_the_question_and_offers_a_one_click_link(saml_bot: RunningBot) -> None:
+    browser = Browser()
+    try:
+        browser.sign_in(qlink(saml_bot))
+    finally:
+        browser.close()
+    saml_bot.run(saml_bot.graph.core.accounts.vault.delete_credentials(ALICE))
+    reply = saml_bot.ask(ALICE, AURORA, profile_email="alice@example.com", message_id="m-aurora")
+    assert isinstance(reply, Notice) and reply.kind is NoticeKind.LINK and reply.private and reply.url
+    assert "sign-in has expired" in reply.text and "answer your question" in reply.text
+    assert "files were not kept" not in reply.text
+    pending = saml_bot.run(saml_bot.graph.core.take_pending_question(ALICE))
+    assert pending is not None and pending.message.text == AURORA and pending.message.message_id == "m-aurora"
+    assert pending.message.delivery_ids == ()  # answered anew, not ignored as a redelivery
+
+
+def test_files_sent_with_the_expired_question_are_not_kept_and_the_user_is_told(saml_bot: RunningBot) -> None:
+    browser = Browser()
+    try:
+        browser.sign_in(qlink(saml_bot))
+    finally:
+        browser.close()
+    saml_bot.run(saml_bot.graph.core.accounts.vault.delete_credentials(ALICE))
+    message = IncomingMessage(ALICE, "Summarize", channel="c1", thread="t1", message_id="m-files",
+                              profile_email="alice@example.com", offered=(OfferedFile("plan.txt", 10),))
+    reply = saml_bot.run(saml_bot.graph.core.handle(message))
+    assert isinstance(reply, Notice) and reply.kind is NoticeKind.LINK and "files were not kept" in reply.text
+    pending = saml_bot.run(saml_bot.graph.core.take_pending_question(ALICE))
+    assert pending is not None and pending.message.offered == () and pending.message.files == ()
 
 
 @pytest.mark.parametrize(

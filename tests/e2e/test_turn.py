@@ -54,6 +54,9 @@ class PlatformTurn:
     async def profile_email(self) -> ProfileEmail:
         return ProfileEmail(self.email, "" if self.email else "the profile hides its email")
 
+    def address(self) -> str:
+        return "where: the test platform"
+
     async def download(self, file: OfferedFile, room: FileRoom) -> ChatFile | FailedAttachment:
         self.chats_before_download.append(sum(self.sandbox.q.stats.chat_calls.values()))
         data = self.files[file.ref]

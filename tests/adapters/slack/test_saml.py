@@ -50,21 +50,26 @@ def test_a_slack_user_links_through_saml_and_is_answered_as_themselves(saml_slac
     assert saml_slack.sandbox.sts.stats.saml_calls["alice@example.com"] == 1
 
 
-def test_an_ended_saml_sign_in_gets_a_private_sign_in_again(saml_slack: SlackBot) -> None:
+def test_an_ended_saml_sign_in_gets_a_one_click_link_and_the_question_is_then_answered(saml_slack: SlackBot) -> None:
     [response] = saml_slack.responses(saml_slack.command("U_ALICE", "/qlink"))
     browser = Browser()
     try:
         browser.sign_in(link_url(response), "alice")
+        identity = next(iter(saml_slack.run(linked_identities(saml_slack.graph.redis))))
+        saml_slack.run(saml_slack.graph.core.accounts.vault.delete_credentials(identity))  # as when they end
+
+        asked = saml_slack.mention("U_ALICE", AURORA)
+        [notice] = saml_slack.fake.wait_for(
+            lambda: [c for c in saml_slack.fake.calls_to("chat.postEphemeral")
+                     if "sign-in has expired" in c.args["text"]]
+        )
+        assert notice.args["user"] == "U_ALICE" and "answer your question" in notice.args["text"]
+        assert not saml_slack.sandbox.q.stats.chat_calls
+        page = browser.sign_in(link_url(notice.args), "alice")  # the link itself: one click at the IdP
     finally:
         browser.close()
-    identity = next(iter(saml_slack.run(linked_identities(saml_slack.graph.redis))))
-    saml_slack.run(saml_slack.graph.core.accounts.vault.delete_credentials(identity))  # as when they end
-
-    saml_slack.mention("U_ALICE", AURORA)
-    [notice] = saml_slack.fake.wait_for(
-        lambda: [c for c in saml_slack.fake.calls_to("chat.postEphemeral") if "sign-in has expired" in c.args["text"]]
-    )
-    assert notice.args["user"] == "U_ALICE"
-    buttons = [e for b in notice.args["blocks"] if b["type"] == "actions" for e in b["elements"]]
-    assert [b["action_id"] for b in buttons] == ["qbot_link"]  # one click makes a fresh link
-    assert not saml_slack.sandbox.q.stats.chat_calls
+    assert "Linked as alice@example.com" in page.text
+    answer = saml_slack.answer_in(CHANNEL, asked)  # in the thread it was asked in, nobody asking again
+    assert "Aurora" in answer["text"]
+    assert saml_slack.sandbox.q.stats.chat_calls["alice@example.com"] == 1
+    assert saml_slack.run(saml_slack.graph.core.take_pending_question(identity)) is None  # answered once

@@ -56,7 +56,7 @@ def test_a_teams_user_links_through_saml_and_is_answered_as_themselves(saml_team
     assert saml_teams.sandbox.sts.stats.saml_calls["alice@example.com"] == 1
 
 
-def test_an_ended_saml_sign_in_gets_a_sign_in_card_again(saml_teams: TeamsBot) -> None:
+def test_an_ended_saml_sign_in_gets_a_sign_in_card_and_the_question_is_then_answered(saml_teams: TeamsBot) -> None:
     before = len(saml_teams.bf.calls)
     assert saml_teams.post(saml_teams.message(ALICE, "qlink")).status_code == 202
     browser = Browser()
@@ -67,10 +67,18 @@ def test_an_ended_saml_sign_in_gets_a_sign_in_card_again(saml_teams: TeamsBot) -
         saml_teams.bot.run(accounts.vault.delete_credentials(identity))  # as when they end
 
         before = len(saml_teams.bf.calls)
-        assert saml_teams.post(saml_teams.message(ALICE, AURORA)).status_code == 202
+        question = saml_teams.message(ALICE, AURORA)
+        assert saml_teams.post(question).status_code == 202
         again = browser.sign_in(sign_in_card_url(saml_teams, before), ALICE.username)  # one click
     finally:
         browser.close()
     assert "Linked as alice@example.com" in again.text
     prompt = next(c for c in saml_teams.bf.calls[before:] if sign_in_url(c))
     assert "sign-in has expired" in str(prompt.cards) + prompt.text
+    answer = saml_teams.bf.wait_for(  # nobody asked again: the kept question is answered, in reply to itself
+        lambda calls: next(
+            (c for c in calls[before:] if c.kind == "reply" and c.activity_id == question["id"] and c.cards), None
+        )
+    )
+    assert "Aurora" in "\n".join(b.get("text", "") for b in answer.cards[-1].get("body", []))
+    assert saml_teams.sandbox.q.stats.chat_calls["alice@example.com"] == 1
