@@ -50,6 +50,23 @@ def bot_socket() -> Iterator[socket.socket]:
     sock.close()
 
 
+def refusing_socket() -> socket.socket:
+    """A loopback socket bound to an OS-chosen port and never listening: connecting to it is refused for as long
+    as the test holds it (unlike a port found by bind-and-close, which anyone may take meanwhile)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@pytest.fixture
+def refused_url() -> Iterator[str]:
+    """http://127.0.0.1:<port> where connections are refused: a service that is down."""
+    from sandbox.serving import url_of
+
+    with refusing_socket() as sock:
+        yield url_of(sock)
+
+
 @pytest.fixture
 def sandbox(servers: LoopThread, bot_socket: socket.socket) -> Iterator[Sandbox]:
     """A fresh sandbox per test: no fault switch or conversation leaks from one test into another."""

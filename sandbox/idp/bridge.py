@@ -7,6 +7,7 @@ the only part of the IdP that knows aiohttp's request type.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections import defaultdict
@@ -210,8 +211,21 @@ class IdPRoutes:
         return response
 
     async def _token(self, request: web.Request) -> web.Response:
-        response: web.Response = self.idp.server.create_token_response(await read_request(request, self.idp.issuer))
+        oauth_request = await read_request(request, self.idp.issuer)
+        await self._answer_late()
+        response: web.Response = self.idp.server.create_token_response(oauth_request)
         return response
+
+    async def _answer_late(self) -> None:
+        """`faults.token_delay_seconds`: a slow IdP. The fault is read on every tick, so switching it off releases
+        the requests already waiting (a sleep would hold them, and the sandbox's shutdown, to the end)."""
+        if self.idp.faults.token_delay_seconds <= 0:
+            return
+        self.idp.stats.token_requests_delayed += 1
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while loop.time() - started < self.idp.faults.token_delay_seconds:  # noqa: ASYNC110 - tests switch it from their own thread
+            await asyncio.sleep(0.01)
 
     async def _userinfo(self, request: web.Request) -> web.Response:
         if request.method not in ("GET", "POST"):

@@ -53,6 +53,9 @@ class IdPFaults:
     refresh_error: str | None = None
     #: the authorization endpoint redirects back to the client with this error instead of signing in
     authorize_error: str | None = None
+    #: the token endpoint answers this many seconds late (a slow IdP); switching it off (or `reset`) releases
+    #: the requests already waiting, so a test can act while a refresh is in flight, then let it go on
+    token_delay_seconds: float = 0.0
 
     def reset(self) -> None:
         for f in fields(self):
@@ -70,6 +73,8 @@ class IdPStats:
     tokens_by_grant: Counter[str] = field(default_factory=Counter)
     #: GET /jwks served
     jwks_fetches: int = 0
+    #: token requests that arrived while `faults.token_delay_seconds` held the endpoint (counted on arrival)
+    token_requests_delayed: int = 0
 
 
 class SandboxIdP:

@@ -96,11 +96,16 @@ class STSFaults:
     """Switches that make STS misbehave the ways the real one can, for the bot's error paths."""
 
     error_next: list[str] = field(default_factory=list)  # answer the next calls with these error codes
-    delay_seconds: float = 0.0  # answer every call this much later (to pile up concurrent callers)
+    #: answer every call this much later (to pile up concurrent callers); switching it off releases waiting calls
+    delay_seconds: float = 0.0
+    #: an outage: every call is answered with this error code (say "ServiceUnavailable", a 503) until cleared,
+    #: however often the client retries
+    outage: str | None = None
 
     def reset(self) -> None:
         self.error_next.clear()
         self.delay_seconds = 0.0
+        self.outage = None
 
 
 @dataclass
@@ -193,10 +198,13 @@ class SandboxSTS:
         return _xml_response(body, request_id)
 
     async def _misbehave(self) -> None:
-        if self.faults.delay_seconds:
-            await asyncio.sleep(self.faults.delay_seconds)
-        if self.faults.error_next:
-            code = self.faults.error_next.pop(0)
+        # The delay is read on every tick: switching it off (or `reset`) releases the calls already waiting.
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while loop.time() - started < self.faults.delay_seconds:  # noqa: ASYNC110 - tests switch it from their own thread
+            await asyncio.sleep(0.01)
+        code = self.faults.outage or (self.faults.error_next.pop(0) if self.faults.error_next else None)
+        if code:
             status, message = CANNED_ERRORS.get(code, (400, code))
             raise STSError(code, message, status)
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -71,6 +74,29 @@ def test_fault_refresh_error(idp: SandboxIdP, http: httpx.Client) -> None:
     assert idp.stats.refreshes["alice"] == 0
     idp.faults.reset()
     assert refresh(http, token["refresh_token"]).status_code == 200  # the refused attempts did not rotate it
+
+
+def test_fault_token_delay_holds_token_requests_until_switched_off(idp: SandboxIdP, http: httpx.Client) -> None:
+    token = link(idp, http)
+    idp.faults.token_delay_seconds = 60
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(refresh, http, token["refresh_token"])
+        wait_until(lambda: idp.stats.token_requests_delayed == 1)
+        assert not held.done() and idp.stats.refreshes["alice"] == 0  # arrived, not yet answered
+        idp.faults.reset()  # the IdP recovers: the waiting request goes on
+        assert held.result(10).status_code == 200
+    assert idp.stats.refreshes["alice"] == 1
+    assert refresh(http, held.result().json()["refresh_token"]).status_code == 200  # no delay any more
+    assert idp.stats.token_requests_delayed == 1
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    """Poll (bounded) for a state another thread reaches."""
+    for _ in range(1000):
+        if condition():
+            return
+        time.sleep(0.01)
+    raise AssertionError("condition never held")
 
 
 def test_fault_authorize_error(idp: SandboxIdP, http: httpx.Client) -> None:

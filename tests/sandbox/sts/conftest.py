@@ -12,6 +12,7 @@ from botocore.config import Config
 from sandbox.credentials import CredentialRegistry
 from sandbox.serving import Served, bind, url_of
 from sandbox.sts import SandboxSTS
+from tests.conftest import refusing_socket
 from tests.sandbox.sts.deployment import (
     CLIENT_ID,
     FOREIGN_ISSUER,
@@ -42,9 +43,8 @@ def deployed(servers: Any, issuer: TestIssuer) -> Iterator[Deployment]:
     sts.add_role(ROLE_ARN, issuer=issuer.url, audience=CLIENT_ID)
     sts.add_role(REPORTING_ROLE_ARN, issuer=issuer.url, audience=OTHER_CLIENT_ID, max_session_duration=7200)
     sts.add_role(FOREIGN_ROLE_ARN, issuer=FOREIGN_ISSUER, audience=CLIENT_ID)
-    closed = bind("127.0.0.1", 0)
-    unreachable_issuer = url_of(closed)
-    closed.close()
+    refusing = refusing_socket()  # held until the test ends: nothing else can start listening there
+    unreachable_issuer = url_of(refusing)
     sts.add_oidc_provider(unreachable_issuer, [CLIENT_ID])
 
     served = Served(sts.app(), bind("127.0.0.1", 0))
@@ -61,3 +61,4 @@ def deployed(servers: Any, issuer: TestIssuer) -> Iterator[Deployment]:
     yield Deployment(sts, registry, client, unreachable_issuer)
     client.close()
     servers.run(served.stop())
+    refusing.close()

@@ -4,13 +4,13 @@ token, the request's parameters checked as AWS checks them, and the fault switch
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ReadTimeoutError
 
 from sandbox.credentials import ACCOUNT_ID
 from tests.sandbox.sts.deployment import (
@@ -154,10 +154,47 @@ def test_botocore_retries_injected_throttling(deployed: Deployment, issuer: Test
     retrying.close()
 
 
-def test_injected_delay_slows_every_call(deployed: Deployment, issuer: TestIssuer) -> None:
-    deployed.sts.faults.delay_seconds = 0.2
-    started = time.monotonic()
-    deployed.assume(issuer.token())
-    assert time.monotonic() - started >= 0.2
-    deployed.sts.faults.reset()
+def test_injected_delay_holds_calls_until_switched_off(deployed: Deployment, issuer: TestIssuer) -> None:
+    impatient = boto3.client(
+        "sts",
+        endpoint_url=deployed.client.meta.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=Config(retries={"total_max_attempts": 1}, read_timeout=0.3),
+    )
+    deployed.sts.faults.delay_seconds = 60
+    with pytest.raises(ReadTimeoutError):  # held far beyond the client's patience: never answered
+        impatient.assume_role_with_web_identity(
+            RoleArn=ROLE_ARN, RoleSessionName="alice-session", WebIdentityToken=issuer.token()
+        )
+    impatient.close()
+    deployed.sts.faults.reset()  # releases the held call too
     assert (deployed.sts.faults.delay_seconds, deployed.sts.faults.error_next) == (0.0, [])
+    assert deployed.assume(issuer.token())["Credentials"]["AccessKeyId"]  # answered at once again
+
+
+def test_an_outage_answers_every_call_and_every_retry_until_cleared(
+    deployed: Deployment, issuer: TestIssuer
+) -> None:
+    deployed.sts.faults.outage = "ServiceUnavailable"
+    retrying = boto3.client(
+        "sts",
+        endpoint_url=deployed.client.meta.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=Config(retries={"mode": "standard", "total_max_attempts": 2}),
+    )
+    token = issuer.token()
+    call = partial(retrying.assume_role_with_web_identity, RoleArn=ROLE_ARN, RoleSessionName="alice-session",
+                   WebIdentityToken=token)
+    assert refusal(call)[:2] == ("ServiceUnavailable", 503)
+    assert refusal(call)[:2] == ("ServiceUnavailable", 503)
+    assert deployed.sts.stats.refusals == {"ServiceUnavailable": 4} and not deployed.sts.stats.calls
+    deployed.sts.faults.outage = None
+    assert call()["Credentials"]["AccessKeyId"]
+    retrying.close()
+    deployed.sts.faults.outage = "InternalFailure"
+    deployed.sts.faults.reset()
+    assert deployed.sts.faults.outage is None
