@@ -91,6 +91,16 @@ async def link_user(
     oidc: OidcClient | None = None,
 ) -> tuple[LinkedAccount, IdClaims]:
     """Link `identity` to `username` through the real flow and store the link in `vault`, as /auth/callback does."""
+    account, claims = await signed_in_account(sandbox, username, oidc=oidc)
+    await vault.store(identity, account)
+    return account, claims
+
+
+async def signed_in_account(
+    sandbox: Sandbox, username: str = "alice", *, oidc: OidcClient | None = None
+) -> tuple[LinkedAccount, IdClaims]:
+    """The link /auth/callback would store for `username` after a real sign-in, not yet stored: a test can
+    land it (`vault.store`) at the exact moment it wants a relink to happen."""
     client = oidc if oidc is not None else oidc_client(sandbox)
     try:
         login, tokens = await tokens_for(client, username)
@@ -107,5 +117,4 @@ async def link_user(
         linked_at=time.time(),
         groups=claims.groups,
     )
-    await vault.store(identity, account)
     return account, claims

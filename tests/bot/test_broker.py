@@ -18,7 +18,7 @@ from bot.metrics import Metrics
 from bot.model import ChatIdentity
 from bot.vault import Vault
 from sandbox.world import ROLE_ARN, Sandbox
-from tests.bot.linking import link_user, oidc_client
+from tests.bot.linking import link_user, oidc_client, signed_in_account
 
 ALICE = ChatIdentity("slack", "T0001", "U0ALICE")
 ALICE_EMAIL = "alice@example.com"
@@ -34,10 +34,10 @@ class Process:
         self.oidc = oidc_client(sandbox)
         self.metrics = Metrics()
         env = sandbox.env()
+        broker_options.setdefault("sts_endpoint_url", env["QBOT_STS_ENDPOINT_URL"])
         self.broker = CredentialBroker(
             self.vault, self.oidc, self.redis, role_arn=env["QBOT_ROLE_ARN"], region=env["QBOT_AWS_REGION"],
-            sts_endpoint_url=env["QBOT_STS_ENDPOINT_URL"], metrics=self.metrics, executor=executor,
-            **broker_options,
+            metrics=self.metrics, executor=executor, **broker_options,
         )
 
     def count(self, metric: str, outcome: str) -> float:
@@ -338,3 +338,116 @@ def test_role_session_names_fit_sts() -> None:
     assert len(long_name) == 64 and long_name != role_session_name(ChatIdentity("web", "", "b"), "a" * 80 + "@x.y")
     assert role_session_name(ALICE, None).startswith("qbot-")
     assert role_session_name(ALICE, "x").startswith("qbot-")
+
+
+# -- a refresh in flight while the link changes: the IdP holds the refresh (a slow token endpoint) -----------
+
+
+async def _refresh_held_at_the_idp(sandbox: Sandbox, bot: Process) -> asyncio.Task[Any]:
+    """Start alice's credentials flight and return once its refresh is waiting at the (slow) IdP."""
+    sandbox.idp.faults.token_delay_seconds = 60
+    flight = asyncio.create_task(bot.broker.credentials(ALICE))
+    await _until(lambda: sandbox.idp.stats.token_requests_delayed == 1)
+    return flight
+
+
+# issue 17 table: bot/broker.py: a failed refresh-token swap ignored (unlink/relink during a refresh)
+async def test_a_relink_during_a_refresh_never_takes_the_old_links_tokens_to_sts(
+    bot: Process, sandbox: Sandbox
+) -> None:
+    await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    bobs_link, _ = await signed_in_account(sandbox, "bob")
+    try:
+        flight = await _refresh_held_at_the_idp(sandbox, bot)
+        await bot.vault.store(ALICE, bobs_link)  # the relink lands while alice's refresh is at the IdP
+    finally:
+        sandbox.idp.faults.token_delay_seconds = 0
+    creds = await flight
+    assert issued_to(sandbox, creds.access_key_id)[0] == "bob@example.com"
+    # alice's rotated refresh token could not replace bob's: her tokens went no further, not even to STS
+    assert sandbox.sts.stats.calls[ALICE_EMAIL] == 0 and sandbox.sts.stats.calls["bob@example.com"] == 1
+    stored = await bot.vault.load(ALICE)
+    assert stored is not None and stored.email == "bob@example.com"
+
+
+# issue 17 table: bot/broker.py: a failed refresh-token swap ignored (unlink/relink during a refresh)
+async def test_an_unlink_during_a_refresh_takes_nothing_to_sts(bot: Process, sandbox: Sandbox) -> None:
+    await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    try:
+        flight = await _refresh_held_at_the_idp(sandbox, bot)
+        assert await bot.vault.delete(ALICE) is not None  # qunlink while the refresh is at the IdP
+    finally:
+        sandbox.idp.faults.token_delay_seconds = 0
+    with pytest.raises(NotLinked):
+        await flight
+    assert sum(sandbox.sts.stats.calls.values()) == 0
+    assert await bot.vault.load(ALICE) is None and await bot.redis.exists(Vault.credentials_key(ALICE)) == 0
+
+
+# issue 17 table: bot/broker.py: the dead link always cleared
+async def test_a_refused_refresh_keeps_the_link_made_meanwhile(bot: Process, sandbox: Sandbox) -> None:
+    """alice's sign-in is revoked; while the bot's refresh is being refused, she links again (as bob here, to tell
+    the links apart): the refusal clears only the dead link, never the new one."""
+    await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    new_link, _ = await signed_in_account(sandbox, "bob")
+    sandbox.idp.revoke_user("alice")
+    try:
+        flight = await _refresh_held_at_the_idp(sandbox, bot)
+        await bot.vault.store(ALICE, new_link)
+    finally:
+        sandbox.idp.faults.token_delay_seconds = 0
+    with pytest.raises(LinkExpired):
+        await flight
+    stored = await bot.vault.load(ALICE)
+    assert stored is not None and stored.refresh_token == new_link.refresh_token
+    creds = await bot.broker.credentials(ALICE)  # and it answers
+    assert issued_to(sandbox, creds.access_key_id)[0] == "bob@example.com"
+
+
+# -- AWS STS or the IdP failing: one clear message, and the link kept -----------------------------------------
+
+
+async def test_sts_answering_5xx_says_try_again_and_keeps_the_link(bot: Process, sandbox: Sandbox) -> None:
+    await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    sandbox.sts.faults.outage = "ServiceUnavailable"
+    with pytest.raises(QUnavailable) as caught:
+        await bot.broker.credentials(ALICE)
+    assert caught.value.user_message == "AWS is not issuing credentials right now. Please try again in a minute."
+    assert caught.value.request_id and bot.count("sts_calls", "error") == 1
+    assert await bot.vault.load(ALICE) is not None and await bot.vault.load_credentials(ALICE) is None
+    sandbox.sts.faults.outage = None  # STS is back: the same link answers
+    assert issued_to(sandbox, (await bot.broker.credentials(ALICE)).access_key_id)[0] == ALICE_EMAIL
+
+
+async def test_sts_unreachable_says_so_and_keeps_the_link(
+    make_process: Callable[..., Process], sandbox: Sandbox, refused_url: str
+) -> None:
+    bot = make_process(sts_endpoint_url=refused_url)
+    account, _ = await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    with pytest.raises(QUnavailable) as caught:
+        await bot.broker.credentials(ALICE)
+    assert caught.value.user_message == "AWS STS cannot be reached. Please try again in a minute."
+    assert bot.count("sts_calls", "error") == 1
+    stored = await bot.vault.load(ALICE)
+    assert stored is not None and stored.refresh_token != account.refresh_token  # the rotated token, kept
+    assert await bot.vault.load_credentials(ALICE) is None
+
+
+async def test_a_slow_idp_says_try_again_and_keeps_the_link(
+    make_process: Callable[..., Process], sandbox: Sandbox
+) -> None:
+    bot = make_process(flight_timeout_seconds=0.2)
+    account, _ = await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    sandbox.idp.faults.token_delay_seconds = 60
+    try:
+        with pytest.raises(QUnavailable) as caught:
+            await bot.broker.credentials(ALICE)
+    finally:
+        sandbox.idp.faults.token_delay_seconds = 0
+    assert caught.value.user_message == (
+        "Getting your AWS credentials is taking too long. Please try again in a minute."
+    )
+    assert sandbox.idp.stats.token_requests_delayed == 1 and sum(sandbox.sts.stats.calls.values()) == 0
+    stored = await bot.vault.load(ALICE)
+    assert stored is not None and stored.refresh_token == account.refresh_token
+    assert await bot.redis.exists(LOCK_PREFIX + ALICE.key) == 0  # released for the next question
