@@ -21,7 +21,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,10 +65,19 @@ def _same_url(a: str, b: str) -> bool:
 
 
 class BotFrameworkTokens:
-    def __init__(self, app_id: str, metadata_url: str, *, issuers: tuple[str, ...] = (BOT_FRAMEWORK_ISSUER,)) -> None:
+    def __init__(
+        self,
+        app_id: str,
+        metadata_url: str,
+        *,
+        issuers: tuple[str, ...] = (BOT_FRAMEWORK_ISSUER,),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`clock` (seconds, monotonic) times the key cache: tests move it instead of waiting out a minute."""
         self.app_id = app_id
         self.metadata_url = metadata_url
         self.issuers = issuers
+        self._clock = clock
         self._keys: dict[str, _Key] = {}
         self._fetched_at: float | None = None
         self._lock = asyncio.Lock()
@@ -136,12 +145,12 @@ class BotFrameworkTokens:
     def _refresh_due(self, kid: str) -> bool:
         if self._fetched_at is None:
             return True
-        since = time.monotonic() - self._fetched_at
+        since = self._clock() - self._fetched_at
         return since > KEYS_MAX_AGE_SECONDS or (kid not in self._keys and since > UNKNOWN_KEY_REFETCH_SECONDS)
 
     async def _refresh(self) -> None:
         """Fetch metadata then keys; on failure keep the old keys (and retry no sooner than a minute)."""
-        self._fetched_at = time.monotonic()
+        self._fetched_at = self._clock()
         try:
             metadata = await self._get_json(self.metadata_url)
             jwks_uri = metadata.get("jwks_uri")

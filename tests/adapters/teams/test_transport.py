@@ -154,13 +154,10 @@ def test_a_key_endorsed_for_teams_only_does_not_sign_other_channels(teams: Teams
     assert teams.post(activity).status_code == 401
 
 
-async def test_unreachable_or_broken_key_sources_reject_instead_of_failing() -> None:
+async def test_unreachable_or_broken_key_sources_reject_instead_of_failing(refused_url: str) -> None:
     from adapters.teams.tokens import BotFrameworkTokens, TokenRejected
-    from sandbox.serving import bind, url_of
 
-    closed = bind("127.0.0.1", 0)
-    url = url_of(closed)
-    closed.close()  # nothing listens there any more
+    url = refused_url  # nothing listens there
     tokens = BotFrameworkTokens(APP_ID, url + "/v1/.well-known/openidconfiguration")
     fake = FakeBotFramework(url=url)
     try:
