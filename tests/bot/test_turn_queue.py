@@ -1,0 +1,161 @@
+"""The durable turn stream against a real Redis: taken once per delivery, sealed, run by one worker, claimed
+from a worker that died (and only then), never more in work than a process allows."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from redis.asyncio import Redis
+
+from bot.cipher import TokenCipher
+from bot.turn_queue import GROUP, STREAM, QueuedTurn, TurnQueue, TurnWorkers
+
+SECRET = "What is the Q3 acquisition target?"
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def queue(redis: Redis) -> TurnQueue:
+    return TurnQueue(redis, TokenCipher.ephemeral(), claim_idle_seconds=0.3)
+
+
+async def wait_for(condition: Callable[[], bool]) -> None:
+    deadline = asyncio.get_running_loop().time() + 10.0
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_delivery_is_taken_once_under_any_of_its_names_and_sealed(queue: TurnQueue, redis: Redis) -> None:
+    assert await queue.submit("slack", ["event:E1", "message:C1:1.0"], SECRET)
+    assert not await queue.submit("slack", ["event:E2", "message:C1:1.0"], SECRET)  # a retry under a new event id
+    assert not await queue.submit("slack", ["event:E1"], SECRET)
+    assert await queue.submit("teams", ["event:E1"], "another platform's E1")
+    entries = await redis.xrange(STREAM)
+    assert len(entries) == 2
+    assert all(SECRET.encode() not in value for _id, fields in entries for value in fields.values())
+
+
+async def test_a_worker_runs_each_turn_once_and_removes_it(queue: TurnQueue, redis: Redis) -> None:
+    ran: list[QueuedTurn] = []
+
+    async def handle(turn: QueuedTurn) -> None:
+        ran.append(turn)
+
+    workers = TurnWorkers(queue, {"slack": handle}, block_seconds=0.1)
+    await workers.start()
+    try:
+        for n in range(5):
+            await queue.submit("slack", [f"event:{n}"], f"question {n}")
+        await wait_for(lambda: len(ran) == 5)
+        await wait_for(lambda: workers.in_work == 0)
+    finally:
+        await workers.stop()
+    assert sorted(t.payload for t in ran) == [f"question {n}" for n in range(5)]
+    assert all(t.attempt == 1 and t.platform == "slack" for t in ran)
+    assert await redis.xlen(STREAM) == 0
+    assert (await redis.xpending(STREAM, GROUP))["pending"] == 0
+
+
+async def test_the_turn_of_a_worker_that_died_is_claimed_and_run_again(queue: TurnQueue, redis: Redis) -> None:
+    await queue.ensure_group()
+    await queue.submit("slack", ["event:E1"], SECRET)
+    taken = await redis.xreadgroup(GROUP, "dead-worker", {STREAM: ">"}, count=1)  # read, then it died
+    assert taken and taken[0][1]
+    ran: list[QueuedTurn] = []
+
+    async def handle(turn: QueuedTurn) -> None:
+        ran.append(turn)
+
+    claimed: list[int] = []
+    workers = TurnWorkers(queue, {"slack": handle}, block_seconds=0.1, on_claimed=claimed.append)
+    await workers.start()
+    try:
+        await wait_for(lambda: len(ran) == 1)
+        await wait_for(lambda: workers.in_work == 0)
+    finally:
+        await workers.stop()
+    assert ran[0].payload == SECRET and ran[0].attempt == 2 and claimed == [1]
+    assert await redis.xlen(STREAM) == 0
+
+
+async def test_a_live_workers_long_turn_is_not_taken_from_it(queue: TurnQueue, redis: Redis) -> None:
+    release = asyncio.Event()
+    first: list[QueuedTurn] = []
+    second: list[QueuedTurn] = []
+
+    async def slow(turn: QueuedTurn) -> None:
+        first.append(turn)
+        await release.wait()
+
+    async def fast(turn: QueuedTurn) -> None:
+        second.append(turn)
+
+    busy = TurnWorkers(queue, {"slack": slow}, consumer="busy", block_seconds=0.1)
+    await busy.start()
+    await queue.submit("slack", ["event:E1"], SECRET)
+    await wait_for(lambda: len(first) == 1)
+    other = TurnWorkers(queue, {"slack": fast}, consumer="other", block_seconds=0.1)
+    await other.start()
+    try:
+        await asyncio.sleep(queue.claim_idle_seconds * 5)  # five leases pass while the turn is worked on
+        [pending] = await redis.xpending_range(STREAM, GROUP, "-", "+", 10)
+        assert pending["consumer"] == b"busy" and second == []
+        release.set()
+        await wait_for(lambda: busy.in_work == 0)
+    finally:
+        await busy.stop()
+        await other.stop()
+    assert await redis.xlen(STREAM) == 0 and second == []
+
+
+async def test_no_more_turns_are_in_work_than_the_process_allows(queue: TurnQueue, redis: Redis) -> None:
+    release = asyncio.Event()
+    started: list[str] = []
+
+    async def handle(turn: QueuedTurn) -> None:
+        started.append(turn.payload)
+        await release.wait()
+
+    workers = TurnWorkers(queue, {"slack": handle}, concurrency=2, block_seconds=0.1)
+    await workers.start()
+    try:
+        for n in range(5):
+            await queue.submit("slack", [f"event:{n}"], f"q{n}")
+        await wait_for(lambda: len(started) == 2)
+        assert (await redis.xpending(STREAM, GROUP))["pending"] == 2  # the other three wait in the stream
+        assert workers.in_work == 2
+        release.set()
+        await wait_for(lambda: len(started) == 5)
+        await wait_for(lambda: workers.in_work == 0)
+    finally:
+        await workers.stop()
+    assert await redis.xlen(STREAM) == 0
+
+
+async def test_an_entry_that_cannot_be_opened_is_dropped_not_run(queue: TurnQueue, redis: Redis) -> None:
+    await queue.ensure_group()
+    await redis.xadd(STREAM, {"p": "slack", "b": b"forged", "t": "0"})
+    ran: list[QueuedTurn] = []
+
+    async def handle(turn: QueuedTurn) -> None:
+        ran.append(turn)
+
+    workers = TurnWorkers(queue, {"slack": handle}, block_seconds=0.1)
+    await workers.start()
+    try:
+        await queue.submit("slack", ["event:after"], "a real one")
+        await wait_for(lambda: len(ran) == 1)
+        await wait_for(lambda: workers.in_work == 0)
+    finally:
+        await workers.stop()
+    assert [t.payload for t in ran] == ["a real one"]
+    assert await redis.xlen(STREAM) == 0
