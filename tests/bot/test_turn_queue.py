@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -39,7 +40,7 @@ async def test_a_delivery_is_taken_once_under_any_of_its_names_and_sealed(queue:
     assert not await queue.submit("slack", ["event:E2", "message:C1:1.0"], SECRET)  # a retry under a new event id
     assert not await queue.submit("slack", ["event:E1"], SECRET)
     assert await queue.submit("teams", ["event:E1"], "another platform's E1")
-    entries = await redis.xrange(STREAM)
+    entries: Any = await redis.xrange(STREAM)
     assert len(entries) == 2
     assert all(SECRET.encode() not in value for _id, fields in entries for value in fields.values())
 
@@ -68,7 +69,7 @@ async def test_a_worker_runs_each_turn_once_and_removes_it(queue: TurnQueue, red
 async def test_the_turn_of_a_worker_that_died_is_claimed_and_run_again(queue: TurnQueue, redis: Redis) -> None:
     await queue.ensure_group()
     await queue.submit("slack", ["event:E1"], SECRET)
-    taken = await redis.xreadgroup(GROUP, "dead-worker", {STREAM: ">"}, count=1)  # read, then it died
+    taken: Any = await redis.xreadgroup(GROUP, "dead-worker", {STREAM: ">"}, count=1)  # read, then it died
     assert taken and taken[0][1]
     ran: list[QueuedTurn] = []
 
