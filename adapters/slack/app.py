@@ -26,10 +26,6 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.request.async_request import AsyncBoltRequest
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-)
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.ports import AdapterServices
@@ -47,6 +43,7 @@ from adapters.slack.render import (
     text_message,
 )
 from adapters.slack.replies import SlackReplies
+from adapters.slack.retries import retry_handlers
 from adapters.slack.settings import SlackSettings
 from adapters.slack.share import Share
 from adapters.slack.signature import SlackSignature
@@ -89,7 +86,7 @@ def _web_client(slack: SlackSettings, token: str | None) -> AsyncWebClient:
         token=token,
         base_url=slack.api_url,
         timeout=API_TIMEOUT_SECONDS,
-        retry_handlers=[AsyncConnectionErrorRetryHandler(), AsyncRateLimitErrorRetryHandler(max_retry_count=2)],
+        retry_handlers=retry_handlers(),  # 429, 5xx and lost connections: what may be repeated, how long
     )
 
 
