@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import httpx
 from aiohttp import web
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 
 from adapters.ports import Adapter, AdapterServices
 from adapters.web.signin import auth_routes
@@ -39,6 +39,7 @@ from bot.saml import AssertionLedger, SamlMetadataSource, SamlServiceProvider
 from bot.turn_lock import TurnLock
 from bot.vault import Vault
 from qbot.health import health_routes
+from qbot.redis_client import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +86,7 @@ def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) 
     if not settings.require_email_match:
         log.warning(FORWARDABLE_LINKS)
     metrics = Metrics()
-    # A blocking pool waits for a free connection under bursts instead of failing (redis-py's default raises).
-    redis = Redis.from_pool(
-        BlockingConnectionPool.from_url(settings.redis_url, max_connections=settings.redis_max_connections, timeout=10)
-    )
+    redis = redis_client(settings.redis_url, max_connections=settings.redis_max_connections)
     cipher = TokenCipher(settings.token_keys)
     # Blocking boto3 calls only: STS (once per user per credential lifetime) and group sync. ChatSync is async.
     executor = ThreadPoolExecutor(max_workers=AWS_THREADS, thread_name_prefix="aws")
