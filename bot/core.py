@@ -153,6 +153,11 @@ class Core:
         text = f"{SIGN_IN_AGAIN} {link.text}{FILES_NOT_KEPT if message.files or message.offered else ''}"
         return dataclasses.replace(link, text=text, private=True)
 
+    def count_failure(self, stage: str) -> None:
+        """An adapter's failure the user may not have seen (`deliver`: Slack lost an answer or an error message),
+        counted in /metrics so an outage shows there."""
+        self._metrics.failures.labels(stage).inc()
+
     async def take_pending_question(self, identity: ChatIdentity) -> PendingQuestion | None:
         """The question `identity` asked when their sign-in had expired, once: the adapter answers it (through
         `handle`, in the place the question was asked) when the user has signed in again."""

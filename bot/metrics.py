@@ -37,5 +37,9 @@ class Metrics:
             ["platform", "usefulness", "reason"], registry=self.registry,
         )
 
+        self.failures = Counter(
+            "qbot_failures", "Failures by stage (receive, credentials, q, deliver)", ["stage"], registry=self.registry
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
