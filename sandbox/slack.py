@@ -3,6 +3,11 @@ Socket Mode websocket. It records every call and answers like Slack, including i
 is `invalid_auth`, and messages over Block Kit's limits are refused (`invalid_blocks`,
 `msg_blocks_too_long`). It is stricter than Slack in one way: a message without a plain `text` fallback is
 refused (`no_text`), since qbot promises one on every message.
+
+Faults, as Slack shows them (`fail_next`): a 429 with Retry-After and `ratelimited` (nothing was done), or a
+5xx error page, either before the call is carried out or after it (`applied`: Slack did the work and the
+answer was lost on the way back, so the caller cannot know). Reading a thread back (`conversations.replies`)
+needs the history scope of its conversation type; the bot is granted `im:history` only.
 """
 
 from __future__ import annotations
@@ -33,6 +38,26 @@ USERS = {
     "U_BOB": "bob@example.com",
     "U_CAROL": "carol@example.com",
 }
+
+
+@dataclass
+class Fault:
+    """How Slack answers one call that fails: HTTP `status`, after doing the work when `applied`."""
+
+    status: int
+    applied: bool = False
+    retry_after: int = 1
+
+    def response(self) -> web.Response:
+        if self.status == 429:
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                     headers={"Retry-After": str(self.retry_after)})
+        return web.Response(status=self.status, text="<html><body>Slack is having trouble</body></html>",
+                            content_type="text/html")
+
+
+# What each conversation type's history scope is, by the first letter of its id.
+HISTORY_SCOPES = {"C": "channels:history", "G": "groups:history", "D": "im:history"}
 
 
 @dataclass
@@ -151,6 +176,8 @@ class FakeSlack:
         self.user_errors: dict[str, str] = {}  # users.info answers this error for these users
         self.files: dict[str, bytes] = {}
         self.fail: dict[str, str] = {}  # method -> error it answers until removed
+        self.faults: dict[str, list[Fault]] = {}  # method -> how its next calls fail (see fail_next)
+        self.scopes: set[str] = {"im:history"}  # the history scopes the bot token holds (the manifest's)
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
         self.socket_acks: list[dict[str, Any]] = []
         self.views: dict[str, dict[str, Any]] = {}  # modals opened with views.open, by view id
@@ -159,6 +186,33 @@ class FakeSlack:
         self._ts = itertools.count(1)
         self._lock = threading.Lock()
         self.url = ""  # set once served
+
+    # -- faults -----------------------------------------------------------------------------------------------
+
+    def fail_next(self, method: str, status: int, count: int = 1, *, applied: bool = False,
+                  retry_after: int = 1) -> None:
+        """The next `count` calls of `method` answer HTTP `status`: 429 (with `retry_after`) before doing anything,
+        a 5xx before doing anything or, when `applied`, after doing the work (the outcome the caller cannot know)."""
+        if status == 429 and applied:
+            raise ValueError("a rate-limited call is never carried out")
+        if not (status == 429 or 500 <= status <= 599):
+            raise ValueError("fail_next takes 429 or a 5xx; use `fail` for Slack's ok=false errors")
+        with self._lock:
+            self.faults.setdefault(method, []).extend(Fault(status, applied, retry_after) for _ in range(count))
+
+    def update_applies_then_500(self, count: int = 1) -> None:
+        """chat.update changes the message, then Slack answers 500: the caller cannot tell it worked."""
+        self.fail_next("chat.update", 500, count, applied=True)
+
+    def _take_fault(self, method: str) -> Fault | None:
+        with self._lock:
+            pending = self.faults.get(method)
+            return pending.pop(0) if pending else None
+
+    def thread(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
+        """The bot's messages in a thread, oldest first."""
+        found = [m for (ch, _ts), m in list(self.messages.items()) if ch == channel and m.get("thread_ts") == thread_ts]
+        return sorted(found, key=lambda m: m["ts"])
 
     # -- what tests look at ----------------------------------------------------------------------------------
 
@@ -224,12 +278,17 @@ class FakeSlack:
         expected = APP_TOKEN if method == "apps.connections.open" else BOT_TOKEN
         if token != expected:
             return web.json_response({"ok": False, "error": "invalid_auth" if token else "not_authed"})
+        fault = self._take_fault(method)
+        if fault is not None and not fault.applied:
+            return fault.response()
         if method in self.fail:
             return web.json_response({"ok": False, "error": self.fail[method]})
         handler = getattr(self, "_" + method.replace(".", "_"), None)
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"})
         result: dict[str, Any] = handler(args, request)
+        if fault is not None:  # done, but the answer is lost
+            return fault.response()
         return web.json_response(result)
 
     def _next_ts(self) -> str:
@@ -279,6 +338,29 @@ class FakeSlack:
         if not args.get("user"):
             return {"ok": False, "error": "user_not_found"}
         return {"ok": True, "message_ts": self._next_ts()}
+
+    def _conversations_replies(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        channel, ts = str(args.get("channel") or ""), str(args.get("ts") or "")
+        needed = HISTORY_SCOPES.get(channel[:1])
+        if needed is None:
+            return {"ok": False, "error": "channel_not_found"}
+        if needed not in self.scopes:
+            return {"ok": False, "error": "missing_scope", "needed": needed, "provided": ",".join(sorted(self.scopes))}
+        if not ts:
+            return {"ok": False, "error": "invalid_arguments"}
+        messages = [m for (ch, _ts), m in list(self.messages.items())
+                    if ch == channel and ts in (m["ts"], m.get("thread_ts"))]
+        if not messages:
+            return {"ok": False, "error": "thread_not_found"}
+        inclusive = str(args.get("inclusive", "")).lower() in ("1", "true")
+        oldest, latest = args.get("oldest"), args.get("latest")
+        if oldest:
+            messages = [m for m in messages if m["ts"] > oldest or (inclusive and m["ts"] == oldest)]
+        if latest:
+            messages = [m for m in messages if m["ts"] < latest or (inclusive and m["ts"] == latest)]
+        messages.sort(key=lambda m: m["ts"])
+        limit = int(args.get("limit") or 1000)
+        return {"ok": True, "messages": [dict(m) for m in messages[:limit]], "has_more": len(messages) > limit}
 
     def _users_info(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
         user = str(args.get("user"))

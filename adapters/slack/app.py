@@ -106,7 +106,7 @@ class SlackAdapter:
         self._signature = SlackSignature(slack.signing_secret) if slack.signing_secret else None
         self.client = _web_client(slack, slack.bot_token)  # the adapter's own calls
         self._bolt_client = _web_client(slack, None)  # Bolt's per-request clients get the token from authorize
-        self.replies = SlackReplies(self.client, api_url=slack.api_url)
+        self.replies = SlackReplies(self.client, api_url=slack.api_url, count_failure=core.count_failure)
         self.files = SlackFiles(bot_token=slack.bot_token, api_url=slack.api_url)
         self.commands = SlashCommands(core, self.client, self.replies)
         self.questions = Questions(core, self.client, self.replies, self.files, self._http_session)

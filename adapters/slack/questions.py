@@ -79,8 +79,9 @@ class Questions:
             await self._error(place, QBotError.user_message, turn.placeholder)
 
     async def _error(self, place: Place, text: str, placeholder: str | None) -> None:
-        """Never silent: the failure replaces the placeholder (or is posted), unless Slack itself is failing."""
+        """Never silent: the failure replaces the placeholder (or is posted); if Slack fails that too, the loss is
+        logged and counted (`deliver` in /metrics), and nothing is raised."""
         try:
             await self.replies.deliver(place, Notice(NoticeKind.ERROR, text), placeholder)
         except Exception:
-            log.exception("could not tell a Slack user that answering failed")
+            self.replies.undelivered("could not tell a Slack user that answering failed", exc_info=True)

@@ -7,11 +7,19 @@ The placement rules, in one place:
   as an ephemeral message in a channel (falling back to a DM), in the DM itself, or through the
   `response_url` of the owner's own slash command or button click;
 - a DM is never ephemeral.
+
+Exactly once in the thread: the client retries 429s, and 5xx or lost connections only for calls that may be
+repeated (`retries`). An update of the placeholder whose outcome Slack never told (5xx, timeout) is retried as an
+update (same ts, same content), then the placeholder is read back; a new message is posted only where the
+placeholder is gone, refused the update, or still says "Thinking…" (then removed). When even that cannot be
+known, nothing more is posted: the failure is logged and counted (`deliver`), never shown twice.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from enum import Enum
 from typing import Any
 
 import aiohttp
@@ -27,13 +35,33 @@ from bot.model import Answer, Notice, Reply
 log = logging.getLogger(__name__)
 
 RESPONSE_TIMEOUT = aiohttp.ClientTimeout(total=10, sock_connect=5)
+GONE = frozenset({"message_not_found", "thread_not_found", "channel_not_found"})  # nothing left to update
+
+
+class Shown(Enum):
+    """What the placeholder shows after an update was attempted."""
+
+    MESSAGE = "the message"
+    GONE = "nothing: it was deleted, or its channel"
+    REFUSED = "what it showed before: Slack refused the update"
+    THINKING = "still Thinking…: the update was not applied"
+    UNKNOWN = "unknown"
 
 
 class SlackReplies:
-    def __init__(self, client: AsyncWebClient, *, api_url: str) -> None:
+    def __init__(
+        self, client: AsyncWebClient, *, api_url: str, count_failure: Callable[[str], None] | None = None
+    ) -> None:
         self.client = client
         self._origins = SlackOrigins(api_url)
+        self._count_failure = count_failure
         self.session: aiohttp.ClientSession | None = None  # the adapter's, set when it starts
+
+    def undelivered(self, what: str, *, exc_info: bool = False) -> None:
+        """Slack lost something the user should have seen: logged and counted (stage `deliver`), never raised."""
+        log.error("Slack delivery failed: %s", what, exc_info=exc_info)
+        if self._count_failure is not None:
+            self._count_failure("deliver")
 
     # -- the asking message's thread ------------------------------------------------------------------------
 
@@ -72,13 +100,54 @@ class SlackReplies:
         await self.private(place, message)
 
     async def in_thread(self, place: Place, message: SlackMessage, placeholder: str | None) -> None:
-        if placeholder is not None:
-            try:
-                await self.client.chat_update(channel=place.channel, ts=placeholder, **message.payload())
-                return
-            except SlackApiError as exc:  # the placeholder was deleted meanwhile: post anew
-                log.warning("chat.update failed (%s); posting instead", exc.response.get("error"))
+        """Into the placeholder when there is one, else (or when it is gone) as a new message in the thread."""
+        shown = Shown.GONE if placeholder is None else await self._replace(place, placeholder, message)
+        if shown is Shown.MESSAGE:
+            return
+        if shown is Shown.UNKNOWN:  # posting could show it twice; an error message could hide the answer
+            self.undelivered(f"the placeholder {placeholder} in {place.channel} may not show its reply")
+            return
         await self.client.chat_postMessage(channel=place.channel, thread_ts=place.thread, **message.payload())
+        if shown is Shown.THINKING and placeholder is not None:
+            await self._delete(place.channel, placeholder)
+
+    async def _replace(self, place: Place, ts: str, message: SlackMessage) -> Shown:
+        try:
+            await self.client.chat_update(channel=place.channel, ts=ts, **message.payload())
+            return Shown.MESSAGE
+        except SlackApiError as exc:
+            if exc.response.status_code < 500:  # Slack answered: nothing changed
+                error = exc.response.get("error")
+                log.warning("chat.update refused (%s); posting instead", error)
+                return Shown.GONE if error in GONE else Shown.REFUSED
+            log.warning("chat.update answered %s; reading the placeholder back", exc.response.status_code)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("chat.update got no answer (%s); reading the placeholder back", type(exc).__name__)
+        return await self._read_back(place, ts, message)
+
+    async def _read_back(self, place: Place, ts: str, message: SlackMessage) -> Shown:
+        """What the placeholder shows now, from the thread (the bot reads DMs; channels need a history scope it
+        is not granted, so there it stays unknown)."""
+        try:
+            response = await self.client.conversations_replies(
+                channel=place.channel, ts=place.thread, oldest=ts, latest=ts, inclusive=True
+            )
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            if error in GONE:
+                return Shown.GONE
+            log.warning("reading the placeholder back failed (%s)", error or exc.response.status_code)
+            return Shown.UNKNOWN
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("reading the placeholder back failed (%s)", type(exc).__name__)
+            return Shown.UNKNOWN
+        found = [m for m in response.get("messages") or [] if isinstance(m, dict) and m.get("ts") == ts]
+        if not found:
+            return Shown.GONE
+        text = found[0].get("text")
+        if text == message.text:
+            return Shown.MESSAGE
+        return Shown.THINKING if text == thinking().text else Shown.UNKNOWN
 
     async def ephemeral(self, place: Place, message: SlackMessage) -> None:
         await self.client.chat_postEphemeral(
