@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
 import threading
-from collections.abc import Coroutine, Iterator
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
 if TYPE_CHECKING:
+    from redis import Redis as SyncRedis
+    from redis.asyncio import Redis as AsyncRedis
+
     from sandbox.world import Sandbox
 
 T = TypeVar("T")
@@ -77,6 +82,40 @@ def sandbox(servers: LoopThread, bot_socket: socket.socket) -> Iterator[Sandbox]
     servers.run(world.start())
     yield world
     servers.run(world.stop())
+
+
+async def until(condition: Callable[[], bool | Awaitable[bool]]) -> None:
+    """Wait (bounded) until `condition` (sync or async) holds: the test then acts at that exact point, or knows
+    a state was reached, without guessing how long it takes."""
+    for _ in range(1000):
+        held = condition()
+        if await held if inspect.isawaitable(held) else held:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition never held")
+
+
+async def expire_now(redis: AsyncRedis, *keys: str | bytes) -> None:
+    """Let the keys' TTL run out now (PEXPIRE 1 ms, then wait until Redis has dropped them): what a test would
+    otherwise sleep out. Each key must exist and be set to expire by the code under test; check its TTL first."""
+    for key in keys:
+        assert await redis.pexpire(key, 1), f"{key!r} does not exist"
+    for _ in range(1000):
+        if not await redis.exists(*keys):
+            return
+        await asyncio.sleep(0.002)
+    raise AssertionError(f"{keys!r} never expired")
+
+
+def expire_now_sync(redis: SyncRedis, *keys: str | bytes) -> None:
+    """`expire_now` for a test holding a synchronous Redis client."""
+    for key in keys:
+        assert redis.pexpire(key, 1), f"{key!r} does not exist"
+    for _ in range(1000):
+        if not redis.exists(*keys):
+            return
+        time.sleep(0.002)
+    raise AssertionError(f"{keys!r} never expired")
 
 
 @pytest.fixture(scope="session")

@@ -117,12 +117,15 @@ class STSStats:
     saml_calls: Counter[str] = field(default_factory=Counter)
     refusals: Counter[str] = field(default_factory=Counter)
     key_fetches: Counter[str] = field(default_factory=Counter)
+    #: calls that arrived while `faults.delay_seconds` held them (counted on arrival: a test acts once one is here)
+    delayed: int = 0
 
     def reset(self) -> None:
         self.calls.clear()
         self.saml_calls.clear()
         self.refusals.clear()
         self.key_fetches.clear()
+        self.delayed = 0
 
 
 class SandboxSTS:
@@ -199,6 +202,8 @@ class SandboxSTS:
 
     async def _misbehave(self) -> None:
         # The delay is read on every tick: switching it off (or `reset`) releases the calls already waiting.
+        if self.faults.delay_seconds > 0:
+            self.stats.delayed += 1
         loop = asyncio.get_running_loop()
         started = loop.time()
         while loop.time() - started < self.faults.delay_seconds:  # noqa: ASYNC110 - tests switch it from their own thread

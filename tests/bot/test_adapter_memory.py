@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -10,6 +9,7 @@ from redis.asyncio import Redis
 
 from bot.adapter_memory import MAX_RECORD_BYTES, PREFIX, AdapterMemory
 from bot.cipher import TokenCipher
+from tests.conftest import expire_now
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ async def test_round_trip_sealed_and_expiring(redis: Redis) -> None:
     assert await memory.get("slack", "card:c1:m1") is None  # platforms don't share records
     (key,) = await redis.keys(PREFIX + "*")
     assert b"Aurora" not in await redis.get(key) and 0 < await redis.ttl(key) <= 1
-    await asyncio.sleep(1.1)
+    await expire_now(redis, key)
     assert await memory.get("teams", "card:c1:m1") is None
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -19,6 +19,7 @@ from bot.model import ChatIdentity
 from bot.vault import Vault
 from sandbox.world import ROLE_ARN, Sandbox
 from tests.bot.linking import link_user, oidc_client, signed_in_account
+from tests.conftest import until
 
 ALICE = ChatIdentity("slack", "T0001", "U0ALICE")
 ALICE_EMAIL = "alice@example.com"
@@ -168,6 +169,16 @@ async def test_waiting_for_a_stuck_holder_is_bounded(make_process: Callable[...,
     assert sandbox.idp.stats.refreshes["alice"] == 0
 
 
+async def lock_attempts(redis: Redis) -> int:
+    """SET commands Redis has served: the credential lock is taken with SET NX, and nothing else sets meanwhile."""
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_set", {}).get("calls", 0))
+
+
+async def _more(count: Awaitable[int], *, than: int) -> bool:
+    return await count > than
+
+
 async def test_a_waiter_takes_the_holders_credentials_without_waiting_out_its_lock(
     make_process: Callable[..., Process], sandbox: Sandbox
 ) -> None:
@@ -176,8 +187,9 @@ async def test_a_waiter_takes_the_holders_credentials_without_waiting_out_its_lo
     minted = await one.broker.credentials(ALICE)
     await one.broker.forget(ALICE)
     await one.redis.set(LOCK_PREFIX + ALICE.key, "another-process", px=60_000)  # ... which is minting again
+    attempts = await lock_attempts(one.redis)
     waiting = asyncio.create_task(two.broker.credentials(ALICE))
-    await asyncio.sleep(0.05)  # let the waiter reach the lock
+    await until(lambda: _more(lock_attempts(one.redis), than=attempts))  # the waiter found the lock taken
     assert not waiting.done()
     account = await one.vault.load(ALICE)
     assert account is not None
@@ -270,21 +282,15 @@ async def test_no_secret_reaches_our_logs_or_messages(
     assert "rotated" in ours and "expired" in ours  # logged, with tokens as fingerprints
 
 
-async def _until(condition: Callable[[], bool]) -> None:
-    """Wait (bounded) until `condition` holds: the test then acts at that exact point of a flight."""
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition never held")
-
-
 async def test_unlink_while_minting_caches_nothing(bot: Process, sandbox: Sandbox) -> None:
     await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
-    sandbox.sts.faults.delay_seconds = 0.5  # STS is slow: the unlink lands while credentials are minted
-    flight = asyncio.create_task(bot.broker.credentials(ALICE))
-    await _until(lambda: sandbox.idp.stats.refreshes["alice"] == 1)
-    assert await bot.vault.delete(ALICE) is not None  # what qunlink does
+    sandbox.sts.faults.delay_seconds = 60  # STS holds the call: the unlink lands while credentials are minted
+    try:
+        flight = asyncio.create_task(bot.broker.credentials(ALICE))
+        await until(lambda: sandbox.sts.stats.delayed == 1)
+        assert await bot.vault.delete(ALICE) is not None  # what qunlink does
+    finally:
+        sandbox.sts.faults.delay_seconds = 0
     with pytest.raises(NotLinked):
         await flight
     assert await bot.redis.exists(Vault.credentials_key(ALICE)) == 0
@@ -297,10 +303,13 @@ async def test_relink_while_minting_answers_as_the_new_link(
 ) -> None:
     bot, other_replica = make_process(), make_process()
     await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
-    sandbox.sts.faults.delay_seconds = 0.5
-    flight = asyncio.create_task(bot.broker.credentials(ALICE))
-    await _until(lambda: sandbox.idp.stats.refreshes["alice"] == 1)
-    await link_user(sandbox, other_replica.vault, ALICE, "bob", oidc=other_replica.oidc)  # relinked as bob
+    sandbox.sts.faults.delay_seconds = 60
+    try:
+        flight = asyncio.create_task(bot.broker.credentials(ALICE))
+        await until(lambda: sandbox.sts.stats.delayed == 1)  # alice's credentials are being minted
+        await link_user(sandbox, other_replica.vault, ALICE, "bob", oidc=other_replica.oidc)  # relinked as bob
+    finally:
+        sandbox.sts.faults.delay_seconds = 0
     creds = await flight
     assert issued_to(sandbox, creds.access_key_id)[0] == "bob@example.com"
     for replica in (bot, other_replica):
@@ -347,7 +356,7 @@ async def _refresh_held_at_the_idp(sandbox: Sandbox, bot: Process) -> asyncio.Ta
     """Start alice's credentials flight and return once its refresh is waiting at the (slow) IdP."""
     sandbox.idp.faults.token_delay_seconds = 60
     flight = asyncio.create_task(bot.broker.credentials(ALICE))
-    await _until(lambda: sandbox.idp.stats.token_requests_delayed == 1)
+    await until(lambda: sandbox.idp.stats.token_requests_delayed == 1)
     return flight
 
 

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from bot.conversations import Conversations
 from bot.model import ChatIdentity, ConversationRef
+from tests.conftest import expire_now
 
 ALICE = ChatIdentity("slack", "T1", "U-alice")
 BOB = ChatIdentity("slack", "T1", "U-bob")
@@ -78,7 +79,9 @@ async def test_expiry_is_set_and_refreshed_on_use(redis: Redis) -> None:
 async def test_mappings_expire(redis: Redis) -> None:
     conversations = Conversations(redis, ttl_seconds=1)
     await conversations.save(ALICE, "C1", "t", cid(1), "m")
-    await asyncio.sleep(1.2)
+    threads, owner = Conversations.threads_key(ALICE), Conversations.owner_key(cid(1))
+    assert 0 < await redis.pttl(threads) <= 1000 and 0 < await redis.pttl(owner) <= 1000
+    await expire_now(redis, threads, owner)
     assert await conversations.get(ALICE, "C1", "t") is None
     assert await conversations.owner(cid(1)) is None
 

