@@ -51,7 +51,7 @@ from bot.group_sync import GroupObserver
 from bot.metrics import Metrics
 from bot.model import AwsCredentials, ChatIdentity
 from bot.oidc import OidcClient
-from bot.redis_lock import RedisLock
+from bot.redis_lock import LEASE_SECONDS, RedisLock
 from bot.vault import LinkedAccount, Vault
 
 if TYPE_CHECKING:
@@ -122,9 +122,9 @@ class CredentialBroker:
         self._group_observer = group_observer  # told the groups of every refreshed id_token
         self._duration = duration_seconds
         self._flight_timeout = flight_timeout_seconds
-        # The lock outlives the longest flight (which `flight_timeout_seconds` bounds), so two holders never
-        # overlap; a crashed holder's lock frees itself a few seconds later, within the waiters' patience.
-        self._lock_ttl = flight_timeout_seconds + 5
+        # The lock is a lease its holder renews while minting (which `flight_timeout_seconds` bounds), so two
+        # holders never overlap; a crashed holder's lock frees itself within the lease, within the waiters' patience.
+        self._lock_ttl = LEASE_SECONDS
         self._wait_seconds = flight_timeout_seconds + 10 if lock_wait_seconds is None else lock_wait_seconds
         # STS AssumeRoleWithWebIdentity is unsigned: no AWS credentials are looked up for this client.
         self._sts: STSClient = boto3.session.Session().client(
@@ -176,7 +176,8 @@ class CredentialBroker:
     async def _fly(self, identity: ChatIdentity) -> AwsCredentials:
         """Take the Redis lock and mint, or wait for the process that holds it to fill the cache."""
         lock = RedisLock(
-            self._redis, LOCK_PREFIX + identity.key, ttl_seconds=self._lock_ttl, wait_seconds=self._wait_seconds
+            self._redis, LOCK_PREFIX + identity.key, ttl_seconds=self._lock_ttl, wait_seconds=self._wait_seconds,
+            renew=True,
         )
         if not await lock.acquire(stop_waiting=functools.partial(self._cache_filled, identity)):
             cached = await self._usable_cached(identity)

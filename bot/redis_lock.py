@@ -3,16 +3,22 @@ thread's turn and group sync's drainer.
 
 Guarantees:
 - taken with SET NX PX and a random token, so at most one holder at a time, and a holder that dies without
-  releasing frees the lock when its TTL runs out (callers choose a TTL longer than their longest hold);
+  releasing frees the lock when its TTL runs out;
+- as a lease (`renew=True`) the TTL is short and the holder renews it every third of it while it holds the lock,
+  so a live holder keeps it for as long as its work takes and a dead one's lock frees within one TTL; a holder
+  whose renewal finds the lock gone (or cannot reach Redis for a whole TTL) is told (`lost`), never cancelled;
 - released and extended only by compare-and-delete / compare-and-expire on our token, in one Lua step: a lock
   that expired and was taken by another process is never released or prolonged by us;
 - a waiter's patience is bounded: it retries with short, jittered, capped backoff until its deadline, and then
-  gives up (the caller tells the user in its own words).
+  gives up (the caller tells the user in its own words);
+- releasing never raises: a release Redis cannot take is logged, and the lock frees when its TTL runs out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import random
 import secrets
 import time
@@ -20,6 +26,9 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
 
 _RELEASE_IF_HELD = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -37,6 +46,7 @@ return 0
 
 FIRST_DELAY = 0.01  # seconds between the first attempts: a short hold is caught quickly
 MAX_DELAY = 0.2  # the backoff's cap: a long hold costs a waiter at most ~5 Redis round trips a second
+LEASE_SECONDS = 10.0  # a lease's TTL: how long a crashed holder's lock outlives it
 
 
 class LockTimeout(TimeoutError):
@@ -50,14 +60,21 @@ class LockTimeout(TimeoutError):
 class RedisLock:
     """A lock on one Redis key. `acquire`/`release` (or `async with`), `extend` to keep holding it longer.
 
-    One instance is one would-be holder: it draws its own token, so give each acquirer its own instance.
+    One instance is one would-be holder: it draws its own token, so give each acquirer its own instance. With
+    `renew=True` it is a lease: held, it renews itself in the background until released, and sets `lost` if it
+    finds the lock is no longer its own (the caller decides whether to go on).
     """
 
-    def __init__(self, redis: Redis, key: str, *, ttl_seconds: float, wait_seconds: float = 0.0) -> None:
+    def __init__(
+        self, redis: Redis, key: str, *, ttl_seconds: float, wait_seconds: float = 0.0, renew: bool = False
+    ) -> None:
         self.key = key
+        self.lost = asyncio.Event()  # a lease found taken by another, or unrenewable for a whole TTL
         self._redis = redis
         self._ttl_ms = max(1, int(ttl_seconds * 1000))
         self._wait_seconds = wait_seconds
+        self._renew = renew
+        self._renewal: asyncio.Task[None] | None = None
         self._token = secrets.token_hex(16)
         self._release = redis.register_script(_RELEASE_IF_HELD)
         self._extend = redis.register_script(_EXTEND_IF_HELD)
@@ -77,6 +94,9 @@ class RedisLock:
                 return False
             await asyncio.sleep(delay * (0.5 + random.random()))  # jitter: waiters do not retry in lockstep
             delay = min(delay * 2, MAX_DELAY)
+        if self._renew:
+            self.lost.clear()
+            self._renewal = asyncio.create_task(self._keep_renewed(), name=f"lease {self.key}")
         return True
 
     async def extend(self) -> bool:
@@ -84,8 +104,36 @@ class RedisLock:
         return bool(await self._extend(keys=[self.key], args=[self._token, self._ttl_ms]))
 
     async def release(self) -> bool:
-        """Let the lock go if it is still ours; False if it had expired (and maybe been taken by another)."""
-        return bool(await self._release(keys=[self.key], args=[self._token]))
+        """Stop renewing and let the lock go if it is still ours; False if it had expired (and maybe been taken
+        by another), or if Redis could not be told (then it frees itself when its TTL runs out)."""
+        if self._renewal is not None:
+            self._renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewal
+            self._renewal = None
+        try:
+            return bool(await self._release(keys=[self.key], args=[self._token]))
+        except (RedisError, OSError) as exc:
+            log.warning("could not release the lock %s (%s); it frees itself within its TTL", self.key, exc)
+            return False
+
+    async def _keep_renewed(self) -> None:
+        """The lease's heartbeat: renew every third of the TTL, so two renewals may fail before it lapses."""
+        ttl = self._ttl_ms / 1000
+        renewed_at = time.monotonic()
+        while True:
+            await asyncio.sleep(ttl / 3)
+            try:
+                held = await self.extend()
+            except (RedisError, OSError) as exc:
+                log.warning("could not renew the lease %s: %s", self.key, type(exc).__name__)
+                held = time.monotonic() - renewed_at < ttl  # unrenewed for a whole TTL: it may be another's now
+            else:
+                renewed_at = time.monotonic() if held else renewed_at
+            if not held:
+                log.warning("lost the lease %s while holding it", self.key)
+                self.lost.set()
+                return
 
     async def __aenter__(self) -> RedisLock:
         if not await self.acquire():

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from redis.asyncio import Redis
 
 from bot.redis_lock import LockTimeout, RedisLock
+from qbot.embedded_redis import EmbeddedRedis
+from qbot.redis_client import redis_client
+from tests.bot.holder_process import hold_in_another_process
 
 KEY = "qbot:lock:test"
+
+
+@pytest.fixture
+def private_redis() -> Iterator[EmbeddedRedis]:
+    """A redis-server of this test's own, which it may stop and start again (same port, empty)."""
+    with EmbeddedRedis() as server:
+        yield server
 
 
 @pytest.fixture
@@ -92,3 +102,69 @@ async def test_a_waiter_stops_when_the_holders_work_makes_its_own_moot(clients: 
     done.set()
     assert await asyncio.wait_for(waiter, 10) is False
     assert await one.get(KEY) == b"another process"
+
+
+# -- leases: held while the holder lives, freed soon after it dies -----------------------------------------------
+
+LEASE = 0.3  # seconds: short, so the tests are quick; the bot's is LEASE_SECONDS
+
+
+async def test_a_live_lease_holder_keeps_the_lock_past_its_ttl(clients: tuple[Redis, Redis]) -> None:
+    one, two = clients
+    holder = RedisLock(one, KEY, ttl_seconds=LEASE, renew=True)
+    assert await holder.acquire()
+    # The other waits out more than three leases and is refused all along: the holder renewed its lease.
+    assert not await RedisLock(two, KEY, ttl_seconds=10, wait_seconds=4 * LEASE).acquire()
+    assert not holder.lost.is_set()
+    assert await holder.release()
+    assert await one.exists(KEY) == 0
+    assert await RedisLock(two, KEY, ttl_seconds=10).acquire()
+
+
+async def test_a_lease_whose_holder_process_dies_frees_for_the_waiter(
+    clients: tuple[Redis, Redis], redis_url: str
+) -> None:
+    one, _ = clients
+    holder = hold_in_another_process(redis_url, LEASE, KEY)
+    try:
+        assert not await RedisLock(one, KEY, ttl_seconds=10, wait_seconds=4 * LEASE).acquire()  # alive: kept
+        holder.kill()  # SIGKILL: no release, no more renewals
+        waiter = RedisLock(one, KEY, ttl_seconds=10, wait_seconds=30)
+        assert await waiter.acquire()  # within a lease of the death (patience is only a guard)
+        assert await waiter.release()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+async def test_a_holder_is_told_when_its_lease_was_taken(clients: tuple[Redis, Redis]) -> None:
+    one, two = clients
+    holder = RedisLock(one, KEY, ttl_seconds=LEASE, renew=True)
+    assert await holder.acquire()
+    await two.set(KEY, "another process")  # e.g. the lease lapsed while the holder's process was frozen
+    await asyncio.wait_for(holder.lost.wait(), 10)
+    assert not await holder.release()
+    assert await two.get(KEY) == b"another process"  # neither renewed nor released by the old holder
+
+
+async def test_a_holder_cut_off_from_redis_for_a_whole_lease_is_told(private_redis: EmbeddedRedis) -> None:
+    client = redis_client(private_redis.url, max_connections=4)
+    holder = RedisLock(client, KEY, ttl_seconds=LEASE, renew=True)
+    assert await holder.acquire()
+    private_redis.stop()
+    await asyncio.wait_for(holder.lost.wait(), 30)  # it cannot know whether another took the lock meanwhile
+    private_redis.start()
+    assert not await holder.release()  # the lock is not in the restarted Redis: nothing to release
+    await client.aclose()
+
+
+async def test_leaving_a_lock_while_redis_is_down_does_not_raise(private_redis: EmbeddedRedis) -> None:
+    client = redis_client(private_redis.url, max_connections=4)
+    answered = False
+    async with RedisLock(client, KEY, ttl_seconds=LEASE, renew=True):
+        answered = True  # the work was done: a failed release must not turn it into an error
+        private_redis.stop()
+    assert answered
+    private_redis.start()
+    assert await client.exists(KEY) == 0  # and the restarted Redis holds no lock (it lapses with the lease anyway)
+    await client.aclose()

@@ -1,10 +1,24 @@
 import asyncio
+from collections.abc import Iterator
 
 import pytest
 from redis.asyncio import Redis
 
 from bot.errors import QUnavailable
+from bot.redis_lock import LEASE_SECONDS
 from bot.turn_lock import TurnLock
+from qbot.embedded_redis import EmbeddedRedis
+from qbot.redis_client import redis_client
+from tests.bot.holder_process import hold_in_another_process
+
+LEASE = 0.3  # seconds: short, so the tests are quick
+
+
+@pytest.fixture
+def private_redis() -> Iterator[EmbeddedRedis]:
+    """A redis-server of this test's own, which it may stop and start again (same port, empty)."""
+    with EmbeddedRedis() as server:
+        yield server
 
 
 async def test_turns_of_one_thread_never_overlap_across_processes(redis_url: str) -> None:
@@ -37,16 +51,51 @@ async def _enter(lock: TurnLock, who: str, channel: str, thread: str) -> None:
         pass
 
 
-async def test_a_dead_holders_lock_frees_itself(redis_url: str) -> None:
+async def test_a_dead_holders_turn_frees_within_the_lease(redis_url: str) -> None:
     client = Redis.from_url(redis_url)
-    crashed = TurnLock(client, hold_seconds=0.3)
-    holder = crashed.hold("web::s1", "web", "t")
-    await holder.__aenter__()  # the holder dies without releasing
     key = TurnLock.key("web::s1", "web", "t")
-    held_by_the_dead = await client.get(key)
-    survivor = TurnLock(client, hold_seconds=10, wait_seconds=10)
-    async with survivor.hold("web::s1", "web", "t"):
-        assert await client.get(key) not in (None, held_by_the_dead)  # the survivor's own, after expiry
+    holder = hold_in_another_process(redis_url, LEASE, "turn", "web::s1", "web", "t")
+    try:
+        held_by_the_dead = await client.get(key)
+        holder.kill()  # SIGKILL mid-turn: no release, no more renewals
+        survivor = TurnLock(client, lease_seconds=10, wait_seconds=30)  # patience is only a guard
+        async with survivor.hold("web::s1", "web", "t"):
+            assert await client.get(key) not in (None, held_by_the_dead)  # the survivor's own
+    finally:
+        holder.kill()
+        holder.wait()
+    await client.aclose()
+
+
+async def test_a_live_turn_longer_than_its_lease_keeps_the_thread(redis_url: str) -> None:
+    one, two = Redis.from_url(redis_url), Redis.from_url(redis_url)
+    async with TurnLock(one, lease_seconds=LEASE).hold("slack:T:U", "C1", "t1") as lease:
+        # another process waits out more than three leases while this turn works, and is refused
+        with pytest.raises(QUnavailable):
+            await _enter(TurnLock(two, wait_seconds=4 * LEASE), "slack:T:U", "C1", "t1")
+        assert not lease.lost.is_set()
+    assert await one.exists(TurnLock.key("slack:T:U", "C1", "t1")) == 0
+    await one.aclose()
+    await two.aclose()
+
+
+async def test_the_turn_lock_is_a_short_lease_not_a_long_ttl(redis_url: str) -> None:
+    """The bot's own turn lock: a crashed holder's thread waits seconds, not the ~2 minutes a fixed TTL took."""
+    client = Redis.from_url(redis_url)
+    async with TurnLock(client).hold("slack:T:U", "C1", "t1"):
+        assert 0 < await client.pttl(TurnLock.key("slack:T:U", "C1", "t1")) <= LEASE_SECONDS * 1000
+    await client.aclose()
+
+
+async def test_a_turn_ends_cleanly_when_redis_went_away_during_it(private_redis: EmbeddedRedis) -> None:
+    """The answer is computed: failing to release the turn lock must not turn it into an error."""
+    client = redis_client(private_redis.url, max_connections=4)
+    answer = None
+    async with TurnLock(client, lease_seconds=LEASE).hold("slack:T:U", "C1", "t1"):
+        private_redis.stop()
+        answer = "computed"
+    assert answer == "computed"
+    private_redis.start()
     await client.aclose()
 
 
