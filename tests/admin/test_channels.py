@@ -143,12 +143,13 @@ def test_a_qbot_redis_url_that_is_not_one_exits_2(
 
 
 def test_an_unreachable_redis_fails_with_where_it_was_looked_for(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, refused_url: str
 ) -> None:
-    monkeypatch.setenv("QBOT_REDIS_URL", "redis://:hunter2@127.0.0.1:1/0")
+    where = refused_url.removeprefix("http://")
+    monkeypatch.setenv("QBOT_REDIS_URL", f"redis://:hunter2@{where}/0")
     code, _, err = qbot(capsys, "list")
     assert code == 1
-    assert "qbot admin channels list: Redis at 127.0.0.1:1 failed" in err and "check QBOT_REDIS_URL" in err
+    assert f"qbot admin channels list: Redis at {where} failed" in err and "check QBOT_REDIS_URL" in err
     assert "hunter2" not in err
 
 

@@ -157,10 +157,11 @@ def test_a_platform_setting_the_adapter_refuses_fails_the_doctor_too(
     assert problem in checks[check][1]
 
 
+# REFUSED stands for a loopback host:port the test holds where connections are refused.
 BROKEN = [
-    ("QBOT_REDIS_URL", "redis://127.0.0.1:1/0", "Redis", "does not answer", "check QBOT_REDIS_URL"),
+    ("QBOT_REDIS_URL", "redis://REFUSED/0", "Redis", "does not answer", "check QBOT_REDIS_URL"),
     ("QBOT_TOKEN_KEYS", "not-a-key", "token keys", "is not 32 bytes", "qbot keygen"),
-    ("QBOT_OIDC_ISSUER", "http://127.0.0.1:1", "IdP discovery", "cannot be reached", "check QBOT_OIDC_ISSUER"),
+    ("QBOT_OIDC_ISSUER", "http://REFUSED", "IdP discovery", "cannot be reached", "check QBOT_OIDC_ISSUER"),
     ("QBOT_OIDC_CLIENT_SECRET", "wrong", "IdP client", "refuses client id 'qbot'", "QBOT_OIDC_CLIENT_SECRET"),
     ("QBOT_PUBLIC_URL", "http://127.0.0.1:9", "IdP redirect URI", "refuses the redirect URI",
      "register http://127.0.0.1:9/auth/callback"),
@@ -177,9 +178,9 @@ BROKEN = [
 @pytest.mark.parametrize(("variable", "value", "check", "problem", "fix"), BROKEN, ids=[b[0] for b in BROKEN])
 def test_each_broken_setting_fails_its_own_check_with_the_fix(
     good_env: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-    variable: str, value: str, check: str, problem: str, fix: str,
+    variable: str, value: str, check: str, problem: str, fix: str, refused_url: str,
 ) -> None:
-    monkeypatch.setenv(variable, value)
+    monkeypatch.setenv(variable, value.replace("REFUSED", refused_url.removeprefix("http://")))
 
     code, checks = doctor(capsys)
 

@@ -165,8 +165,10 @@ async def test_internal_errors_become_unavailable_with_request_id(
     assert (await ask(make_q(), alice, token="m-2")).sources
 
 
-async def test_unreachable_q_becomes_unavailable(make_q: MakeQ, metrics: Metrics, alice: AwsCredentials) -> None:
-    q = make_q(endpoint_url="http://127.0.0.1:9", max_attempts=2)  # the discard port: connection refused
+async def test_unreachable_q_becomes_unavailable(
+    make_q: MakeQ, metrics: Metrics, alice: AwsCredentials, refused_url: str
+) -> None:
+    q = make_q(endpoint_url=refused_url, max_attempts=2)
     with pytest.raises(QUnavailable):
         await ask(q, alice)
     assert errors(metrics, "ConnectionError") == 2
