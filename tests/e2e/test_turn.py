@@ -27,6 +27,7 @@ from bot.model import (
     SharedAnswer,
 )
 from sandbox.world import Sandbox
+from tests.conftest import until
 from tests.e2e.conftest import RunningBot
 from tests.e2e.test_chain import AURORA, link
 
@@ -79,7 +80,7 @@ def test_files_are_read_only_when_it_is_their_messages_turn(bot: RunningBot) -> 
 
     async def both() -> list[Any]:
         first = asyncio.create_task(bot.core.handle(message("What is Zephyr's codename?", offered=offered), turn))
-        await asyncio.sleep(0.05)  # the first holds the thread's turn
+        await until(lambda: bot.sandbox.q.stats.in_flight == 1)  # the first holds the thread's turn, at Q
         second = bot.core.handle(message("And its codename?", message_id="m2", offered=offered), turn)
         return list(await asyncio.gather(first, second))
 
