@@ -3,11 +3,13 @@ hands each one: adding a platform touches no core file."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiohttp import web
+
+from bot.turn_queue import QueuedTurn
 
 
 class Memory(Protocol):
@@ -24,10 +26,21 @@ class DeliveryLog(Protocol):
     async def first(self, platform: str, delivery_id: str, *also_known_as: str) -> bool: ...
 
 
+class Turns(Protocol):
+    """Durable turns (bot/turn_queue.py): `submit` a received question before acknowledging it (False: a
+    redelivery; an exception: not stored, so do not acknowledge); the platform's handler runs it later, in
+    whichever process's worker reads it, and may run it again (`attempt` > 1) after a worker died."""
+
+    async def submit(self, platform: str, delivery_ids: Sequence[str], payload: str) -> bool: ...
+
+    def on_turn(self, platform: str, handler: Callable[[QueuedTurn], Awaitable[None]]) -> None: ...
+
+
 @dataclass(frozen=True)
 class AdapterServices:
     memory: Memory
     deliveries: DeliveryLog
+    turns: Turns
 
 
 class Adapter(Protocol):

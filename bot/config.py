@@ -34,6 +34,9 @@ def env_flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, not {raw!r}")
 
 
+ROLES = ("web", "worker", "all")
+
+
 def env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     """A whole-number setting of at least `minimum`; anything else is a ConfigError naming it."""
     raw = (env.get(name) or "").strip()
@@ -99,6 +102,9 @@ class Settings:
     conversation_ttl_seconds: int = 7 * 24 * 3600
     q_max_concurrency: int = 320
     redis_max_connections: int = 64
+    role: str = "all"  # this process: "web" takes turns in, "worker" answers them, "all" both (bot/turn_queue.py)
+    worker_concurrency: int = 256  # turns one process works on at once; the rest wait in the stream
+    turn_claim_seconds: float = 15.0  # a turn its worker stopped renewing this long is run by another worker
     session_secret: str = ""
     # SAML mode (instead of OIDC) when either metadata setting is set; see `identity_mode`
     saml_metadata_url: str = ""
@@ -136,6 +142,9 @@ class Settings:
         mode = "private" if mode == "ephemeral" else mode  # the setting's earlier name for private
         if mode not in ("private", "thread"):
             raise ConfigError(f"QBOT_CHANNEL_REPLY_MODE must be private or thread, not {mode!r}")
+        role = (env.get("QBOT_ROLE") or "all").strip().lower()
+        if role not in ROLES:
+            raise ConfigError(f"QBOT_ROLE (qbot serve --role) must be web, worker or all, not {role!r}")
         scopes = tuple((env.get("QBOT_OIDC_SCOPES") or " ".join(DEFAULT_SCOPES)).split())
         if "openid" not in scopes:
             raise ConfigError("QBOT_OIDC_SCOPES must include openid")
@@ -160,6 +169,9 @@ class Settings:
             conversation_ttl_seconds=env_int(env, "QBOT_CONVERSATION_TTL_SECONDS", 7 * 24 * 3600),
             q_max_concurrency=env_int(env, "QBOT_Q_MAX_CONCURRENCY", 320),
             redis_max_connections=env_int(env, "QBOT_REDIS_MAX_CONNECTIONS", 64),
+            role=role,
+            worker_concurrency=env_int(env, "QBOT_WORKER_CONCURRENCY", 256),
+            turn_claim_seconds=env_seconds(env, "QBOT_TURN_CLAIM_SECONDS", 15.0, minimum=0.1),
             session_secret=env.get("QBOT_SESSION_SECRET", ""),
             saml_metadata_url=(env.get("QBOT_SAML_METADATA_URL") or "").strip(),
             saml_metadata_file=(env.get("QBOT_SAML_METADATA_FILE") or "").strip(),

@@ -80,6 +80,11 @@ class TurnQueue:
         self.claim_idle_seconds = claim_idle_seconds
         self._max_length = max_length
         self._submit = redis.register_script(_SUBMIT)
+        self.handlers: dict[str, Handler] = {}
+
+    def on_turn(self, platform: str, handler: Handler) -> None:
+        """An adapter names how its turns are run (in whichever process's worker reads them)."""
+        self.handlers[platform] = handler
 
     async def submit(self, platform: str, delivery_ids: Sequence[str], payload: str) -> bool:
         """Append a received turn, once per delivery: False when any of its names was seen before (a
@@ -172,7 +177,10 @@ class TurnWorkers:
         return len(self._in_work)
 
     async def start(self) -> None:
-        await self.queue.ensure_group()
+        try:
+            await self.queue.ensure_group()
+        except RedisError as exc:  # Redis is away at start-up: the read loop makes the group once it is back
+            log.warning("turn stream not ready yet (%s)", type(exc).__name__)
         self._stopping = False
         self._loops = [
             asyncio.create_task(self._keep(self._read_once, "read")),
@@ -221,9 +229,15 @@ class TurnWorkers:
         if room <= 0:
             self._room.clear()
             return
-        answer: Any = await self.queue.redis.xreadgroup(
-            GROUP, self.consumer, {STREAM: ">"}, count=room, block=self._block_ms
-        )
+        try:
+            answer: Any = await self.queue.redis.xreadgroup(
+                GROUP, self.consumer, {STREAM: ">"}, count=room, block=self._block_ms
+            )
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            await self.queue.ensure_group()  # the stream or group is gone (a Redis without persistence restarted)
+            return
         for _stream, entries in answer or ():
             for entry_id, fields in entries:
                 self._run(entry_id, fields, attempt=1)

@@ -37,6 +37,7 @@ from bot.qbusiness import QBusinessClient
 from bot.redaction import configured_secrets, install_redaction
 from bot.saml import AssertionLedger, SamlMetadataSource, SamlServiceProvider
 from bot.turn_lock import TurnLock
+from bot.turn_queue import TurnQueue, TurnWorkers
 from bot.vault import Vault
 from qbot.health import health_routes
 from qbot.redis_client import redis_client
@@ -64,6 +65,8 @@ class BotGraph:
     deliveries: Deliveries
     group_sync: GroupSync | None
     services: AdapterServices
+    turns: TurnQueue
+    workers: TurnWorkers | None  # None in a web-only process (`qbot serve --role web`)
 
 
 GRAPH = web.AppKey("graph", BotGraph)
@@ -152,24 +155,37 @@ def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) 
     )
     app = web.Application()
     app.add_routes(health_routes(redis, metrics))
-    app.add_routes(auth_routes(core))
+    takes_requests = settings.role in ("web", "all")  # a worker serves only /healthz, /readyz and /metrics
+    if takes_requests:
+        app.add_routes(auth_routes(core))
     built: list[Adapter] = []
-    services = AdapterServices(memory=AdapterMemory(redis, cipher), deliveries=deliveries)
+    turns = TurnQueue(redis, cipher, claim_idle_seconds=settings.turn_claim_seconds)
+    services = AdapterServices(memory=AdapterMemory(redis, cipher), deliveries=deliveries, turns=turns)
     for factory in adapters if adapters is not None else default_adapters():
         adapter = factory(core, settings, services)
         if adapter is not None:
-            app.add_routes(adapter.routes())
+            if takes_requests:
+                app.add_routes(adapter.routes())
             built.append(adapter)
-    app[GRAPH] = BotGraph(settings, redis, core, metrics, built, broker, deliveries, group_sync, services)
+    workers = None
+    if settings.role in ("worker", "all"):
+        workers = TurnWorkers(turns, turns.handlers, concurrency=settings.worker_concurrency)
+    app[GRAPH] = BotGraph(
+        settings, redis, core, metrics, built, broker, deliveries, group_sync, services, turns, workers
+    )
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         for adapter in built:
             await adapter.start()
+        if workers is not None:
+            await workers.start()
         if group_sync is not None:
             await group_sync.start()
         yield
         if group_sync is not None:
             await group_sync.stop()
+        if workers is not None:
+            await workers.stop()
         for adapter in reversed(built):
             await adapter.stop()
         await oidc.aclose()

@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve_parser = commands.add_parser("serve", help="run the bot with the configuration from the environment")
+    serve_parser.add_argument(
+        "--role", choices=("web", "worker", "all"), default=None,
+        help="web: take questions in; worker: answer them; all (default, or QBOT_ROLE): both",
+    )
     serve_parser.set_defaults(func=serve_command)
     sandbox = commands.add_parser("sandbox", help="run everything locally with no cloud or chat account")
     sandbox.add_argument(
@@ -73,8 +77,8 @@ def package_version() -> str:
         return "unknown"
 
 
-def serve_command(_args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    return serve(dict(env))
+def serve_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    return serve({**env, "QBOT_ROLE": args.role} if args.role else dict(env))
 
 
 def keygen_command(_args: argparse.Namespace, _env: Mapping[str, str]) -> int:

@@ -30,7 +30,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.ports import AdapterServices
 from adapters.slack.commands import SlashCommands
-from adapters.slack.events import PLATFORM, asked
+from adapters.slack.events import PLATFORM, asked, decode, delivery_names, encode
 from adapters.slack.feedback import WHY_VIEW, Feedback
 from adapters.slack.files import SlackFiles
 from adapters.slack.questions import Questions
@@ -51,6 +51,7 @@ from bot.config import Settings
 from bot.core import Core
 from bot.errors import QBotError
 from bot.model import ChatIdentity, Notice, NoticeKind
+from bot.turn_queue import QueuedTurn
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,11 @@ class SlackAdapter:
         self.replies = SlackReplies(self.client, api_url=slack.api_url, count_failure=core.count_failure)
         self.files = SlackFiles(bot_token=slack.bot_token, api_url=slack.api_url)
         self.commands = SlashCommands(core, self.client, self.replies)
-        self.questions = Questions(core, self.client, self.replies, self.files, self._http_session)
+        self.questions = Questions(
+            core, self.client, self.replies, self.files, self._http_session, services.memory
+        )
+        self.turns = services.turns
+        self.turns.on_turn(PLATFORM, self._run_turn)
         self.feedback = Feedback(core, self.client, self.replies, services.memory)
         self.sharing = Share(core, self.client, self.replies)
         self._session: aiohttp.ClientSession | None = None
@@ -258,10 +263,15 @@ class SlackAdapter:
         await ack()
 
     async def _on_message(self, ack: Callable[[], Awaitable[Any]], body: dict[str, Any], context: Any) -> None:
-        await ack()
         question = asked(body, bot_user_id=context.get("bot_user_id"))
         if question is not None:
-            self._spawn(self.questions.answer(question), "message")
+            # Stored before Slack hears back: if Redis cannot take it, this raises, Slack gets no ack and retries.
+            await self.turns.submit(PLATFORM, delivery_names(question), encode(question))
+        await ack()
+
+    async def _run_turn(self, turn: QueuedTurn) -> None:
+        """A question from the turn stream (this process's or another's): answered, then acknowledged there."""
+        await self.questions.answer(decode(turn.payload), again=turn.attempt > 1)
 
     async def _on_command(self, ack: Callable[[], Awaitable[Any]], body: dict[str, Any]) -> None:
         await ack()

@@ -8,6 +8,7 @@ What is ignored: the bot's own and other bots' messages, edits, deletions and ev
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,41 @@ class Asked:
     message_ts: str  # the asking message's ts: stable across Slack's retries, so one Q turn per message
     event_id: str
     files: tuple[dict[str, Any], ...] = ()
+
+
+def encode(asked: Asked) -> str:
+    """The question as the turn stream keeps it (sealed there), to be answered by any process's worker."""
+    return json.dumps(
+        {
+            "i": [asked.identity.platform, asked.identity.tenant, asked.identity.user],
+            "x": asked.text,
+            "p": [asked.place.channel, asked.place.thread, asked.place.user, asked.place.is_dm],
+            "m": asked.message_ts,
+            "e": asked.event_id,
+            "f": list(asked.files),
+        },
+        separators=(",", ":"),
+    )
+
+
+def decode(payload: str) -> Asked:
+    data = json.loads(payload)
+    platform, tenant, user = (str(part) for part in data["i"])
+    channel, thread, asker, dm = data["p"]
+    return Asked(
+        identity=ChatIdentity(platform, tenant, user),
+        text=str(data["x"]),
+        place=Place(str(channel), str(thread), str(asker), bool(dm)),
+        message_ts=str(data["m"]),
+        event_id=str(data["e"]),
+        files=tuple(f for f in data["f"] if isinstance(f, dict)),
+    )
+
+
+def delivery_names(asked: Asked) -> tuple[str, ...]:
+    """The delivery's names: Slack's retries repeat the event id; the same message under another event id
+    (an app_mention and a message event, say) has the same channel and ts."""
+    return (f"event:{asked.event_id}", f"message:{asked.place.channel}:{asked.message_ts}")
 
 
 def is_dm(event: dict[str, Any]) -> bool:

@@ -1,9 +1,9 @@
 """A DM or @mention, handed to the core with a Slack turn, and the reply placed in its thread.
 
-Runs after Slack has been acknowledged. One Slack message is one question, whatever Slack redelivers: the
-core admits each delivery once across processes, under both its names (the `event_id`, which Slack's retries
-repeat, and the message's channel and ts, should it arrive under another event id); the core's message id is
-the ts, so even a redelivery that got past both would be one Q turn.
+Runs in a turn-stream worker, after Slack was acknowledged. One Slack message is one question, whatever Slack
+redelivers: the stream admits each delivery once across processes, under both its names (see
+`events.delivery_names`); the core's message id is the ts, so even a turn run again (its first worker died) is
+one Q turn, and it reuses the placeholder the first run posted (remembered as soon as it was posted).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 import aiohttp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.events import Asked, Place
+from adapters.ports import Memory
+from adapters.slack.events import PLATFORM, Asked, Place
 from adapters.slack.files import SlackFiles, offered
 from adapters.slack.replies import SlackReplies
 from adapters.slack.turn import SlackTurn
@@ -25,6 +26,8 @@ from bot.model import IncomingMessage, Notice, NoticeKind
 from bot.pending_questions import PendingQuestion
 
 log = logging.getLogger(__name__)
+
+PLACEHOLDER_MEMORY_SECONDS = 3600  # longer than a turn can wait in the stream and be claimed again
 
 
 def message_of(asked: Asked) -> IncomingMessage:
@@ -37,7 +40,6 @@ def message_of(asked: Asked) -> IncomingMessage:
         message_id=asked.message_ts,
         shared=not place.is_dm,
         offered=offered(asked.files),
-        delivery_ids=(f"event:{asked.event_id}", f"message:{place.channel}:{asked.message_ts}"),
     )
 
 
@@ -49,15 +51,18 @@ class Questions:
         replies: SlackReplies,
         files: SlackFiles,
         session: Callable[[], aiohttp.ClientSession],
+        memory: Memory,
     ) -> None:
         self.core = core
         self.client = client
         self.replies = replies
         self.files = files
         self._session = session
+        self._memory = memory
 
-    async def answer(self, asked: Asked) -> None:
-        await self._answer(message_of(asked), asked.place, asked.files)
+    async def answer(self, asked: Asked, *, again: bool = False) -> None:
+        """Answer a question; `again`: its first run may have posted a placeholder before its worker died."""
+        await self._answer(message_of(asked), asked.place, asked.files, again=again)
 
     async def resume(self, pending: PendingQuestion) -> None:
         """A question kept while its asker signed in again: answered now, in the thread it was asked in."""
@@ -65,10 +70,19 @@ class Questions:
         place = Place(message.channel, message.thread, message.identity.user, is_dm=not message.shared)
         await self._answer(message, place)
 
-    async def _answer(self, message: IncomingMessage, place: Place, files: Sequence[dict[str, Any]] = ()) -> None:
+    async def _answer(
+        self, message: IncomingMessage, place: Place, files: Sequence[dict[str, Any]] = (), *, again: bool = False
+    ) -> None:
+        key = f"placeholder:{place.channel}:{message.message_id}"
+        known = await self._memory.get(PLATFORM, key) if again else None
+
+        async def remember(ts: str) -> None:
+            await self._memory.put(PLATFORM, key, {"ts": ts}, PLACEHOLDER_MEMORY_SECONDS)
+
         turn = SlackTurn(
             self.client, place.user, place=place, replies=self.replies, files=self.files,
             shared_files=files, session=self._session,
+            placeholder=str(known["ts"]) if known and known.get("ts") else None, on_placeholder=remember,
         )
         try:
             reply = await self.core.handle(message, turn)

@@ -7,7 +7,7 @@ reply can replace it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -34,6 +34,8 @@ class SlackTurn:
         files: SlackFiles | None = None,
         shared_files: Sequence[dict[str, Any]] = (),
         session: Callable[[], aiohttp.ClientSession] | None = None,
+        placeholder: str | None = None,
+        on_placeholder: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._client = client
         self._user = user
@@ -42,11 +44,16 @@ class SlackTurn:
         self._files = files
         self._shared_files = list(shared_files)
         self._session = session
-        self.placeholder: str | None = None  # the ts of the public "Thinking…" message, to replace
+        self.placeholder = placeholder  # the ts of the public "Thinking…" message, to replace
+        self._on_placeholder = on_placeholder  # told its ts at once, so a turn run again reuses it
 
     async def show_progress(self, *, private: bool) -> None:
+        if self.placeholder is not None:  # a turn run again (its first worker died): its placeholder is there
+            return
         if self._place is not None and self._replies is not None:
             self.placeholder = await self._replies.placeholder(self._place, private=private)
+            if self.placeholder is not None and self._on_placeholder is not None:
+                await self._on_placeholder(self.placeholder)
 
     async def profile_email(self) -> ProfileEmail:
         return await profile_email(self._client, self._user)

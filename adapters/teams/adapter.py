@@ -5,8 +5,9 @@ failure, and other routes are untouched), then the activity is parsed (400 if it
 the token is bound to its channel and serviceUrl, and with `QBOT_TEAMS_TENANT_ID` its tenant must be that one
 (403 otherwise, also when it names none); then it is handed to the SDK's CloudAdapter with our
 `TeamsAgent`. Invokes (card clicks) run before the HTTP answer, which carries their result. Messages are
-de-duplicated on their activity id across processes and answered 202 at once; the turn (typing, ChatSync,
-the reply through the turn's connector client) runs on after, since Teams gives up on a request after 15 s.
+de-duplicated on their activity id and appended to the turn stream (bot/turn_queue.py) in one Redis step, then
+answered 202; a worker (in any process) replays the activity through the SDK for the turn (typing, ChatSync,
+the reply), since Teams gives up on a request after 15 s, and another worker does if that one dies.
 
 The SDK's default turn-error handler posts the exception text into the chat: ours logs it and tells the user
 only that something went wrong.
@@ -48,6 +49,7 @@ from bot.core import Core
 from bot.errors import QBotError
 from bot.model import ChatIdentity
 from bot.pending_questions import PendingQuestion
+from bot.turn_queue import QueuedTurn
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +136,8 @@ class TeamsAdapter:
         self.core = core
         self.teams = teams
         self.deliveries = services.deliveries
+        self.turns = services.turns
+        self.turns.on_turn(PLATFORM, self._run_turn)
         self.tokens = BotFrameworkTokens(teams.app_id, teams.openid_metadata_url) if teams.checks_tokens else None
         if teams.signs_replies:
             connections: Any = MsalConnectionManager(
@@ -239,9 +243,13 @@ class TeamsAdapter:
         if activity.type == ActivityTypes.message:
             if not activity.id:
                 return _refusal(400, "a message activity needs an id")
-            if not await self.deliveries.first(PLATFORM, f"{activity.conversation.id}|{activity.id}"):
-                return web.Response(status=200)  # a redelivery: the first delivery is answering it
-        elif activity.type not in (ActivityTypes.conversation_update, ActivityTypes.installation_update):
+            # Stored before Teams hears back (an exception here is a 500: Teams may send it again); any
+            # process's worker answers it, and another one does if that worker dies.
+            payload = activity.model_dump_json(by_alias=True, exclude_none=True)
+            if not await self.turns.submit(PLATFORM, [f"{activity.conversation.id}|{activity.id}"], payload):
+                return web.Response(status=200)  # a redelivery: the first delivery is being answered
+            return web.Response(status=202)
+        if activity.type not in (ActivityTypes.conversation_update, ActivityTypes.installation_update):
             return web.Response(status=200)  # reactions, edits, typing…: nothing to do
         task = asyncio.create_task(self._turn(identity, activity))
         self._turns.add(task)
@@ -253,6 +261,16 @@ class TeamsAdapter:
             await self.cloud.process_activity(identity, activity, self.agent.on_turn)
         except Exception:  # the connector client could not even be created: nothing left to tell the user with
             log.exception("Teams turn for activity %s failed before it started", activity.id)
+
+    async def _run_turn(self, turn: QueuedTurn) -> None:
+        """A message from the turn stream (this process's or another's), its activity replayed as Teams sent
+        it, with the bot's own identity for the replies. Acknowledged in the stream when the turn is over."""
+        try:
+            activity = Activity.model_validate_json(turn.payload)
+        except ValidationError:
+            log.error("turn %s holds no Teams activity: dropped", turn.entry_id)
+            return
+        await self._turn(self._reply_identity(), activity)
 
     async def _on_turn_error(self, context: TurnContext, error: Exception) -> None:
         activity = context.activity
