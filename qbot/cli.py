@@ -168,7 +168,11 @@ async def _serve(settings: Settings) -> None:
         raise
     try:
         await server.start()
-        print(f"qbot listening on http://{settings.host}:{settings.port} (public URL {settings.public_url})")
+        port = server.sock.getsockname()[1]  # QBOT_PORT=0: the one the OS chose
+        print(
+            f"qbot ({settings.role}) listening on http://{settings.host}:{port} (public URL {settings.public_url})",
+            flush=True,
+        )
         await stop_requested()
     finally:
         await server.stop()

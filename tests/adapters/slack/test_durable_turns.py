@@ -1,0 +1,110 @@
+"""Durable turns across processes: a web process takes Slack's events into the turn stream, `qbot serve --role
+worker` processes answer them, and a worker SIGKILLed mid-answer loses nothing: another one claims the turn and
+delivers exactly one answer, in the placeholder the first one posted."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.adapters.slack.conftest import SlackBot
+
+CLAIM_SECONDS = "1"
+THINKING = "Thinking"
+
+
+class Worker:
+    """`qbot serve --role worker` in a process of its own, sharing the web process's Redis and keys."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "qbot", "serve", "--role", "worker"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        self.output: list[str] = []
+        self.ready = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        assert self.ready.wait(60), "".join(self.output)
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+            if re.search(r"qbot \(worker\) listening on", line):
+                self.ready.set()
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=20)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=20)
+        self._reader.join(timeout=5)
+
+
+@pytest.fixture
+def workers(slack_web: SlackBot) -> Iterator[Callable[[], Worker]]:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", ""),
+        **slack_web.graph.settings.extra,
+        "QBOT_PORT": "0",
+        "QBOT_TURN_CLAIM_SECONDS": CLAIM_SECONDS,
+    }
+    started: list[Worker] = []
+
+    def start() -> Worker:
+        worker = Worker(env)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def slack_web(make_slack_bot: Callable[..., SlackBot]) -> SlackBot:
+    return make_slack_bot(QBOT_ROLE="web")
+
+
+def bot_messages(bot: SlackBot, channel: str, thread: str) -> list[dict[str, Any]]:
+    return [m for (ch, _ts), m in list(bot.fake.messages.items()) if ch == channel and m.get("thread_ts") == thread]
+
+
+def test_a_worker_killed_mid_answer_loses_nothing_and_nothing_is_answered_twice(
+    slack_web: SlackBot, workers: Callable[[], Worker]
+) -> None:
+    slack_web.linked("U_ALICE", "alice")
+    first = workers()
+    slack_web.sandbox.q.faults.delay_seconds = 3.0  # the answer is in flight when the worker dies
+    asked = slack_web.dm("U_ALICE", "What is Project Aurora?")
+    [placeholder] = slack_web.fake.wait_for(lambda: bot_messages(slack_web, "DU_ALICE", asked))
+    assert THINKING in placeholder["text"]
+    slack_web.fake.wait_for(lambda: sum(slack_web.sandbox.q.stats.chat_calls.values()) >= 1 or None)
+    first.kill()
+    second = workers()
+    answer = slack_web.answer_in("DU_ALICE", asked, timeout=30)
+    assert "Aurora" in answer["text"]
+    assert bot_messages(slack_web, "DU_ALICE", asked) == [answer]  # the first placeholder, updated; no other
+    assert answer["ts"] == placeholder["ts"]
+    with contextlib.suppress(Exception):
+        second.stop()
+    assert slack_web.run(slack_web.graph.redis.xlen("{qbot:turns}:stream")) == 0
