@@ -171,6 +171,7 @@ class TurnWorkers:
         self._room.set()
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
+        self.claimed = 0  # turns taken over from workers that died, since start
 
     @property
     def in_work(self) -> int:
@@ -252,6 +253,7 @@ class TurnWorkers:
         idle_ms = int(self.queue.claim_idle_seconds * 1000)
         result: Any = await redis.xautoclaim(STREAM, GROUP, self.consumer, idle_ms, "0-0", count=room)
         claimed = result[1] if len(result) > 1 else []
+        self.claimed += len(claimed)
         if claimed and self._on_claimed is not None:
             self._on_claimed(len(claimed))
         for entry_id, fields in claimed:

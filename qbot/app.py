@@ -37,6 +37,7 @@ from bot.qbusiness import QBusinessClient
 from bot.redaction import configured_secrets, install_redaction
 from bot.saml import AssertionLedger, SamlMetadataSource, SamlServiceProvider
 from bot.turn_lock import TurnLock
+from bot.turn_metrics import TurnStreamMetrics
 from bot.turn_queue import TurnQueue, TurnWorkers
 from bot.vault import Vault
 from qbot.health import health_routes
@@ -154,12 +155,17 @@ def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) 
         pending_questions=PendingQuestions(redis, cipher, settings.link_ttl_seconds),
     )
     app = web.Application()
-    app.add_routes(health_routes(redis, metrics))
+    turns = TurnQueue(redis, cipher, claim_idle_seconds=settings.turn_claim_seconds)
+    workers = None
+    if settings.role in ("worker", "all"):
+        workers = TurnWorkers(turns, turns.handlers, concurrency=settings.worker_concurrency)
+    stream_metrics = TurnStreamMetrics(turns, workers)
+    metrics.registry.register(stream_metrics)
+    app.add_routes(health_routes(redis, metrics, stream_metrics))
     takes_requests = settings.role in ("web", "all")  # a worker serves only /healthz, /readyz and /metrics
     if takes_requests:
         app.add_routes(auth_routes(core))
     built: list[Adapter] = []
-    turns = TurnQueue(redis, cipher, claim_idle_seconds=settings.turn_claim_seconds)
     services = AdapterServices(memory=AdapterMemory(redis, cipher), deliveries=deliveries, turns=turns)
     for factory in adapters if adapters is not None else default_adapters():
         adapter = factory(core, settings, services)
@@ -167,9 +173,6 @@ def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) 
             if takes_requests:
                 app.add_routes(adapter.routes())
             built.append(adapter)
-    workers = None
-    if settings.role in ("worker", "all"):
-        workers = TurnWorkers(turns, turns.handlers, concurrency=settings.worker_concurrency)
     app[GRAPH] = BotGraph(
         settings, redis, core, metrics, built, broker, deliveries, group_sync, services, turns, workers
     )

@@ -8,9 +8,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bot.metrics import Metrics
+from bot.turn_metrics import TurnStreamMetrics
 
 
-def health_routes(redis: Redis, metrics: Metrics) -> list[web.RouteDef]:
+def health_routes(redis: Redis, metrics: Metrics, turns: TurnStreamMetrics | None = None) -> list[web.RouteDef]:
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -22,6 +23,8 @@ def health_routes(redis: Redis, metrics: Metrics) -> list[web.RouteDef]:
         return web.json_response({"status": "ready"})
 
     async def render_metrics(_request: web.Request) -> web.Response:
+        if turns is not None:
+            await turns.refresh()
         response = web.Response(body=metrics.render())
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response

@@ -160,3 +160,39 @@ async def test_an_entry_that_cannot_be_opened_is_dropped_not_run(queue: TurnQueu
         await workers.stop()
     assert [t.payload for t in ran] == ["a real one"]
     assert await redis.xlen(STREAM) == 0
+
+
+async def test_metrics_show_the_backlog_and_the_turns_claimed_from_dead_workers(
+    queue: TurnQueue, redis: Redis
+) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from bot.turn_metrics import TurnStreamMetrics
+
+    await queue.ensure_group()
+    for n in range(3):
+        await queue.submit("slack", [f"event:{n}"], f"q{n}")
+    await redis.xreadgroup(GROUP, "dead-worker", {STREAM: ">"}, count=1)
+    ran: list[QueuedTurn] = []
+
+    async def handle(turn: QueuedTurn) -> None:
+        ran.append(turn)
+
+    workers = TurnWorkers(queue, {"slack": handle}, block_seconds=0.1)
+    figures = TurnStreamMetrics(queue, workers)
+    registry = CollectorRegistry()
+    registry.register(figures)
+    await figures.refresh()
+    text = generate_latest(registry).decode()
+    assert "qbot_turn_stream_length 3.0" in text and "qbot_turn_stream_pending 1.0" in text
+    assert "qbot_turns_claimed_total 0.0" in text
+    await workers.start()
+    try:
+        await wait_for(lambda: len(ran) == 3)
+        await wait_for(lambda: workers.in_work == 0)
+    finally:
+        await workers.stop()
+    await figures.refresh()
+    text = generate_latest(registry).decode()
+    assert "qbot_turn_stream_length 0.0" in text and "qbot_turn_stream_pending 0.0" in text
+    assert "qbot_turns_claimed_total 1.0" in text
