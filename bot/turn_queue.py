@@ -161,7 +161,7 @@ class TurnWorkers:
         on_claimed: Callable[[int], None] | None = None,
     ) -> None:
         self.queue = queue
-        self.handlers = dict(handlers)
+        self.handlers = handlers  # read at each turn: adapters may register after the workers are made
         self.concurrency = max(1, concurrency)
         self.consumer = consumer or consumer_name()
         self._block_ms = max(1, int(block_seconds * 1000))

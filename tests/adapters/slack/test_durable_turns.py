@@ -5,18 +5,25 @@ delivers exactly one answer, in the placeholder the first one posted."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from tests.adapters.slack.conftest import SlackBot
+from qbot.embedded_redis import EmbeddedRedis
+from sandbox.slack import BOT_USER, TEAM, FakeSlack
+from sandbox.world import Sandbox
+from tests.adapters.slack.conftest import SlackBot, new_ts, start_slack_bot
+from tests.conftest import LoopThread
 
 CLAIM_SECONDS = "1"
 THINKING = "Thinking"
@@ -108,3 +115,44 @@ def test_a_worker_killed_mid_answer_loses_nothing_and_nothing_is_answered_twice(
     with contextlib.suppress(Exception):
         second.stop()
     assert slack_web.run(slack_web.graph.redis.xlen("{qbot:turns}:stream")) == 0
+
+
+@pytest.fixture
+def private_redis() -> Iterator[EmbeddedRedis]:
+    with EmbeddedRedis() as server:
+        yield server
+
+
+def test_an_event_redis_cannot_take_is_not_acknowledged_and_slacks_retry_is_answered(
+    servers: LoopThread, sandbox: Sandbox, bot_socket: socket.socket, fake_slack: FakeSlack,
+    private_redis: EmbeddedRedis,
+) -> None:
+    bot, served = start_slack_bot(servers, sandbox, bot_socket, private_redis.url, fake_slack)
+    try:
+        bot.linked("U_ALICE", "alice")
+        ts = new_ts()
+        event = {"type": "message", "channel_type": "im", "channel": "DU_ALICE", "user": "U_ALICE",
+                 "text": "What is Project Aurora?", "ts": ts, "event_ts": ts, "team": TEAM}
+        body = json.dumps({
+            "token": "unused", "team_id": TEAM, "api_app_id": "A0TEST", "type": "event_callback",
+            "event_id": "EvREDISDOWN", "event_time": int(time.time()),
+            "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}], "event": event,
+        })
+        private_redis.stop()
+        refused = bot.post(body, "application/json")
+        assert refused.status_code >= 500  # no ack: Slack retries
+        assert bot_messages(bot, "DU_ALICE", ts) == []
+
+        private_redis.start()  # same port, but empty (no persistence here): Alice links again
+        bot.linked("U_ALICE", "alice")
+        retried = bot.post(body, "application/json", headers={"X-Slack-Retry-Num": "1",
+                                                               "X-Slack-Retry-Reason": "http_error"})
+        assert retried.status_code == 200
+        answer = bot.answer_in("DU_ALICE", ts)
+        assert "Aurora" in answer["text"]
+        again = bot.post(body, "application/json", headers={"X-Slack-Retry-Num": "2"})
+        assert again.status_code == 200
+        assert len(bot_messages(bot, "DU_ALICE", ts)) == 1
+    finally:
+        bot.http.close()
+        servers.run(served.stop())
