@@ -11,7 +11,11 @@ import dataclasses
 import hashlib
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
+
+from redis.exceptions import RedisError
 
 from bot.accounts import Accounts
 from bot.attachments import DownloadBudget, read_files
@@ -102,6 +106,17 @@ class Core:
     # -- messages ---------------------------------------------------------------------------------
 
     async def handle(self, message: IncomingMessage, turn: Turn | None = None) -> Reply | None:
+        """Everything one message needs, once for every platform; the adapter renders the reply (see `_handle`).
+        A failure that escapes (Redis down, say) is counted like any other error before it propagates."""
+        try:
+            return await self._handle(message, turn)
+        except Exception:
+            platform = message.identity.platform
+            self._metrics.messages.labels(platform, NoticeKind.ERROR.value).inc()
+            self._metrics.failed("turn", platform)
+            raise
+
+    async def _handle(self, message: IncomingMessage, turn: Turn | None = None) -> Reply | None:
         """Everything one message needs, once for every platform; the adapter renders the reply.
 
         None means a redelivery of a message already taken (nothing to say). Commands run; a question is
@@ -153,10 +168,21 @@ class Core:
         text = f"{SIGN_IN_AGAIN} {link.text}{FILES_NOT_KEPT if message.files or message.offered else ''}"
         return dataclasses.replace(link, text=text, private=True)
 
-    def count_failure(self, stage: str) -> None:
-        """An adapter's failure the user may not have seen (`deliver`: Slack lost an answer or an error message),
-        counted in /metrics so an outage shows there."""
-        self._metrics.failures.labels(stage).inc()
+    def count_failure(self, stage: str, platform: str = "unknown") -> None:
+        """An adapter's failure the user may not have seen (`deliver`: Slack lost an answer or an error message;
+        `receive`: a request it could not take), counted in /metrics so an outage shows there."""
+        self._metrics.failed(stage, platform)
+
+    @contextmanager
+    def _stage(self, stage: str, platform: str) -> Iterator[None]:
+        """Count a failure of `stage` the user is told of (an error notice), by the stage it happened in."""
+        try:
+            yield
+        except NotLinked:
+            raise  # not a failure: the user is asked to link
+        except QBotError:
+            self._metrics.failed(stage, platform)
+            raise
 
     async def take_pending_question(self, identity: ChatIdentity) -> PendingQuestion | None:
         """The question `identity` asked when their sign-in had expired, once: the adapter answers it (through
@@ -205,14 +231,18 @@ class Core:
                 answer = await self._chat(dataclasses.replace(message, files=message.files + files), policy)
         self._metrics.answer_latency.observe(time.perf_counter() - started)
         if private:  # the asker may share it in the thread later: keep it (sealed) for a day
-            await self._private_answers.keep(identity, message.channel, message.thread, answer)
+            try:
+                await self._private_answers.keep(identity, message.channel, message.thread, answer)
+            except (RedisError, OSError) as exc:  # Q answered: deliver it, only sharing it later is lost
+                log.warning("could not keep the private answer of %s: %s", identity.key, type(exc).__name__)
         return dataclasses.replace(
             answer, failed_attachments=notes + answer.failed_attachments, private=private
         )
 
     async def _chat(self, message: IncomingMessage, policy: ChannelPolicy = NO_POLICY) -> Answer:
         identity = message.identity
-        credentials = await self._broker.credentials(identity)
+        with self._stage("credentials", identity.platform):
+            credentials = await self._broker.credentials(identity)
         client_token = self._client_token(message)
         current = await self._conversations.get(identity, message.channel, message.thread)
         conversation = await self._conversations.pin_turn(client_token, current)
@@ -220,22 +250,26 @@ class Core:
             self._q.chat, text=message.text, files=message.files,
             attribute_filter=policy.attribute_filter, chat_mode=policy.chat_mode,
         )
-        try:
-            answer = await ask(credentials, conversation=conversation, client_token=client_token)
-        except CredentialsRejected:
-            # Q no longer accepts the cached credentials (revoked, clock skew): mint fresh ones, once.
-            await self._broker.forget(identity)
-            credentials = await self._broker.credentials(identity)
-            answer = await ask(credentials, conversation=conversation, client_token=client_token)
-        except ConversationGone:
-            # Q forgot the conversation (expired or deleted): start afresh and answer anyway.
-            await self._conversations.forget(identity, message.channel, message.thread)
-            fresh_token = self._client_token(message, fresh=True)
-            fresh = await self._conversations.pin_turn(fresh_token, None)
-            answer = await ask(credentials, conversation=fresh, client_token=fresh_token)
-        await self._conversations.save(
-            identity, message.channel, message.thread, answer.conversation_id, answer.message_id
-        )
+        with self._stage("q", identity.platform):
+            try:
+                answer = await ask(credentials, conversation=conversation, client_token=client_token)
+            except CredentialsRejected:
+                # Q no longer accepts the cached credentials (revoked, clock skew): mint fresh ones, once.
+                await self._broker.forget(identity)
+                credentials = await self._broker.credentials(identity)
+                answer = await ask(credentials, conversation=conversation, client_token=client_token)
+            except ConversationGone:
+                # Q forgot the conversation (expired or deleted): start afresh and answer anyway.
+                await self._conversations.forget(identity, message.channel, message.thread)
+                fresh_token = self._client_token(message, fresh=True)
+                fresh = await self._conversations.pin_turn(fresh_token, None)
+                answer = await ask(credentials, conversation=fresh, client_token=fresh_token)
+        try:  # (the Redis client has already retried a few times, with backoff)
+            await self._conversations.save(
+                identity, message.channel, message.thread, answer.conversation_id, answer.message_id
+            )
+        except (RedisError, OSError) as exc:  # Q answered: deliver it, though the thread may lose its context
+            log.warning("could not save the conversation of %s: %s", identity.key, type(exc).__name__)
         return answer
 
     @staticmethod

@@ -36,10 +36,16 @@ class Metrics:
             "qbot_feedback", "Answers rated by their askers, by usefulness and reason (Q's value, or none)",
             ["platform", "usefulness", "reason"], registry=self.registry,
         )
-
         self.failures = Counter(
-            "qbot_failures", "Failures by stage (receive, credentials, q, deliver)", ["stage"], registry=self.registry
+            "qbot_failures", "Failures by stage: receive (taking a message in), credentials (IdP, STS), q (ChatSync), "
+            "turn (anything else that stopped a turn, e.g. Redis down), deliver (posting to the platform)",
+            ["stage", "platform"], registry=self.registry,
         )
+
+    def failed(self, stage: str, platform: str) -> None:
+        """One failure a user met (or an answer they will never see), so an outage shows in /metrics. The core
+        counts credentials, q and turn; adapters count what only they see: receive and deliver."""
+        self.failures.labels(stage, platform).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
