@@ -5,9 +5,9 @@ is `invalid_auth`, and messages over Block Kit's limits are refused (`invalid_bl
 refused (`no_text`), since qbot promises one on every message.
 
 Faults, as Slack shows them (`fail_next`): a 429 with Retry-After and `ratelimited` (nothing was done), or a
-5xx error page, either before the call is carried out or after it (`applied`: Slack did the work and the
-answer was lost on the way back, so the caller cannot know). Reading a thread back (`conversations.replies`)
-needs the history scope of its conversation type; the bot is granted `im:history` only.
+5xx error page or a dropped connection, either before the call is carried out or after it (`applied`: Slack
+did the work and the answer was lost on the way back, so the caller cannot know). Reading a thread back
+(`conversations.replies`) needs the history scope of its conversation type; the bot is granted `im:history` only.
 """
 
 from __future__ import annotations
@@ -44,11 +44,14 @@ USERS = {
 class Fault:
     """How Slack answers one call that fails: HTTP `status`, after doing the work when `applied`."""
 
-    status: int
+    status: int  # 0: the connection closes without an answer
     applied: bool = False
     retry_after: int = 1
 
-    def response(self) -> web.Response:
+    def response(self, request: web.Request) -> web.Response:
+        if self.status == 0 and request.transport is not None:
+            request.transport.close()  # the client sees the connection drop; what follows is never sent
+            return web.Response(status=500)
         if self.status == 429:
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
                                      headers={"Retry-After": str(self.retry_after)})
@@ -192,11 +195,12 @@ class FakeSlack:
     def fail_next(self, method: str, status: int, count: int = 1, *, applied: bool = False,
                   retry_after: int = 1) -> None:
         """The next `count` calls of `method` answer HTTP `status`: 429 (with `retry_after`) before doing anything,
-        a 5xx before doing anything or, when `applied`, after doing the work (the outcome the caller cannot know)."""
+        a 5xx (or 0: the connection closes unanswered) before doing anything or, when `applied`, after doing the
+        work (the outcome the caller cannot know)."""
         if status == 429 and applied:
             raise ValueError("a rate-limited call is never carried out")
-        if not (status == 429 or 500 <= status <= 599):
-            raise ValueError("fail_next takes 429 or a 5xx; use `fail` for Slack's ok=false errors")
+        if not (status in (0, 429) or 500 <= status <= 599):
+            raise ValueError("fail_next takes 429, a 5xx or 0 (no answer); `fail` sets Slack's ok=false errors")
         with self._lock:
             self.faults.setdefault(method, []).extend(Fault(status, applied, retry_after) for _ in range(count))
 
@@ -280,7 +284,7 @@ class FakeSlack:
             return web.json_response({"ok": False, "error": "invalid_auth" if token else "not_authed"})
         fault = self._take_fault(method)
         if fault is not None and not fault.applied:
-            return fault.response()
+            return fault.response(request)
         if method in self.fail:
             return web.json_response({"ok": False, "error": self.fail[method]})
         handler = getattr(self, "_" + method.replace(".", "_"), None)
@@ -288,7 +292,7 @@ class FakeSlack:
             return web.json_response({"ok": False, "error": "unknown_method"})
         result: dict[str, Any] = handler(args, request)
         if fault is not None:  # done, but the answer is lost
-            return fault.response()
+            return fault.response(request)
         return web.json_response(result)
 
     def _next_ts(self) -> str:

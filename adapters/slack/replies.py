@@ -27,7 +27,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.blocks import SlackMessage
-from adapters.slack.events import Place
+from adapters.slack.events import PLATFORM, Place
 from adapters.slack.origins import SlackOrigins
 from adapters.slack.render import render_answer, render_notice, thinking
 from bot.model import Answer, Notice, Reply
@@ -35,22 +35,22 @@ from bot.model import Answer, Notice, Reply
 log = logging.getLogger(__name__)
 
 RESPONSE_TIMEOUT = aiohttp.ClientTimeout(total=10, sock_connect=5)
-GONE = frozenset({"message_not_found", "thread_not_found", "channel_not_found"})  # nothing left to update
+GONE = frozenset({"thread_not_found", "channel_not_found"})  # a read-back finding nothing to update
 
 
 class Shown(Enum):
     """What the placeholder shows after an update was attempted."""
 
     MESSAGE = "the message"
-    GONE = "nothing: it was deleted, or its channel"
-    REFUSED = "what it showed before: Slack refused the update"
+    GONE = "nothing: there is no placeholder (any more)"
+    REFUSED = "what it showed before, if it is still there: Slack refused the update"
     THINKING = "still Thinking…: the update was not applied"
     UNKNOWN = "unknown"
 
 
 class SlackReplies:
     def __init__(
-        self, client: AsyncWebClient, *, api_url: str, count_failure: Callable[[str], None] | None = None
+        self, client: AsyncWebClient, *, api_url: str, count_failure: Callable[[str, str], None] | None = None
     ) -> None:
         self.client = client
         self._origins = SlackOrigins(api_url)
@@ -61,7 +61,7 @@ class SlackReplies:
         """Slack lost something the user should have seen: logged and counted (stage `deliver`), never raised."""
         log.error("Slack delivery failed: %s", what, exc_info=exc_info)
         if self._count_failure is not None:
-            self._count_failure("deliver")
+            self._count_failure("deliver", PLATFORM)
 
     # -- the asking message's thread ------------------------------------------------------------------------
 
@@ -116,10 +116,9 @@ class SlackReplies:
             await self.client.chat_update(channel=place.channel, ts=ts, **message.payload())
             return Shown.MESSAGE
         except SlackApiError as exc:
-            if exc.response.status_code < 500:  # Slack answered: nothing changed
-                error = exc.response.get("error")
-                log.warning("chat.update refused (%s); posting instead", error)
-                return Shown.GONE if error in GONE else Shown.REFUSED
+            if exc.response.status_code < 500:  # Slack answered: nothing changed (the placeholder may be gone)
+                log.warning("chat.update refused (%s); posting instead", exc.response.get("error"))
+                return Shown.REFUSED
             log.warning("chat.update answered %s; reading the placeholder back", exc.response.status_code)
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("chat.update got no answer (%s); reading the placeholder back", type(exc).__name__)
