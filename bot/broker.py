@@ -108,6 +108,7 @@ class CredentialBroker:
         duration_seconds: int = 3600,
         flight_timeout_seconds: float = 30.0,
         lock_wait_seconds: float | None = None,
+        lock_lease_seconds: float = LEASE_SECONDS,
         group_observer: GroupObserver | None = None,
         saml_provider_arn: str | None = None,
     ) -> None:
@@ -124,7 +125,7 @@ class CredentialBroker:
         self._flight_timeout = flight_timeout_seconds
         # The lock is a lease its holder renews while minting (which `flight_timeout_seconds` bounds), so two
         # holders never overlap; a crashed holder's lock frees itself within the lease, within the waiters' patience.
-        self._lock_ttl = LEASE_SECONDS
+        self._lock_ttl = lock_lease_seconds
         self._wait_seconds = flight_timeout_seconds + 10 if lock_wait_seconds is None else lock_wait_seconds
         # STS AssumeRoleWithWebIdentity is unsigned: no AWS credentials are looked up for this client.
         self._sts: STSClient = boto3.session.Session().client(
