@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from redis import Redis as SyncRedis
     from redis.asyncio import Redis as AsyncRedis
 
+    from qbot.embedded_redis import EmbeddedRedis
     from sandbox.world import Sandbox
 
 T = TypeVar("T")
@@ -125,6 +126,16 @@ def redis_server() -> Iterator[str]:
 
     with EmbeddedRedis() as server:
         yield server.url
+
+
+@pytest.fixture
+def private_redis() -> Iterator[EmbeddedRedis]:
+    """A redis-server of the test's own, which it may stop and start again (same port, empty): an outage without
+    touching the shared one."""
+    from qbot.embedded_redis import EmbeddedRedis
+
+    with EmbeddedRedis() as server:
+        yield server
 
 
 @pytest.fixture

@@ -4,19 +4,12 @@ on the same port), never the shared one."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from qbot.embedded_redis import EmbeddedRedis
 from qbot.redis_client import redis_client
-
-
-@pytest.fixture
-def private_redis() -> Iterator[EmbeddedRedis]:
-    with EmbeddedRedis() as server:
-        yield server
 
 
 async def test_pooled_connections_survive_a_redis_restart(private_redis: EmbeddedRedis) -> None:

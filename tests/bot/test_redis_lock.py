@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
@@ -14,13 +14,6 @@ from qbot.redis_client import redis_client
 from tests.bot.holder_process import hold_in_another_process
 
 KEY = "qbot:lock:test"
-
-
-@pytest.fixture
-def private_redis() -> Iterator[EmbeddedRedis]:
-    """A redis-server of this test's own, which it may stop and start again (same port, empty)."""
-    with EmbeddedRedis() as server:
-        yield server
 
 
 @pytest.fixture

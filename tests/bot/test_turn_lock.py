@@ -1,5 +1,4 @@
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 from redis.asyncio import Redis
@@ -12,13 +11,6 @@ from qbot.redis_client import redis_client
 from tests.bot.holder_process import hold_in_another_process
 
 LEASE = 0.3  # seconds: short, so the tests are quick
-
-
-@pytest.fixture
-def private_redis() -> Iterator[EmbeddedRedis]:
-    """A redis-server of this test's own, which it may stop and start again (same port, empty)."""
-    with EmbeddedRedis() as server:
-        yield server
 
 
 async def test_turns_of_one_thread_never_overlap_across_processes(redis_url: str) -> None:

@@ -33,12 +33,6 @@ ALICE = ChatIdentity("test", "T1", "U-ALICE")
 
 
 @pytest.fixture
-def private_redis() -> Iterator[EmbeddedRedis]:
-    with EmbeddedRedis() as server:
-        yield server
-
-
-@pytest.fixture
 def bot(
     servers: LoopThread, sandbox: Sandbox, bot_socket: socket.socket, private_redis: EmbeddedRedis
 ) -> Iterator[RunningBot]:
