@@ -13,11 +13,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiohttp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.ports import Memory
 from adapters.slack.events import PLATFORM, Asked, Place
 from adapters.slack.files import SlackFiles, offered
+from adapters.slack.render import THINKING
 from adapters.slack.replies import SlackReplies
 from adapters.slack.turn import SlackTurn
 from bot.core import Core
@@ -74,15 +76,18 @@ class Questions:
         self, message: IncomingMessage, place: Place, files: Sequence[dict[str, Any]] = (), *, again: bool = False
     ) -> None:
         key = f"placeholder:{place.channel}:{message.message_id}"
-        known = await self._memory.get(PLATFORM, key) if again else None
+        known: str | None = None
+        if again:
+            remembered = await self._memory.get(PLATFORM, key)
+            known = str(remembered["ts"]) if remembered and remembered.get("ts") else None
+            known = known or await self._placeholder_left(place, message.message_id)
 
         async def remember(ts: str) -> None:
             await self._memory.put(PLATFORM, key, {"ts": ts}, PLACEHOLDER_MEMORY_SECONDS)
 
         turn = SlackTurn(
             self.client, place.user, place=place, replies=self.replies, files=self.files,
-            shared_files=files, session=self._session,
-            placeholder=str(known["ts"]) if known and known.get("ts") else None, on_placeholder=remember,
+            shared_files=files, session=self._session, placeholder=known, on_placeholder=remember,
         )
         try:
             reply = await self.core.handle(message, turn)
@@ -91,6 +96,21 @@ class Questions:
         except Exception:
             log.exception("answering a Slack message failed")
             await self._error(place, QBotError.user_message, turn.placeholder)
+
+    async def _placeholder_left(self, place: Place, message_ts: str) -> str | None:
+        """The placeholder a dead worker posted but had no time to remember: the thread's first "Thinking…"
+        after the question, read back from Slack (where the bot may read the thread's history)."""
+        try:
+            response = await self.client.conversations_replies(
+                channel=place.channel, ts=place.thread, oldest=message_ts, inclusive=False, limit=100
+            )
+        except SlackApiError as exc:
+            log.info("no read-back of the thread for a turn run again: %s", exc.response.get("error"))
+            return None
+        for posted in response.get("messages") or ():
+            if posted.get("bot_id") and posted.get("text") == THINKING and str(posted.get("ts")) > message_ts:
+                return str(posted["ts"])
+        return None
 
     async def _error(self, place: Place, text: str, placeholder: str | None) -> None:
         """Never silent: the failure replaces the placeholder (or is posted); if Slack fails that too, the loss is

@@ -4,6 +4,7 @@ delivers exactly one answer, in the placeholder the first one posted."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -17,11 +18,16 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 
+from bench.chain import link_user
+from bot.model import ChatIdentity
 from qbot.embedded_redis import EmbeddedRedis
+from sandbox.directory import sample_directory
+from sandbox.serving import url_of
 from sandbox.slack import BOT_USER, TEAM, FakeSlack
-from sandbox.world import Sandbox
+from sandbox.world import Sandbox, SandboxPorts
 from tests.adapters.slack.conftest import SlackBot, new_ts, start_slack_bot
 from tests.conftest import LoopThread
 
@@ -64,6 +70,17 @@ class Worker:
                 self.process.kill()
                 self.process.wait(timeout=20)
         self._reader.join(timeout=5)
+
+
+@pytest.fixture
+def sandbox(servers: LoopThread, bot_socket: socket.socket) -> Iterator[Sandbox]:
+    """The sandbox with a hundred numbered people (user001…) besides the named ones."""
+    world = Sandbox(
+        ports=SandboxPorts(idp=0, sts=0, q=0), bot_public_url=url_of(bot_socket), directory=sample_directory(100)
+    )
+    servers.run(world.start())
+    yield world
+    servers.run(world.stop())
 
 
 @pytest.fixture
@@ -156,3 +173,42 @@ def test_an_event_redis_cannot_take_is_not_acknowledged_and_slacks_retry_is_answ
     finally:
         bot.http.close()
         servers.run(served.stop())
+
+
+def test_300_questions_from_100_users_through_two_workers_one_killed_halfway(
+    slack_web: SlackBot, workers: Callable[[], Worker]
+) -> None:
+    users = [f"UBULK{n:03d}" for n in range(100)]
+
+    async def link_all() -> None:
+        limit = asyncio.Semaphore(8)
+        async with httpx.AsyncClient(follow_redirects=False, timeout=30) as http:
+            async def one(n: int, user: str) -> None:
+                async with limit:
+                    await link_user(slack_web.graph.core, http, ChatIdentity("slack", TEAM, user), f"user{n + 1:03d}")
+
+            await asyncio.gather(*(one(n, user) for n, user in enumerate(users)))
+
+    slack_web.servers.run(link_all(), timeout=120)
+    first, _second = workers(), workers()
+    q = slack_web.sandbox.q
+    q.faults.delay_seconds = 1.0  # answers in flight when the first worker dies
+    asked = [(user, slack_web.dm(user, "How many vacation days do I get?")) for _ in range(3) for user in users]
+    slack_web.fake.wait_for(lambda: sum(q.stats.chat_calls.values()) >= 150 or None, timeout=60)
+    first.kill()
+
+    def answered() -> list[dict[str, Any]] | None:
+        done = [m for (_ch, _ts), m in list(slack_web.fake.messages.items())
+                if m.get("thread_ts") and THINKING not in m["text"]]
+        return done if len(done) >= len(asked) else None
+
+    slack_web.fake.wait_for(answered, timeout=90)
+    for user, ts in asked:
+        messages = bot_messages(slack_web, "D" + user, ts)
+        assert len(messages) == 1, [m["text"][:80] for m in messages]
+        [message] = messages  # one message in each thread: the answer
+        assert THINKING not in message["text"] and "vacation" in message["text"].lower()
+    elsewhere = [key for key, m in slack_web.fake.messages.items()
+                 if m.get("thread_ts") and (key[0][1:], m["thread_ts"]) not in set(asked)]
+    assert elsewhere == []  # nothing answered into another user's DM or thread
+    assert slack_web.run(slack_web.graph.redis.xlen("{qbot:turns}:stream")) == 0
