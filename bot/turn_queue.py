@@ -52,6 +52,10 @@ return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
 """
 
 
+class TurnNotStored(Exception):
+    """Redis could not take the turn: do not acknowledge it (the platform redelivers), or tell the user."""
+
+
 @dataclass(frozen=True)
 class QueuedTurn:
     entry_id: str
@@ -88,13 +92,16 @@ class TurnQueue:
 
     async def submit(self, platform: str, delivery_ids: Sequence[str], payload: str) -> bool:
         """Append a received turn, once per delivery: False when any of its names was seen before (a
-        redelivery). Raises (a Redis error) when it could not be stored: then do not acknowledge it."""
+        redelivery). Raises `TurnNotStored` when Redis could not take it: then do not acknowledge it."""
         seen = [SEEN_PREFIX + hashlib.sha256(f"{platform}\0{name}".encode()).hexdigest()[:32] for name in delivery_ids]
         blob = self._cipher.seal(STREAM, {"p": platform, "b": payload})
-        entry = await self._submit(
-            keys=[STREAM, *seen],
-            args=[SEEN_SECONDS, self._max_length, "p", platform, "b", blob, "t", repr(time.time())],
-        )
+        try:
+            entry = await self._submit(
+                keys=[STREAM, *seen],
+                args=[SEEN_SECONDS, self._max_length, "p", platform, "b", blob, "t", repr(time.time())],
+            )
+        except RedisError as exc:
+            raise TurnNotStored(f"{type(exc).__name__}: {exc}") from exc
         return entry is not None
 
     async def ensure_group(self) -> None:

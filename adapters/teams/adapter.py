@@ -49,11 +49,12 @@ from bot.core import Core
 from bot.errors import QBotError
 from bot.model import ChatIdentity
 from bot.pending_questions import PendingQuestion
-from bot.turn_queue import QueuedTurn
+from bot.turn_queue import QueuedTurn, TurnNotStored
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE_SECONDS = 10.0
+NOT_TAKEN = "I couldn't take your question just now (a fault on my side). Please ask it again in a minute."
 MULTI_TENANT = "botframework.com"  # the MSAL authority of a (legacy) multi-tenant bot registration
 
 
@@ -246,8 +247,13 @@ class TeamsAdapter:
             # Stored before Teams hears back (an exception here is a 500: Teams may send it again); any
             # process's worker answers it, and another one does if that worker dies.
             payload = activity.model_dump_json(by_alias=True, exclude_none=True)
-            if not await self.turns.submit(PLATFORM, [f"{activity.conversation.id}|{activity.id}"], payload):
-                return web.Response(status=200)  # a redelivery: the first delivery is being answered
+            try:
+                if not await self.turns.submit(PLATFORM, [f"{activity.conversation.id}|{activity.id}"], payload):
+                    return web.Response(status=200)  # a redelivery: the first delivery is being answered
+            except TurnNotStored as exc:  # Teams seldom redelivers: say so rather than drop the question silently
+                log.error("could not store Teams message %s (%s): the user is asked again", activity.id, exc)
+                await self._say(identity, activity, NOT_TAKEN)
+                return _refusal(503, "the message could not be stored")
             return web.Response(status=202)
         if activity.type not in (ActivityTypes.conversation_update, ActivityTypes.installation_update):
             return web.Response(status=200)  # reactions, edits, typing…: nothing to do
@@ -261,6 +267,17 @@ class TeamsAdapter:
             await self.cloud.process_activity(identity, activity, self.agent.on_turn)
         except Exception:  # the connector client could not even be created: nothing left to tell the user with
             log.exception("Teams turn for activity %s failed before it started", activity.id)
+
+    async def _say(self, identity: ClaimsIdentity, activity: Activity, text: str) -> None:
+        """A plain reply to `activity`, needing nothing but the connector (Redis may be the thing that is down)."""
+
+        async def reply(context: TurnContext) -> None:
+            await context.send_activity(text_activity(text))
+
+        try:
+            await self.cloud.process_activity(identity, activity, reply)
+        except Exception as exc:
+            log.warning("could not tell a Teams user to ask again: %s", type(exc).__name__)
 
     async def _run_turn(self, turn: QueuedTurn) -> None:
         """A message from the turn stream (this process's or another's), its activity replayed as Teams sent
