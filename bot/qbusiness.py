@@ -123,6 +123,7 @@ class _Failure:
     status: int | None = None
     resource_id: str = ""
     connection: bool = False  # never reached Q, or the connection broke: safe to retry with the same token
+    timed_out: bool = False  # Q has the request but did not answer in time
 
     @classmethod
     def of(cls, exc: Exception) -> _Failure:
@@ -137,8 +138,8 @@ class _Failure:
                 status=meta.get("HTTPStatusCode"),
                 resource_id=str(response.get("resourceId") or ""),
             )
-        if isinstance(exc, ReadTimeoutError):  # Q got the request but did not answer in time: not retried
-            return cls("ReadTimeout", str(exc))
+        if isinstance(exc, ReadTimeoutError):  # Q got the request but did not answer in time
+            return cls("ReadTimeout", str(exc), timed_out=True)
         if isinstance(exc, BotoConnectionError | HTTPClientError):
             return cls("ConnectionError", str(exc), connection=True)
         return cls(type(exc).__name__, str(exc))
@@ -174,6 +175,7 @@ class QBusinessClient:
         metrics: Metrics,
         max_attempts: int = 4,
         backoff_seconds: float = 0.2,
+        read_timeout_seconds: float = READ_TIMEOUT_SECONDS,
     ) -> None:
         if max_concurrency < 1 or max_attempts < 1:
             raise ValueError("max_concurrency and max_attempts must be at least 1")
@@ -182,6 +184,7 @@ class QBusinessClient:
         self._metrics = metrics
         self._max_attempts = max_attempts
         self._backoff_seconds = backoff_seconds
+        self._read_timeout_seconds = read_timeout_seconds
         self._max_concurrency = max_concurrency
         self._slots = asyncio.Semaphore(max_concurrency)
         # An unsigned botocore client, built once, resolves the endpoint, loads the service model and owns the
@@ -245,7 +248,7 @@ class QBusinessClient:
             response = await self._retrying(
                 credentials, "ChatSync", request,
                 conversation_id=conversation.conversation_id if conversation else None,
-                count=True,
+                count=True, idempotent=True,
             )
         except QRefused as refused:
             if _SCOPE_MEMBERS.search(refused.detail):  # Q names the member it refused
@@ -298,9 +301,14 @@ class QBusinessClient:
         *,
         conversation_id: str | None,
         count: bool = False,
+        idempotent: bool = False,
     ) -> dict[str, Any]:
-        """`operation` with our retries; `conversation_id` is the conversation whose absence means ConversationGone."""
+        """`operation` with our retries; `conversation_id` is the conversation whose absence means ConversationGone.
+
+        A call Q did not answer in time is asked once more when it is `idempotent` (a ChatSync's clientToken):
+        Q hands back the answer it finished meanwhile rather than computing a second one."""
         attempt = 1
+        timeouts = 0
         while True:
             try:
                 return await self._in_slot(credentials, operation, params)
@@ -308,7 +316,9 @@ class QBusinessClient:
                 failure = _Failure.of(exc)
                 if count:
                     self._metrics.chatsync_errors.labels(code=failure.code).inc()
-                if not failure.retryable or attempt >= self._max_attempts:
+                timeouts += failure.timed_out
+                again = failure.retryable or (failure.timed_out and idempotent and timeouts == 1)
+                if not again or attempt >= self._max_attempts:
                     raise self._domain_error(failure, conversation_id) from exc
             delay = self._backoff_seconds * 2 ** (attempt - 1)
             await asyncio.sleep(random.uniform(delay / 2, delay))  # jitter spreads a burst of retries
@@ -376,7 +386,7 @@ class QBusinessClient:
             self._http = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_concurrency, keepalive_timeout=30),
                 timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=CONNECT_TIMEOUT_SECONDS, sock_read=READ_TIMEOUT_SECONDS
+                    total=None, sock_connect=CONNECT_TIMEOUT_SECONDS, sock_read=self._read_timeout_seconds
                 ),
             )
         return self._http

@@ -75,6 +75,7 @@ class QFaults:
     throttle_next: int = 0
     internal_error_next: int = 0
     delay_seconds: float = 0.0
+    delay_next_seconds: float = 0.0  # the next ChatSync only (a slow answer whose caller gives up waiting)
     subscription_error_first_call: bool = False
     conversation_ttl: float = DEFAULT_CONVERSATION_TTL
     control_plane_delay: float = 0.0
@@ -287,8 +288,9 @@ class SandboxQBusiness:
         self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight)
         try:
             self._injected_failure(request_id)
-            if self.faults.delay_seconds > 0:
-                await asyncio.sleep(self.faults.delay_seconds)
+            delay, self.faults.delay_next_seconds = self.faults.delay_seconds + self.faults.delay_next_seconds, 0.0
+            if delay > 0:
+                await asyncio.sleep(delay)
             app = self.control.application(params["applicationId"])
             self._check_subscription(app, email, request_id)
             return self.chat.take(app, email, params, request_id)

@@ -439,3 +439,28 @@ async def test_creator_mode_answers_without_sources(make_q: MakeQ, alice: AwsCre
     retrieval = await q.chat(alice, text=AURORA, conversation=None, files=(), client_token="m-2",
                              chat_mode="RETRIEVAL_MODE")
     assert any("Aurora" in s.title for s in retrieval.sources)
+
+
+async def test_a_chat_q_answers_too_slowly_is_asked_once_more_and_is_one_turn(
+    sandbox: Sandbox, make_q: MakeQ, metrics: Metrics, alice: AwsCredentials
+) -> None:
+    """Q finishes an answer after the client gave up waiting: the same clientToken, asked again, gets that turn
+    (one answer in the conversation), not "not answering" while Q has the answer."""
+    q = make_q(read_timeout_seconds=0.3)
+    sandbox.q.faults.delay_next_seconds = 0.6
+    answer = await ask(q, alice)
+    assert "Aurora" in answer.text
+    assert sandbox.q.stats.chat_calls["alice@example.com"] == 2 and errors(metrics, "ReadTimeout") == 1
+    [conversation] = sandbox.q.conversations.of(APP_ID, "alice@example.com")
+    assert [m.type for m in conversation.messages] == ["USER", "SYSTEM"]
+
+
+async def test_a_chat_q_never_answers_in_time_is_unavailable_after_one_more_try(
+    sandbox: Sandbox, make_q: MakeQ, metrics: Metrics, alice: AwsCredentials
+) -> None:
+    q = make_q(read_timeout_seconds=0.2)
+    sandbox.q.faults.delay_seconds = 0.5
+    with pytest.raises(QUnavailable) as raised:
+        await ask(q, alice)
+    assert raised.value.user_message.startswith("Amazon Q is not answering right now")
+    assert sandbox.q.stats.chat_calls["alice@example.com"] == 2 and errors(metrics, "ReadTimeout") == 2
