@@ -51,11 +51,16 @@ def _free_port(host: str) -> int:
 
 
 class EmbeddedRedis:
-    """Start with `start()`, stop with `stop()` (also on context exit); `url` is the redis:// URL."""
+    """Start with `start()`, stop with `stop()` (also on context exit); `url` is the redis:// URL.
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+    `durable` (tests of recovery): an append-only file, synced on every write and kept across `stop()`/`kill()`
+    and `start()`, so a restart finds what was written before it, as a production Redis with persistence would.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, *, durable: bool = False) -> None:
         self.host = host
         self.port = port
+        self.durable = durable
         self._process: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
 
@@ -67,9 +72,11 @@ class EmbeddedRedis:
         binary = redis_server_binary()
         for _attempt in range(5):
             port = self.port or _free_port(self.host)
-            self._dir = tempfile.TemporaryDirectory(prefix="qbot-redis-")
+            if self._dir is None:
+                self._dir = tempfile.TemporaryDirectory(prefix="qbot-redis-")
+            persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.durable else ["--appendonly", "no"]
             self._process = subprocess.Popen(  # noqa: S603 - fixed binary, fixed arguments
-                [binary, "--port", str(port), "--bind", self.host, "--save", "", "--appendonly", "no",
+                [binary, "--port", str(port), "--bind", self.host, "--save", "", *persistence,
                  "--dir", self._dir.name, "--daemonize", "no", "--loglevel", "warning"],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -108,6 +115,17 @@ class EmbeddedRedis:
             if self._process.stderr:
                 self._process.stderr.close()
             self._process = None
+        if not self.durable:
+            self._forget()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or an OOM kill would: nothing is flushed (a durable one has synced every write)."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+        self.stop()
+
+    def _forget(self) -> None:
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
@@ -117,3 +135,4 @@ class EmbeddedRedis:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+        self._forget()

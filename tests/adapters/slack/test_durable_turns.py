@@ -212,3 +212,33 @@ def test_300_questions_from_100_users_through_two_workers_one_killed_halfway(
                  if m.get("thread_ts") and (key[0][1:], m["thread_ts"]) not in set(asked)]
     assert elsewhere == []  # nothing answered into another user's DM or thread
     assert slack_web.run(slack_web.graph.redis.xlen("{qbot:turns}:stream")) == 0
+
+
+def test_redis_killed_with_turns_in_flight_loses_nothing_when_it_persists(
+    servers: LoopThread, sandbox: Sandbox, bot_socket: socket.socket, fake_slack: FakeSlack
+) -> None:
+    with EmbeddedRedis(durable=True) as redis_server:
+        bot, served = start_slack_bot(servers, sandbox, bot_socket, redis_server.url, fake_slack)
+        try:
+            bot.linked("U_ALICE", "alice")
+            sandbox.q.faults.delay_seconds = 2.0
+            asked = [bot.dm("U_ALICE", f"What is Project Aurora? ({n})") for n in range(5)]
+            fake_slack.wait_for(lambda: sandbox.q.stats.in_flight == 5 or None)  # every answer is being computed
+            redis_server.kill()
+            redis_server.start()  # same port; its append-only file brings back links, stream and locks
+            for ts in asked:
+                answer = bot.answer_in("DU_ALICE", ts, timeout=40)
+                assert "Aurora" in answer["text"]
+                assert bot_messages(bot, "DU_ALICE", ts) == [answer]
+            sandbox.q.faults.delay_seconds = 0.0
+            bot.dm("U_ALICE", "And when is it generally available?", thread_ts=asked[0])
+
+            def both_answered() -> bool:
+                thread = bot_messages(bot, "DU_ALICE", asked[0])
+                return len(thread) == 2 and all(THINKING not in m["text"] for m in thread)
+
+            fake_slack.wait_for(both_answered, timeout=20)  # the thread did not stall on a lock from before
+            fake_slack.wait_for(lambda: bot.run(bot.graph.redis.xlen("{qbot:turns}:stream")) == 0 or None)
+        finally:
+            bot.http.close()
+            servers.run(served.stop())
