@@ -149,7 +149,10 @@ async def test_works_with_decoded_responses(redis_url: str) -> None:
         assert await conversations.get(ALICE, "C1", "t3") == ConversationRef(cid(3), "m")
         assert await conversations.owner(cid(3)) == ALICE.key
         assert await conversations.forget(ALICE, "C1", "t3") == cid(3)
-        assert await conversations.forget_all(ALICE) != []
+        # one entry is left of the two kept (which one depends on same-millisecond saves), read back as text
+        (left,) = await conversations.forget_all(ALICE)
+        assert left in {cid(n) for n in range(3)}
+        assert await conversations.forget_all(ALICE) == []
     finally:
         await client.aclose()
 
