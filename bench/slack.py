@@ -231,15 +231,24 @@ class SlackWorld:
     fake: FakeSlack
     fake_served: Served
     bot: BotChild
+    worker: BotChild | None = None  # --split: the bot above is `--role web`, this one `--role worker`
+
+    async def cpu(self) -> float:
+        """CPU seconds of every bot process together."""
+        return sum([await child.call("cpu") for child in (self.bot, self.worker) if child is not None])
 
     async def stop(self) -> None:
+        if self.worker is not None:
+            await self.worker.call("stop")
         await self.bot.call("stop")
         self.sandbox.call("stop")
         await self.fake_served.stop()
         self.redis_server.stop()
 
 
-async def start_slack_world(users: int, env_extra: dict[str, str] | None = None) -> SlackWorld:
+async def start_slack_world(
+    users: int, env_extra: dict[str, str] | None = None, *, split: bool = False
+) -> SlackWorld:
     redis_server = EmbeddedRedis().start()
     probe = bind("127.0.0.1", 0)
     port = probe.getsockname()[1]
@@ -257,22 +266,32 @@ async def start_slack_world(users: int, env_extra: dict[str, str] | None = None)
         "QBOT_CHANNEL_REPLY_MODE": "thread",  # answers land as chat.update of the placeholder: what is counted
         **(env_extra or {}),
     }
-    bot = BotChild(env, port)
+    if not split:
+        bot = BotChild(env, port)
+        await bot.started()
+        return SlackWorld(redis_server, sandbox, fake, fake_served, bot)
+    bot = BotChild({**env, "QBOT_ROLE": "web"}, port)
     await bot.started()
-    return SlackWorld(redis_server, sandbox, fake, fake_served, bot)
+    probe = bind("127.0.0.1", 0)
+    worker_port = probe.getsockname()[1]
+    probe.close()
+    worker = BotChild({**env, "QBOT_ROLE": "worker"}, worker_port)
+    await worker.started()
+    return SlackWorld(redis_server, sandbox, fake, fake_served, bot, worker)
 
 
 async def main(users: int, fast_questions: int, slow_questions: int, rate: float, profile: bool = False,
-               idle_seconds: float = 60.0, q_max_concurrency: int = 0) -> None:
+               idle_seconds: float = 60.0, q_max_concurrency: int = 0, split: bool = False) -> None:
     world = await start_slack_world(
-        users, {"QBOT_Q_MAX_CONCURRENCY": str(q_max_concurrency)} if q_max_concurrency else None
+        users, {"QBOT_Q_MAX_CONCURRENCY": str(q_max_concurrency)} if q_max_concurrency else None, split=split
     )
     sandbox, fake, bot = world.sandbox, world.fake, world.bot
     load = Load(bot.url, fake)
     connector = aiohttp.TCPConnector(limit=256)
     try:
         async with aiohttp.ClientSession(connector=connector) as session:
-            print(f"qbot Slack bench — {users} linked users, one bot process")
+            shape = "a web and a worker process (--split)" if split else "one bot process"
+            print(f"qbot Slack bench — {users} linked users, {shape}")
             linked: list[str] = await bot.call("link", users)
 
             # warm up: every user's credentials minted once
@@ -285,10 +304,10 @@ async def main(users: int, fast_questions: int, slow_questions: int, rate: float
             if profile:
                 await bot.call("profile", True)
             rss_before, _ = await bot.call("rss", True)
-            cpu_before = await bot.call("cpu")
+            cpu_before = await world.cpu()
             acks, _, started = await load.burst(session, linked, fast_questions, 64)
             done = await load.until_answered(target)
-            cpu = (await bot.call("cpu") - cpu_before) / fast_questions * 1000
+            cpu = (await world.cpu() - cpu_before) / fast_questions * 1000
             if profile:
                 await bot.call("profile", False)
             print(f"instant Q: {fast_questions} answered in {done - started:.2f} s = "
@@ -345,6 +364,7 @@ if __name__ == "__main__":
     parser.add_argument("--profile", action="store_true", help="print the bot's cProfile of the instant phase")
     parser.add_argument("--idle-seconds", type=float, default=60.0, help="idle time before the last RSS reading")
     parser.add_argument("--q-max-concurrency", type=int, default=0, help="QBOT_Q_MAX_CONCURRENCY (0: the default)")
+    parser.add_argument("--split", action="store_true", help="a --role web process takes events, a worker answers")
     args = parser.parse_args()
     run_async(main(args.users, args.fast_questions, args.slow_questions, args.rate, args.profile, args.idle_seconds,
-                   args.q_max_concurrency))
+                   args.q_max_concurrency, args.split))
