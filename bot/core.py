@@ -168,7 +168,7 @@ class Core:
         text = f"{SIGN_IN_AGAIN} {link.text}{FILES_NOT_KEPT if message.files or message.offered else ''}"
         return dataclasses.replace(link, text=text, private=True)
 
-    def count_failure(self, stage: str, platform: str = "unknown") -> None:
+    def count_failure(self, stage: str, platform: str) -> None:
         """An adapter's failure the user may not have seen (`deliver`: Slack lost an answer or an error message;
         `receive`: a request it could not take), counted in /metrics so an outage shows there."""
         self._metrics.failed(stage, platform)
