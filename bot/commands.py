@@ -44,3 +44,13 @@ HELP_TEXT = (
     "• qunlink — forget your sign-in and conversations\n"
     "• help — this message"
 )
+
+# Where signing in is the link (the web console): no threads, no qlink; buttons do what commands do elsewhere.
+CONSOLE_HELP_TEXT = (
+    "Ask me anything about your company's documents; I answer with Amazon Q Business, using only what you "
+    "may read, with numbered sources. Your conversations are kept by Amazon Q and listed under Conversations.\n"
+    "• New conversation (or qnew) — start afresh\n"
+    "• qstatus — show whether you are signed in, and as whom\n"
+    "• Sign out (or qunlink) — forget your sign-in on this device\n"
+    "• help — this message"
+)

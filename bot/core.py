@@ -21,7 +21,7 @@ from bot.accounts import Accounts
 from bot.attachments import DownloadBudget, read_files
 from bot.broker import CredentialBroker
 from bot.channel_policy import ChannelPolicies, ChannelPolicy, ChannelPolicyError
-from bot.commands import HELP_TEXT, Command, parse_command
+from bot.commands import CONSOLE_HELP_TEXT, HELP_TEXT, Command, parse_command
 from bot.config import Settings
 from bot.conversations import Conversations
 from bot.deliveries import Deliveries
@@ -35,6 +35,7 @@ from bot.errors import (
     SignInExpired,
 )
 from bot.feedback import InvalidFeedback, rating
+from bot.history import History
 from bot.metrics import Metrics
 from bot.model import (
     Answer,
@@ -91,6 +92,7 @@ class Core:
     ) -> None:
         self.settings = settings
         self.accounts = accounts  # the account link's lifecycle (sign-in routes, console sessions use it)
+        self.history = History(broker, q, conversations)  # the user's conversations, read from Q (the console)
         self.downloads = downloads  # bytes of files held for questions, process-wide and per user
         self._vault = vault
         self._conversations = conversations
@@ -291,7 +293,7 @@ class Core:
         if command is Command.NEW:
             await self._conversations.forget(identity, message.channel, message.thread)
             return Notice(NoticeKind.INFO, "Started a new conversation. Ask away.")
-        return Notice(NoticeKind.INFO, HELP_TEXT)
+        return Notice(NoticeKind.INFO, CONSOLE_HELP_TEXT if turn and turn.signs_in_itself else HELP_TEXT)
 
     async def _link_command(self, message: IncomingMessage, turn: Turn) -> Notice:
         """qlink: a link checked against the chat profile's email, or a private word on why there is none.

@@ -1,4 +1,4 @@
-"""Amazon Q Business, called as the asking user: ChatSync, PutFeedback and DeleteConversation, async on the loop.
+"""Amazon Q Business, called as the asking user: ChatSync, PutFeedback and the conversation history, async on the loop.
 
 Guarantees:
 - One client per process, whatever the number of users: botocore's service model, serializer, SigV4 signer and
@@ -70,6 +70,8 @@ if TYPE_CHECKING:
         AttributeFilterTypeDef,
         ChatSyncInputTypeDef,
         ChatSyncOutputTypeDef,
+        ListConversationsResponseTypeDef,
+        ListMessagesResponseTypeDef,
         MessageUsefulnessFeedbackTypeDef,
     )
 
@@ -290,6 +292,27 @@ class QBusinessClient:
             )
         except ConversationGone:
             return
+
+    async def list_conversations(
+        self, credentials: AwsCredentials, *, next_token: str | None = None
+    ) -> ListConversationsResponseTypeDef:
+        """One page (up to 100, newest first) of the credentials' user's conversations (ListConversations)."""
+        params: dict[str, Any] = {"applicationId": self.app_id, "maxResults": 100}
+        if next_token:
+            params["nextToken"] = next_token
+        response = await self._retrying(credentials, "ListConversations", params, conversation_id=None)
+        return cast("ListConversationsResponseTypeDef", response)
+
+    async def list_messages(
+        self, credentials: AwsCredentials, conversation_id: str, *, next_token: str | None = None
+    ) -> ListMessagesResponseTypeDef:
+        """One page (up to 100) of a conversation's messages (ListMessages); ConversationGone when it is not
+        the credentials' user's (Q answers someone else's conversation as it does a missing one)."""
+        params: dict[str, Any] = {"applicationId": self.app_id, "conversationId": conversation_id, "maxResults": 100}
+        if next_token:
+            params["nextToken"] = next_token
+        response = await self._retrying(credentials, "ListMessages", params, conversation_id=conversation_id)
+        return cast("ListMessagesResponseTypeDef", response)
 
     # ---- retries, concurrency, error mapping -----------------------------------------------------------
 
