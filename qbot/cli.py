@@ -21,6 +21,7 @@ from bot.redaction import configured_secrets, install_redaction
 from qbot import teams
 from qbot.admin import cli as admin
 from qbot.embedded_redis import EmbeddedRedis
+from qbot.logs import configure_logging
 from qbot.server import BotServer, FrontLimits, bind
 
 if TYPE_CHECKING:
@@ -121,10 +122,7 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
 def main(argv: Sequence[str] | None = None) -> int:
     # First: secrets never reach a log handler, whatever the levels (these loggers' included).
     install_redaction().add_secrets(configured_secrets(os.environ))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Quiet by default (they are noisy, not trusted to be discreet: redaction is what guarantees that).
-    for noisy in ("botocore", "boto3", "urllib3", "authlib", "httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(os.environ)  # QBOT_LOG_LEVEL, QBOT_LOG_FORMAT (qbot/logs.py)
     args = build_parser().parse_args(argv)
     command: Command = args.func
     return command(args, dict(os.environ))
