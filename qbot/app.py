@@ -161,7 +161,8 @@ def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) 
         workers = TurnWorkers(turns, turns.handlers, concurrency=settings.worker_concurrency)
     stream_metrics = TurnStreamMetrics(turns, workers)
     metrics.registry.register(stream_metrics)
-    app.add_routes(health_routes(redis, metrics, stream_metrics))
+    metrics_token = settings.extra.get("QBOT_METRICS_TOKEN", "")  # set: /metrics wants it as a bearer token
+    app.add_routes(health_routes(redis, metrics, stream_metrics, metrics_token=metrics_token))
     takes_requests = settings.role in ("web", "all")  # a worker serves only /healthz, /readyz and /metrics
     if takes_requests:
         app.add_routes(auth_routes(core))

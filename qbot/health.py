@@ -1,6 +1,13 @@
-"""`/healthz` (the process answers), `/readyz` (Redis answers too) and `/metrics` (Prometheus text)."""
+"""`/healthz` (the process answers), `/readyz` (Redis answers too) and `/metrics` (Prometheus text).
+
+`/metrics` tells whoever reads it how busy the bot is and how its answers fail; with `QBOT_METRICS_TOKEN` set it
+answers only a request carrying `Authorization: Bearer <that token>` (compared in constant time), everyone else
+gets 401. The probes stay open: a load balancer or kubelet has no token to send, and they reveal nothing.
+"""
 
 from __future__ import annotations
+
+import hmac
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -11,7 +18,11 @@ from bot.metrics import Metrics
 from bot.turn_metrics import TurnStreamMetrics
 
 
-def health_routes(redis: Redis, metrics: Metrics, turns: TurnStreamMetrics | None = None) -> list[web.RouteDef]:
+def health_routes(
+    redis: Redis, metrics: Metrics, turns: TurnStreamMetrics | None = None, *, metrics_token: str = ""
+) -> list[web.RouteDef]:
+    expected = f"Bearer {metrics_token}".encode() if metrics_token else b""
+
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -22,7 +33,12 @@ def health_routes(redis: Redis, metrics: Metrics, turns: TurnStreamMetrics | Non
             return web.json_response({"status": "unavailable", "redis": type(exc).__name__}, status=503)
         return web.json_response({"status": "ready"})
 
-    async def render_metrics(_request: web.Request) -> web.Response:
+    async def render_metrics(request: web.Request) -> web.Response:
+        if expected and not hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected):
+            return web.Response(
+                status=401, text="/metrics needs Authorization: Bearer <QBOT_METRICS_TOKEN>\n",
+                headers={"WWW-Authenticate": 'Bearer realm="qbot metrics"'},
+            )
         if turns is not None:
             await turns.refresh()
         response = web.Response(body=metrics.render())

@@ -51,3 +51,38 @@ async def test_readyz_is_503_while_redis_is_down_and_200_when_it_is_back(
         private_redis.start()  # same port: the bot's Redis URL is unchanged
         back = await http.get("/readyz")
         assert back.status_code == 200 and back.json() == {"status": "ready"}
+
+
+@pytest.fixture
+async def guarded_url(redis_url: str) -> AsyncIterator[str]:
+    from aiohttp import web
+
+    redis = Redis.from_url(redis_url)
+    app = web.Application()
+    app.add_routes(health_routes(redis, Metrics(), metrics_token="scrape-token-of-prometheus"))
+    served = Served(app, bind("127.0.0.1", 0))
+    await served.start()
+    yield served.url
+    await served.stop()
+    await redis.aclose()
+
+
+async def test_metrics_with_a_token_answer_only_that_bearer_token(guarded_url: str) -> None:
+    async with httpx.AsyncClient(base_url=guarded_url) as http:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Bearer scrape-token-of-prometheu"},
+                        {"Authorization": "scrape-token-of-prometheus"}, {"Authorization": "Basic c2NyYXBl"}):
+            refused = await http.get("/metrics", headers=headers)
+            assert refused.status_code == 401, headers
+            assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+            assert "qbot_" not in refused.text and "QBOT_METRICS_TOKEN" in refused.text
+        allowed = await http.get("/metrics", headers={"Authorization": "Bearer scrape-token-of-prometheus"})
+        assert allowed.status_code == 200 and "qbot_" in allowed.text
+        # the probes stay open: a load balancer has no token
+        assert (await http.get("/healthz")).status_code == 200
+        assert (await http.get("/readyz")).status_code == 200
+
+
+async def test_metrics_without_a_token_are_open(health_url: str) -> None:
+    async with httpx.AsyncClient(base_url=health_url) as http:
+        metrics = await http.get("/metrics")
+        assert metrics.status_code == 200 and "qbot_" in metrics.text
