@@ -41,6 +41,27 @@ return removed
 """
 
 
+# One round trip to begin a turn: the thread's conversation (refreshing the identity's expiry) pinned to the
+# turn's client token, or the pin an earlier delivery of the same message left. KEYS: the identity's threads
+# hash, the turn's pin. ARGV: the thread's field, ttl seconds, pin seconds, now in ms.
+_BEGIN_TURN = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+local pinned = redis.call('GET', KEYS[2])
+if pinned then return pinned end
+local value = 'null'
+if raw then
+  local ok, entry = pcall(cjson.decode, raw)
+  if ok and type(entry) == 'table' and type(entry[1]) == 'string' and type(entry[2]) == 'string'
+     and tonumber(entry[3]) and tonumber(ARGV[4]) - tonumber(entry[3]) <= tonumber(ARGV[2]) * 1000 then
+    value = cjson.encode({entry[1], entry[2]})
+  end
+end
+redis.call('SET', KEYS[2], value, 'EX', ARGV[3])
+return value
+"""
+
+
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
@@ -67,6 +88,7 @@ class Conversations:
         self._ttl = ttl_seconds
         self._max = max_threads
         self._delete_if_owned = redis.register_script(_DELETE_IF_OWNED)
+        self._begin_turn = redis.register_script(_BEGIN_TURN)
 
     @staticmethod
     def threads_key(identity: ChatIdentity) -> str:
@@ -148,6 +170,18 @@ class Conversations:
         if ids:
             await self._delete_if_owned(keys=[self.owner_key(cid) for cid in ids], args=[identity.key])
         return ids
+
+    async def begin_turn(
+        self, identity: ChatIdentity, channel: str, thread: str, client_token: str
+    ) -> ConversationRef | None:
+        """`get` and `pin_turn` in one atomic step: the conversation this turn is asked in (the thread's, the first
+        time; the first delivery's pin for a redelivery), None for a new conversation."""
+        raw = await self._begin_turn(
+            keys=[self.threads_key(identity), f"{PREFIX}turn:{client_token}"],
+            args=[_field(channel, thread), self._ttl, TURN_PIN_SECONDS, int(time.time() * 1000)],
+        )
+        pinned = json.loads(raw)
+        return ConversationRef(str(pinned[0]), str(pinned[1])) if pinned else None
 
     async def pin_turn(self, client_token: str, current: ConversationRef | None) -> ConversationRef | None:
         """The conversation this turn is asked in: `current` the first time, the first answer's pin thereafter.

@@ -246,8 +246,7 @@ class Core:
         with self._stage("credentials", identity.platform):
             credentials = await self._broker.credentials(identity)
         client_token = self._client_token(message)
-        current = await self._conversations.get(identity, message.channel, message.thread)
-        conversation = await self._conversations.pin_turn(client_token, current)
+        conversation = await self._conversations.begin_turn(identity, message.channel, message.thread, client_token)
         ask = partial(
             self._q.chat, text=message.text, files=message.files,
             attribute_filter=policy.attribute_filter, chat_mode=policy.chat_mode,

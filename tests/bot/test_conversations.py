@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -167,3 +169,28 @@ async def test_pin_turn_keeps_the_first_deliverys_conversation(redis_url: str) -
     assert await store.pin_turn("tok-2", None) is None
     assert await store.pin_turn("tok-2", later) is None
     await client.aclose()
+
+
+async def test_begin_turn_pins_the_threads_conversation_for_the_turn_in_one_step(redis: Redis) -> None:
+    store = Conversations(redis, ttl_seconds=DAY)
+    assert await store.begin_turn(ALICE, "C1", "t", "tok-new") is None  # no conversation yet: a new one
+    await store.save(ALICE, "C1", "t", cid(1), "m-1")
+    assert await store.begin_turn(ALICE, "C1", "t", "tok-1") == ConversationRef(cid(1), "m-1")
+    await store.save(ALICE, "C1", "t", cid(1), "m-2")  # tok-1's answer moved the thread on
+    assert await store.begin_turn(ALICE, "C1", "t", "tok-1") == ConversationRef(cid(1), "m-1")  # its redelivery
+    assert await store.begin_turn(ALICE, "C1", "t", "tok-2") == ConversationRef(cid(1), "m-2")  # the next turn
+    assert await store.begin_turn(ALICE, "C1", "t", "tok-new") is None  # pinned as new, stays new
+    assert await store.begin_turn(BOB, "C1", "t", "tok-bob") is None  # another identity: its own thread
+    assert 0 < await redis.ttl(Conversations.threads_key(ALICE)) <= DAY
+
+
+async def test_begin_turn_treats_an_expired_or_broken_entry_as_a_new_conversation(redis: Redis) -> None:
+    store = Conversations(redis, ttl_seconds=DAY)
+    day_ago_ms = int((time.time() - DAY - 60) * 1000)
+    key = Conversations.threads_key(ALICE)
+    await redis.hset(key, "C1:old", json.dumps([cid(1), "m-1", day_ago_ms]))
+    await redis.hset(key, "C1:broken", "not json")
+    await redis.hset(key, "C1:wrong", json.dumps([1, 2, 3]))
+    assert await store.begin_turn(ALICE, "C1", "old", "tok-old") is None
+    assert await store.begin_turn(ALICE, "C1", "broken", "tok-broken") is None
+    assert await store.begin_turn(ALICE, "C1", "wrong", "tok-wrong") is None
