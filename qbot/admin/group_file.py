@@ -3,7 +3,9 @@
 The file maps each group to its members' emails:
 - JSON: `{"core-team": ["alice@example.com", "bob@example.com"], "sales": []}`;
 - CSV: one membership per row, `group,email` (a header row naming those two columns is allowed); a row with an
-  empty email declares a group with no members.
+  empty email declares a group with no members. Columns may be separated by commas, semicolons (spreadsheets in
+  many locales export those) or tabs: the file's own separator is found, and a file that mixes them, or puts a
+  group and an email in one column, is refused rather than read as groups named after whole lines.
 
 Q Business cannot say who is in a group (GetGroup reports only the status of the last write), so what this
 command wrote is kept in a state file (`GroupRecord`). A group is written when it is not at Q Business, when
@@ -18,6 +20,7 @@ import csv
 import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -61,9 +64,32 @@ def _from_json(path: Path, text: str) -> GroupMap:
     return groups
 
 
+#: The column separators a group file may use, by name (for the messages).
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
+# A lone cell that is a name, a space and an email: a line whose separator is none of the above.
+_GROUP_AND_EMAIL = re.compile(r"\S\s+[^\s@]+@[^\s@]+\.[^\s@]+$")
+
+
+def csv_delimiter(path: Path, text: str) -> str:
+    """The separator of a CSV group file: the one of DELIMITERS its rows use (a comma when every row has one
+    column). Several in use: the one every multi-column row contains, else `GroupFileError`."""
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    used = [d for d in DELIMITERS if any(d in line for line in lines)]
+    if len(used) <= 1:
+        return used[0] if used else ","
+    split = [line for line in lines if any(d in line for d in used)]
+    everywhere = [d for d in used if all(d in line for line in split)]
+    if len(everywhere) == 1:
+        return everywhere[0]
+    names = " and ".join(DELIMITERS[d] + "s" for d in used) + (" both" if len(used) == 2 else " all")
+    raise GroupFileError(f"{path}: cannot tell how the columns are separated ({names} appear); "
+                         "use one separator (comma, semicolon or tab) between group and email on every row")
+
+
 def _from_csv(path: Path, text: str) -> GroupMap:
+    delimiter = csv_delimiter(path, text)
     members: dict[str, set[str]] = {}
-    for number, row in enumerate(csv.reader(io.StringIO(text)), 1):
+    for number, row in enumerate(csv.reader(io.StringIO(text), delimiter=delimiter), 1):
         cells = [cell.strip() for cell in row]
         if not any(cells) or cells[0].startswith("#"):
             continue
@@ -71,6 +97,9 @@ def _from_csv(path: Path, text: str) -> GroupMap:
             continue
         if len(cells) > 2 and any(cells[2:]):
             raise GroupFileError(f"{path}:{number}: expected two columns, group and email")
+        if len(cells) == 1 and _GROUP_AND_EMAIL.search(cells[0]):
+            raise GroupFileError(f"{path}:{number}: {cells[0]!r} holds a group and an email in one column; separate "
+                                 f"them with a {DELIMITERS[delimiter]} (the file's separator)")
         name = _group_name(path, cells[0], f":{number}")
         email = cells[1] if len(cells) > 1 else ""
         members.setdefault(name, set())

@@ -49,6 +49,48 @@ def test_a_bad_file_names_the_problem_and_its_line(tmp_path: Path, name: str, te
     assert str(path) in str(caught.value)
 
 
+
+@pytest.mark.parametrize(("separator", "name"), [(",", "comma"), (";", "semicolon"), ("\t", "tab")])
+def test_a_csv_file_may_separate_its_columns_by_commas_semicolons_or_tabs(
+    tmp_path: Path, separator: str, name: str
+) -> None:
+    """A spreadsheet saved in a locale whose decimal mark is a comma exports `;`: that used to become one group
+    per line, named after the whole line."""
+    path = tmp_path / f"{name}.csv"
+    path.write_text(f"Group{separator}Email\ncore-team{separator}alice@example.com\n"
+                    f"core-team{separator}bob@example.com\n# only a comment; here\nsales{separator}\nempty\n")
+    assert read_groups(path) == {
+        "core-team": ("alice@example.com", "bob@example.com"), "sales": (), "empty": (),
+    }
+
+
+def test_a_separator_inside_a_quoted_group_name_does_not_confuse_the_reader(tmp_path: Path) -> None:
+    path = tmp_path / "groups.csv"
+    path.write_text('"sales; north",carol@example.com\ncore-team,alice@example.com\n')
+    assert read_groups(path) == {"sales; north": ("carol@example.com",), "core-team": ("alice@example.com",)}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("core-team;alice@example.com\nsales,bob@example.com\n",
+         "cannot tell how the columns are separated (commas and semicolons both appear)"),
+        ("core-team;alice@example.com\nsales,bob@example.com\nx\ty@example.com\n",
+         "(commas and semicolons and tabs all appear)"),
+        ("core-team alice@example.com\n",
+         ":1: 'core-team alice@example.com' holds a group and an email in one column; separate them with a comma"),
+        ("core-team;alice@example.com\nsales bob@example.com\n",
+         ":2: 'sales bob@example.com' holds a group and an email in one column; separate them with a semicolon"),
+    ],
+)
+def test_a_file_whose_columns_cannot_be_told_apart_is_refused(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "groups.csv"
+    path.write_text(text)
+    with pytest.raises(GroupFileError) as caught:
+        read_groups(path)
+    assert message in str(caught.value) and str(path) in str(caught.value)
+
+
 def test_the_plan_writes_only_what_changed_and_leaves_foreign_groups_alone() -> None:
     desired = {"new": ("a@x.com",), "same": ("a@x.com",), "moved": ("a@x.com", "c@x.com"), "unknown": ("a@x.com",),
                "failed": ("a@x.com",)}
