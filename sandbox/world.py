@@ -71,6 +71,7 @@ class Sandbox:
         self.idp = SandboxIdP(issuer=self.idp_url, directory=self.directory)
         self.sts = SandboxSTS(self.credentials)
         self.q = SandboxQBusiness(self.credentials, region=REGION)
+        self.q.plugins.redirect_uri = self.bot_public_url + "/auth/plugin/callback"  # the plugin OAuth return
         if self.saml:
             self._federate_saml()
         else:

@@ -24,6 +24,7 @@ from sandbox.qbusiness.conversations import ClientTokens, Conversation, Conversa
 from sandbox.qbusiness.corpus import Acl, Document
 from sandbox.qbusiness.errors import CONVERSATION_GONE, from_request
 from sandbox.qbusiness.filters import check_chat_mode, check_filter, matches
+from sandbox.qbusiness.plugins import SandboxPlugins, Turn
 from sandbox.qbusiness.restjson import ServiceError, not_found, validation_error
 from sandbox.qbusiness.retrieval import Answer, AnswerEngine, Citation, answer_from_files, compose, general_answer
 
@@ -34,10 +35,15 @@ class ChatTurns:
     """Takes ChatSync turns against the conversations and the answer engine the service owns."""
 
     def __init__(
-        self, conversations: ConversationStore, engine: AnswerEngine, max_attachment_bytes: Callable[[], int]
+        self,
+        conversations: ConversationStore,
+        engine: AnswerEngine,
+        max_attachment_bytes: Callable[[], int],
+        plugins: SandboxPlugins | None = None,
     ) -> None:
         self.conversations = conversations
         self.engine = engine
+        self.plugins = plugins or SandboxPlugins()
         self._max_attachment_bytes = max_attachment_bytes
         self._client_tokens = ClientTokens()
 
@@ -60,19 +66,56 @@ class ChatTurns:
                         resourceType="ClientToken",
                     )
                 return remembered.response
+        if params.get("actionExecution") is not None or params.get("authChallengeResponse") is not None:
+            response = self._plugin_turn(app, email, params, request_id)
+        else:
+            response = self._question_turn(app, email, params, request_id)
+        if token:
+            self._client_tokens.remember(app.id, email, token, fingerprint, response)
+        return response
+
+    def _question_turn(self, app: Application, email: str, params: dict[str, Any], request_id: str) -> dict[str, Any]:
+        """A question (and files): answered from what the asker may read, or by the plugin it calls for."""
         message = params.get("userMessage") or ""
         if not message.strip() and not params.get("attachments"):
             raise validation_error(
                 "Either userMessage or attachments must be provided.", ("userMessage", "Member must not be blank")
             )
+        plugin = self.plugins.chosen(app.id, params)
         conversation = self._continued(app, email, params, request_id)
+        if plugin is not None and message.strip():
+            turn = self.plugins.ask(app.id, email, plugin, message)
+            response = self._record_turn(app, email, conversation, message, [], [], Answer(turn.text), turn.members)
+            self.plugins.recorded(
+                app.id, email, message, response["conversationId"], response["systemMessageId"], turn
+            )
+            return response
         accepted, failed = self._read_attachments(app, email, params.get("attachments", []))
         earlier = conversation.attachments if conversation else []
         answer = self._answer(app, email, message, [*earlier, *accepted], conversation, params)
-        response = self._record_turn(app, email, conversation, message, accepted, failed, answer)
-        if token:
-            self._client_tokens.remember(app.id, email, token, fingerprint, response)
-        return response
+        return self._record_turn(app, email, conversation, message, accepted, failed, answer)
+
+    def _plugin_turn(self, app: Application, email: str, params: dict[str, Any], request_id: str) -> dict[str, Any]:
+        """The reviewed action run (actionExecution), or the plugin's authorization completed
+        (authChallengeResponse) and the question it held up answered: always in the conversation asked in."""
+        if params.get("actionExecution") is not None and params.get("authChallengeResponse") is not None:
+            raise validation_error(
+                "actionExecution and authChallengeResponse cannot be sent together.",
+                ("authChallengeResponse", "Member must be null with actionExecution"),
+            )
+        if params.get("conversationId") is None or params.get("parentMessageId") is None:
+            raise validation_error(
+                "A plugin action or authorization continues a conversation: conversationId and parentMessageId "
+                "are required.", ("conversationId", "Member must not be null"),
+            )
+        conversation = self._continued(app, email, params, request_id)
+        turn: Turn
+        if params.get("actionExecution") is not None:
+            turn = self.plugins.execute(app.id, email, params)
+        else:
+            turn = self.plugins.authorize(app.id, email, params)
+        message = params.get("userMessage") or ""
+        return self._record_turn(app, email, conversation, message, [], [], Answer(turn.text), turn.members)
 
     def _continued(self, app: Application, email: str, params: dict[str, Any], request_id: str) -> Conversation | None:
         """The conversation this turn continues (None: a new one), its parent message checked."""
@@ -168,6 +211,7 @@ class ChatTurns:
         accepted: list[Document],
         failed: list[dict[str, Any]],
         answer: Answer,
+        members: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         if conversation is None:
             conversation = self.conversations.start(app.id, email, message or (accepted[0].title if accepted else ""))
@@ -194,6 +238,7 @@ class ChatTurns:
             "userMessageId": user_message.message_id,
             "sourceAttributions": sources,
             "failedAttachments": [{**item, "conversationId": conversation.conversation_id} for item in failed],
+            **(members or {}),
         }
 
 

@@ -28,7 +28,7 @@ from botocore.model import ServiceModel
 from botocore.validate import ParamValidator
 
 from sandbox.qbusiness.corpus import AttributeValue
-from sandbox.qbusiness.restjson import not_found, validation_error
+from sandbox.qbusiness.restjson import validation_error
 
 CHECKED_MEMBERS = ("attributeFilter", "chatMode", "chatModeConfiguration")
 LOGICAL = ("andAllFilters", "orAllFilters", "notFilter")
@@ -105,7 +105,7 @@ def check_filter(node: Filter, path: str = "attributeFilter") -> None:
 
 
 def check_chat_mode(params: Mapping[str, Any]) -> None:
-    """chatModeConfiguration only with PLUGIN_MODE, and PLUGIN_MODE only with a plugin that exists."""
+    """chatModeConfiguration only with PLUGIN_MODE, and PLUGIN_MODE only with a plugin id."""
     mode = params.get("chatMode")
     configuration = params.get("chatModeConfiguration")
     if mode != "PLUGIN_MODE":
@@ -121,7 +121,7 @@ def check_chat_mode(params: Mapping[str, Any]) -> None:
             "chatModeConfiguration.pluginConfiguration.pluginId is required for chatMode PLUGIN_MODE.",
             ("chatModeConfiguration", "Member must not be null"),
         )
-    raise not_found(f"Plugin {plugin} not found.", plugin, "Plugin")  # this stand-in has no plugins
+    # whether the plugin exists is the application's to say (plugins.SandboxPlugins.chosen)
 
 
 def matches(node: Filter, attributes: Mapping[str, AttributeValue]) -> bool:

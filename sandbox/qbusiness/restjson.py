@@ -227,6 +227,8 @@ class _Reader:
     def read(self, shape_name: str, raw: Any, path: str, location: str | None = None) -> Any:
         shape = self.shapes[shape_name]
         kind = shape["type"]
+        if shape.get("document"):  # a JSON document (a plugin field's value): any JSON value, as sent
+            return raw
         if kind == "structure":
             return self._structure(shape, self._expect(raw, dict, path), path)
         if kind == "list":
@@ -291,6 +293,8 @@ class _Reader:
         """Length, range, enum and pattern constraints, recursively."""
         shape = self.shapes[shape_name]
         kind = shape["type"]
+        if shape.get("document"):
+            return
         if kind == "structure":
             for name, member in shape["members"].items():
                 if name in value:

@@ -27,6 +27,7 @@ from sandbox.qbusiness.corpus import load_corpus
 from sandbox.qbusiness.errors import CONVERSATION_GONE, IDENTITY_REQUIRED, SUBSCRIPTION_MISSING, from_request
 from sandbox.qbusiness.filters import check_members
 from sandbox.qbusiness.groups import Groups
+from sandbox.qbusiness.plugins import PluginExecution, SandboxPlugins
 from sandbox.qbusiness.restjson import (
     ServiceError,
     ServiceModel,
@@ -47,7 +48,9 @@ API_VERSION = "2023-11-27"
 DEFAULT_CONVERSATION_TTL = 30 * 24 * 3600.0
 MAX_ATTACHMENT_BYTES = 50 * 1024 * 1024
 
-USER_OPERATIONS = frozenset({"ChatSync", "PutFeedback", "ListConversations", "ListMessages", "DeleteConversation"})
+USER_OPERATIONS = frozenset(
+    {"ChatSync", "PutFeedback", "ListConversations", "ListMessages", "DeleteConversation", "ListPlugins"}
+)
 GROUP_OPERATIONS = frozenset({"PutGroup", "GetGroup", "ListGroups", "DeleteGroup"})
 ADMIN_OPERATIONS = GROUP_OPERATIONS | frozenset(
     {
@@ -151,7 +154,8 @@ class SandboxQBusiness:
         self.groups = Groups(self.control.index)
         self.conversations = ConversationStore(lambda: self.faults.conversation_ttl)
         self.engine = AnswerEngine()
-        self.chat = ChatTurns(self.conversations, self.engine, lambda: self.max_attachment_bytes)
+        self.plugins = SandboxPlugins()
+        self.chat = ChatTurns(self.conversations, self.engine, lambda: self.max_attachment_bytes, self.plugins)
         self._model = _service_model()
         self._subscribed: set[tuple[str, str]] = set()
         self._handlers: dict[str, Handler] = {
@@ -160,6 +164,7 @@ class SandboxQBusiness:
             "ListConversations": self._list_conversations,
             "ListMessages": self._list_messages,
             "DeleteConversation": self._delete_conversation,
+            "ListPlugins": self._list_plugins,
             **{name: self._admin_handler(name) for name in ADMIN_OPERATIONS},
         }
 
@@ -205,10 +210,12 @@ class SandboxQBusiness:
             },
         )
         retriever.ready_at = 0.0
+        self.plugins.install(app_id)
         return app
 
     def app(self) -> web.Application:
         application = web.Application(client_max_size=2 * self.max_attachment_bytes + (1 << 20))
+        application.add_routes(self.plugins.routes())  # the OAuth consent page a browser opens (unsigned)
         application.router.add_route("*", "/{tail:.*}", self._handle)
         return application
 
@@ -216,6 +223,7 @@ class SandboxQBusiness:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         request_id = str(uuid.uuid4())
+        self.plugins.base_url = str(request.url.origin())  # where the consent page is reached, as callers see it
         body = await request.read()
         try:
             credentials = self.sigv4.verify(
@@ -368,6 +376,19 @@ class SandboxQBusiness:
         conversation = self._own_conversation(_identity(credentials, params), params, request_id)
         page, token = paginate(conversation.messages, params, 100)
         return {"messages": [message.as_wire() for message in page], "nextToken": token}
+
+    async def _list_plugins(
+        self, credentials: IssuedCredentials, params: dict[str, Any], request_id: str
+    ) -> dict[str, Any]:
+        _identity(credentials, params)
+        app = self.control.application(params["applicationId"])
+        page, token = paginate(self.plugins.of(app.id), params, 50)
+        return {"plugins": [plugin.as_wire() for plugin in page], "nextToken": token}
+
+    @property
+    def plugin_actions(self) -> list[PluginExecution]:
+        """Every plugin action run (actionExecution accepted), with the caller's email and the payload."""
+        return self.plugins.executed
 
     async def _delete_conversation(
         self, credentials: IssuedCredentials, params: dict[str, Any], request_id: str
