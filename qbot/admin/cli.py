@@ -1,5 +1,5 @@
 """The administrator's commands: `qbot admin provision`, `qbot admin groups sync FILE`, `qbot admin channels …`
-(`channels.py`) and `qbot doctor`.
+(`channels.py`), `qbot admin rekey` (`rekey.py`) and `qbot doctor`.
 
 Defaults come from the same `QBOT_*` environment the bot reads, so an administrator with the bot's
 environment loaded types little. AWS credentials: the default boto3 chain, or `--profile`/`QBOT_AWS_PROFILE`.
@@ -16,7 +16,7 @@ from typing import Any
 from botocore.exceptions import NoCredentialsError
 
 from bot.aws_clients import AWS_ERRORS, AdminAws, describe
-from qbot.admin import channels
+from qbot.admin import channels, rekey
 
 Env = Mapping[str, str]
 
@@ -86,6 +86,7 @@ def add_commands(commands: Any) -> None:
     sync.set_defaults(func=run_group_sync)
 
     channels.add_commands(admin_commands)
+    rekey.add_commands(admin_commands)
 
     doctor = commands.add_parser("doctor", help="check the configuration end to end; exit status 1 on a failure")
     doctor.set_defaults(func=run_doctor)
