@@ -38,6 +38,7 @@ STREAM = "{qbot:turns}:stream"
 SEEN_PREFIX = "{qbot:turns}:seen:"
 GROUP = "qbot-workers"
 SEEN_SECONDS = 3600  # longer than any platform keeps redelivering
+MAX_CLAIM_PAGES = 10  # XAUTOCLAIM pages per tick: each call looks at a bounded run of pending entries
 
 # KEYS: the stream, then one seen-key per delivery name. ARGV: seen ttl, max stream length, then field/value pairs.
 _SUBMIT = """
@@ -179,6 +180,7 @@ class TurnWorkers:
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = False
         self.claimed = 0  # turns taken over from workers that died, since start
+        self._claim_cursor = "0-0"
 
     @property
     def in_work(self) -> int:
@@ -251,24 +253,47 @@ class TurnWorkers:
                 self._run(entry_id, fields, attempt=1)
 
     async def _renew_and_claim(self) -> None:
-        redis = self.queue.redis
-        if self._in_work:  # still ours: reset their idle time, so nobody takes them from a live worker
-            await redis.xclaim(STREAM, GROUP, self.consumer, 0, list(self._in_work), justid=True)
+        await self._renew()
         room = self.concurrency - len(self._in_work)
-        if room <= 0:
-            return
         idle_ms = int(self.queue.claim_idle_seconds * 1000)
-        result: Any = await redis.xautoclaim(STREAM, GROUP, self.consumer, idle_ms, "0-0", count=room)
-        claimed = result[1] if len(result) > 1 else []
-        self.claimed += len(claimed)
-        if claimed and self._on_claimed is not None:
-            self._on_claimed(len(claimed))
-        for entry_id, fields in claimed:
-            ident = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-            if ident in self._in_work:
-                continue
-            log.warning("claimed turn %s from a worker that stopped renewing it", ident)
-            self._run(entry_id, fields, attempt=2)
+        for _ in range(MAX_CLAIM_PAGES):  # the whole pending list, a page at a time, from where the last tick left
+            if room <= 0:
+                return
+            result: Any = await self.queue.redis.xautoclaim(
+                STREAM, GROUP, self.consumer, idle_ms, self._claim_cursor, count=room
+            )
+            cursor = result[0].decode() if isinstance(result[0], bytes) else str(result[0])
+            claimed = [(entry_id, fields) for entry_id, fields in result[1] if entry_id is not None]
+            self.claimed += len(claimed)
+            if claimed and self._on_claimed is not None:
+                self._on_claimed(len(claimed))
+            for entry_id, fields in claimed:
+                ident = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                if ident in self._in_work:
+                    continue
+                log.warning("claimed turn %s from a worker that stopped renewing it", ident)
+                self._run(entry_id, fields, attempt=2)
+                room -= 1
+            self._claim_cursor = cursor
+            if cursor == "0-0":  # went round the whole list
+                return
+
+    async def _renew(self) -> None:
+        """Reset the idle time of the entries in work that are still ours, so no worker takes them from us. One
+        another worker took over (we were too slow to renew) is left to it: claiming it back would run it twice."""
+        if not self._in_work:
+            return
+        redis = self.queue.redis
+        pending: Any = await redis.xpending_range(
+            STREAM, GROUP, "-", "+", len(self._in_work) + 100, consumername=self.consumer
+        )
+        ours = {p["message_id"].decode() if isinstance(p["message_id"], bytes) else p["message_id"] for p in pending}
+        mine: list[Any] = [ident for ident in self._in_work if ident in ours]
+        lost = len(self._in_work) - len(mine)
+        if lost:
+            log.warning("%d turn(s) in work here were taken over by another worker", lost)
+        if mine:
+            await redis.xclaim(STREAM, GROUP, self.consumer, 0, mine, justid=True)
 
     def _run(self, entry_id: bytes | str, fields: Mapping[bytes, bytes] | None, *, attempt: int) -> None:
         ident = entry_id.decode() if isinstance(entry_id, bytes) else entry_id

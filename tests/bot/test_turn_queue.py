@@ -196,3 +196,59 @@ async def test_metrics_show_the_backlog_and_the_turns_claimed_from_dead_workers(
     text = generate_latest(registry).decode()
     assert "qbot_turn_stream_length 0.0" in text and "qbot_turn_stream_pending 0.0" in text
     assert "qbot_turns_claimed_total 1.0" in text
+
+
+async def test_dead_workers_turns_behind_a_live_workers_are_claimed_too(queue: TurnQueue, redis: Redis) -> None:
+    """XAUTOCLAIM looks at a bounded number of pending entries (10 x COUNT): claiming only from the start of the
+    pending list would never reach dead workers' turns behind a long run of live ones."""
+    await queue.ensure_group()
+    for n in range(25):
+        await queue.submit("slack", [f"live:{n}"], f"live {n}")
+    live: Any = await redis.xreadgroup(GROUP, "busy", {STREAM: ">"}, count=25)
+    live_ids = [entry_id for entry_id, _ in live[0][1]]
+    for n in range(2):
+        await queue.submit("slack", [f"dead:{n}"], f"dead {n}")
+    await redis.xreadgroup(GROUP, "dead-worker", {STREAM: ">"}, count=2)
+
+    async def keep_busy_alive() -> None:
+        while True:
+            await redis.xclaim(STREAM, GROUP, "busy", 0, live_ids, justid=True)
+            await asyncio.sleep(0.02)
+
+    renewing = asyncio.create_task(keep_busy_alive())
+    ran: list[str] = []
+
+    async def handle(turn: QueuedTurn) -> None:
+        ran.append(turn.payload)
+
+    workers = TurnWorkers(queue, {"slack": handle}, concurrency=1, block_seconds=0.1)
+    await workers.start()
+    try:
+        await wait_for(lambda: len(ran) == 2)
+    finally:
+        await workers.stop()
+        renewing.cancel()
+    assert sorted(ran) == ["dead 0", "dead 1"]
+
+
+async def test_a_turn_taken_over_is_not_claimed_back_by_its_slow_first_worker(
+    queue: TurnQueue, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    release = asyncio.Event()
+
+    async def slow(turn: QueuedTurn) -> None:
+        await release.wait()
+
+    first = TurnWorkers(queue, {"slack": slow}, consumer="first", block_seconds=0.1)
+    await first.start()
+    try:
+        await queue.submit("slack", ["event:E1"], SECRET)
+        await wait_for(lambda: first.in_work == 1)
+        [entry] = await redis.xpending_range(STREAM, GROUP, "-", "+", 1)
+        await redis.xclaim(STREAM, GROUP, "second", 0, [entry["message_id"]])  # judged dead, taken over
+        await wait_for(lambda: "taken over by another worker" in caplog.text)  # the first one's next renewal
+        [after] = await redis.xpending_range(STREAM, GROUP, "-", "+", 1)
+        assert after["consumer"] == b"second"
+    finally:
+        release.set()
+        await first.stop()
