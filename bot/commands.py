@@ -10,6 +10,8 @@ class Command(Enum):
     UNLINK = "qunlink"
     STATUS = "qstatus"
     NEW = "qnew"
+    PLUGINS = "qplugins"
+    PLUGIN = "qplugin"  # qplugin <name> <request>: ask one plugin (PLUGIN_MODE)
     HELP = "help"
 
 
@@ -35,12 +37,19 @@ def parse_command(text: str, *, with_files: bool = False) -> Command | None:
     return None
 
 
+def command_arguments(text: str) -> str:
+    """What follows the command word: `qplugin jira open a ticket` -> `jira open a ticket`."""
+    return text.strip().partition(" ")[2].strip()
+
+
 HELP_TEXT = (
     "Ask me anything about your company's documents; I answer with Amazon Q Business, using only what you "
     "may read. Each thread is one conversation.\n"
     "• qlink — link your chat account to your company sign-in (once)\n"
     "• qstatus — show whether you are linked, and as whom\n"
     "• qnew — start a new conversation here\n"
+    "• qplugins — list the plugins (Jira, Salesforce, …) you can ask\n"
+    "• qplugin <name> <request> — ask one plugin, e.g. qplugin jira open a ticket for a new laptop\n"
     "• qunlink — forget your sign-in and conversations\n"
     "• help — this message"
 )

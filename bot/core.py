@@ -11,9 +11,10 @@ import dataclasses
 import hashlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
+from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -21,7 +22,7 @@ from bot.accounts import Accounts
 from bot.attachments import DownloadBudget, read_files
 from bot.broker import CredentialBroker
 from bot.channel_policy import ChannelPolicies, ChannelPolicy, ChannelPolicyError
-from bot.commands import CONSOLE_HELP_TEXT, HELP_TEXT, Command, parse_command
+from bot.commands import CONSOLE_HELP_TEXT, HELP_TEXT, Command, command_arguments, parse_command
 from bot.config import Settings
 from bot.conversations import Conversations
 from bot.deliveries import Deliveries
@@ -38,17 +39,21 @@ from bot.feedback import InvalidFeedback, rating
 from bot.history import History
 from bot.metrics import Metrics
 from bot.model import (
+    ActionReview,
     Answer,
     ChatIdentity,
     IncomingMessage,
     Notice,
     NoticeKind,
+    PlacedReply,
+    PluginInfo,
     ProfileEmail,
     Reply,
     SharedAnswer,
     Usefulness,
 )
 from bot.pending_questions import PendingQuestion, PendingQuestions
+from bot.plugins import PLUGIN_USAGE, Plugins
 from bot.private_answers import PrivateAnswers
 from bot.qbusiness import ConversationGone, CredentialsRejected, QBusinessClient
 from bot.turn import QuietTurn, Turn
@@ -89,11 +94,13 @@ class Core:
         channel_policies: ChannelPolicies,
         private_answers: PrivateAnswers,
         pending_questions: PendingQuestions,
+        plugins: Plugins,
     ) -> None:
         self.settings = settings
         self.accounts = accounts  # the account link's lifecycle (sign-in routes, console sessions use it)
         self.history = History(broker, q, conversations)  # the user's conversations, read from Q (the console)
         self.downloads = downloads  # bytes of files held for questions, process-wide and per user
+        self.plugins = plugins  # plugin actions and sign-in (the plugin callback route and adapters' listeners)
         self._vault = vault
         self._conversations = conversations
         self._broker = broker
@@ -138,6 +145,8 @@ class Core:
             private = message.shared and (policy.reply or self.settings.channel_reply_mode) == "private"
             if command is None:
                 reply: Reply = await self._answer(message, turn, policy, private=private)
+            elif command is Command.PLUGIN:
+                reply = await self._ask_plugin(message, turn, policy, private=private)
             else:
                 reply = await self.run_command(command, message, turn)
         except NotLinked as exc:
@@ -214,7 +223,19 @@ class Core:
             details["request_id"] = exc.request_id
         return Notice(NoticeKind.ERROR, text, details=details)
 
-    async def _answer(self, message: IncomingMessage, turn: Turn, policy: ChannelPolicy, *, private: bool) -> Reply:
+    async def _ask_plugin(self, message: IncomingMessage, turn: Turn, policy: ChannelPolicy, *, private: bool) -> Reply:
+        """qplugin <name> <request>: the request, asked of that plugin alone (PLUGIN_MODE)."""
+        name, _, request = command_arguments(message.text).partition(" ")
+        if not name or not request.strip():
+            return Notice(NoticeKind.INFO, PLUGIN_USAGE, private=True)
+        plugin = await self.plugins.find(message.identity, name)
+        asked = dataclasses.replace(message, text=request.strip())
+        return await self._answer(asked, turn, policy, private=private, plugin=plugin)
+
+    async def _answer(
+        self, message: IncomingMessage, turn: Turn, policy: ChannelPolicy, *, private: bool,
+        plugin: PluginInfo | None = None,
+    ) -> Reply:
         identity = message.identity
         if not await self._vault.exists(identity):  # cheap; only a linked user sees progress or has files read
             raise NotLinked(detail=f"{identity.key} asked without a link")
@@ -230,8 +251,10 @@ class Core:
                 files, notes = await read_files(message.offered, allowance, turn.download)
                 if not message.text.strip() and not message.files and not files:
                     return Notice(NoticeKind.INFO, NOTHING_READABLE, private=private, failed_attachments=notes)
-                answer = await self._chat(dataclasses.replace(message, files=message.files + files), policy)
+                answer = await self._chat(dataclasses.replace(message, files=message.files + files), policy, plugin)
         self._metrics.answer_latency.observe(time.perf_counter() - started)
+        # An action to review or a plugin to authorize: kept for the asker (only they may act on it).
+        answer = await self.plugins.keep(message, answer, private=private, plugin=plugin.name if plugin else "")
         if private:  # the asker may share it in the thread later: keep it (sealed) for a day
             try:
                 await self._private_answers.keep(identity, message.channel, message.thread, answer)
@@ -241,7 +264,9 @@ class Core:
             answer, failed_attachments=notes + answer.failed_attachments, private=private
         )
 
-    async def _chat(self, message: IncomingMessage, policy: ChannelPolicy = NO_POLICY) -> Answer:
+    async def _chat(
+        self, message: IncomingMessage, policy: ChannelPolicy = NO_POLICY, plugin: PluginInfo | None = None
+    ) -> Answer:
         identity = message.identity
         with self._stage("credentials", identity.platform):
             credentials = await self._broker.credentials(identity)
@@ -250,6 +275,7 @@ class Core:
         ask = partial(
             self._q.chat, text=message.text, files=message.files,
             attribute_filter=policy.attribute_filter, chat_mode=policy.chat_mode,
+            plugin_id=plugin.plugin_id if plugin else None,
         )
         with self._stage("q", identity.platform):
             try:
@@ -292,6 +318,8 @@ class Core:
         if command is Command.NEW:
             await self._conversations.forget(identity, message.channel, message.thread)
             return Notice(NoticeKind.INFO, "Started a new conversation. Ask away.")
+        if command is Command.PLUGINS:
+            return await self.plugins.listing(identity)
         return Notice(NoticeKind.INFO, CONSOLE_HELP_TEXT if turn and turn.signs_in_itself else HELP_TEXT)
 
     async def _link_command(self, message: IncomingMessage, turn: Turn) -> Notice:
@@ -360,3 +388,30 @@ class Core:
             return dataclasses.replace(self._error_notice(exc), private=True)
         self._metrics.feedback.labels(identity.platform, usefulness.value, rated.reason_label).inc()
         return Notice(NoticeKind.INFO, FEEDBACK_THANKS, private=True)
+
+    # -- plugin actions ---------------------------------------------------------------------------
+
+    async def action_review(self, identity: ChatIdentity, review_id: str) -> ActionReview | Notice:
+        """The action `identity` was asked to review, to show as a form: to its asker only (a private notice
+        otherwise, or once it was run, cancelled or expired)."""
+        return await self.plugins.review(identity, review_id)
+
+    async def submit_action(
+        self, identity: ChatIdentity, review_id: str, values: Mapping[str, Any]
+    ) -> PlacedReply | Notice:
+        """Run a reviewed plugin action with the form's values (see bot.plugins.checked_values), once and by its
+        asker only: Q's reply, placed in the thread the action was proposed in; else a private notice saying why
+        nothing was run."""
+        try:
+            placed = await self.plugins.submit(identity, review_id, values)
+        except NotLinked as exc:
+            return Notice(NoticeKind.NOT_LINKED, exc.user_message, private=True)
+        except QBotError as exc:
+            return dataclasses.replace(self._error_notice(exc), private=True)
+        if isinstance(placed, PlacedReply):
+            self._metrics.messages.labels(identity.platform, "answered").inc()
+        return placed
+
+    async def cancel_action(self, identity: ChatIdentity, review_id: str) -> Notice:
+        """Drop a proposed action (its asker only): nothing is sent to Q."""
+        return await self.plugins.cancel(identity, review_id)

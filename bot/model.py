@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
+from typing import Any
 from urllib.parse import quote
 
 
@@ -92,6 +93,8 @@ class Answer:
     failed_attachments: tuple[FailedAttachment, ...] = ()  # files left out of the question, and why
     private: bool = False  # only the asker may see it (asked in a shared place that answers privately)
     shared_by: ChatIdentity | None = None  # the asker who chose to show their private answer in the thread
+    action_review: ActionReview | None = None  # a plugin action Q wants the asker to confirm (bot.plugins)
+    plugin_auth: PluginAuth | None = None  # a plugin the asker must authorize first (bot.plugins)
 
 
 @dataclass(frozen=True)
@@ -168,3 +171,79 @@ class ConversationRef:
 
     conversation_id: str
     parent_message_id: str
+
+
+# -- plugins (bot.plugins) ----------------------------------------------------------------------------------
+
+
+class FieldType(Enum):
+    """Q's ActionPayloadFieldType: what a plugin action's field holds."""
+
+    STRING = "STRING"
+    NUMBER = "NUMBER"
+    ARRAY = "ARRAY"
+    BOOLEAN = "BOOLEAN"
+
+
+@dataclass(frozen=True)
+class FieldChoice:
+    """One allowed value of a field: `value` is Q's (any JSON value), `label` what users see, `token` the form's
+    name for it (forms carry strings only)."""
+
+    token: str
+    value: Any
+    label: str
+
+
+@dataclass(frozen=True)
+class ActionField:
+    """One field of a plugin action under review, as Q describes it; `value` is Q's current value (JSON)."""
+
+    key: str  # the payload's field name (hierarchical names use the review's separator)
+    label: str
+    type: FieldType
+    required: bool = False
+    value: Any = None
+    description: str = ""
+    choices: tuple[FieldChoice, ...] = ()
+    allowed_format: str = ""
+
+
+@dataclass(frozen=True)
+class ActionReview:
+    """A plugin action Q proposes: its fields in display order. Nothing runs until its asker submits it."""
+
+    plugin_id: str
+    plugin_type: str
+    fields: tuple[ActionField, ...]
+    separator: str
+    review_id: str = ""  # the core's one-time handle for submitting or cancelling it (set once kept)
+
+
+@dataclass(frozen=True)
+class PluginAuth:
+    """A plugin needs the asker's OAuth consent before it answers."""
+
+    authorization_url: str  # the plugin's consent page, as Q gives it
+    plugin: str = ""  # the plugin's name, when the core knows it
+    start_url: str = ""  # the bot's one-time URL that opens the consent page for the asker (set once kept)
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    plugin_id: str
+    name: str
+    type: str
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class PlacedReply:
+    """A reply that belongs in a thread other than the click's own: where the reviewed (or authorized) question
+    was asked. `shared`: that place is a channel or group chat (the reply's `private` says who may see it)."""
+
+    reply: Reply
+    identity: ChatIdentity
+    channel: str
+    thread: str
+    shared: bool

@@ -1,4 +1,5 @@
-"""Amazon Q Business, called as the asking user: ChatSync, PutFeedback and the conversation history, async on the loop.
+"""Amazon Q Business, called as the asking user: ChatSync (and plugin actions), PutFeedback, the conversation history
+and ListPlugins, async on the loop.
 
 Guarantees:
 - One client per process, whatever the number of users: botocore's service model, serializer, SigV4 signer and
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import random
 import re
 from collections.abc import Mapping, Sequence
@@ -53,12 +55,18 @@ from yarl import URL
 from bot.errors import QBotError, QRefused, QThrottled, QUnavailable
 from bot.metrics import Metrics
 from bot.model import (
+    ActionField,
+    ActionReview,
     Answer,
     AwsCredentials,
     ChatFile,
     ConversationRef,
     FailedAttachment,
     FeedbackReason,
+    FieldChoice,
+    FieldType,
+    PluginAuth,
+    PluginInfo,
     Source,
     Usefulness,
 )
@@ -97,6 +105,9 @@ NO_SUBSCRIPTION = "You don't have an Amazon Q Business subscription; ask your ad
 ACCESS_DENIED = (
     "Amazon Q Business denied you access to this application; ask your administrator to grant it."
 )
+REVIEW_PROMPT = "Amazon Q prepared an action for you: review it, then run it or cancel it."
+AUTHORIZE_PROMPT = "This plugin needs your authorization first."
+MAX_PLUGINS = 500  # ListPlugins pages read at most (an application has a handful)
 NO_ANSWER = "Amazon Q had no answer to that. Try rephrasing, or start a new conversation."
 SCOPE_REFUSED = (
     "Amazon Q refused this channel's answer settings (its attribute filter or chat mode), so nothing was asked. "
@@ -224,6 +235,7 @@ class QBusinessClient:
         client_token: str,
         attribute_filter: dict[str, Any] | None = None,
         chat_mode: str | None = None,
+        plugin_id: str | None = None,
     ) -> Answer:
         """One ChatSync turn as the credentials' user; `client_token` (stable per chat message) makes it once only.
 
@@ -246,6 +258,9 @@ class QBusinessClient:
             request["attributeFilter"] = cast("AttributeFilterTypeDef", attribute_filter)
         if chat_mode is not None:
             request["chatMode"] = cast("ChatModeType", chat_mode)
+        if plugin_id is not None:  # the asker chose a plugin (qplugin): PLUGIN_MODE, whatever the channel's mode
+            request["chatMode"] = "PLUGIN_MODE"
+            request["chatModeConfiguration"] = {"pluginConfiguration": {"pluginId": plugin_id}}
         try:
             response = await self._retrying(
                 credentials, "ChatSync", request,
@@ -313,6 +328,78 @@ class QBusinessClient:
             params["nextToken"] = next_token
         response = await self._retrying(credentials, "ListMessages", params, conversation_id=conversation_id)
         return cast("ListMessagesResponseTypeDef", response)
+
+    # ---- plugins ----------------------------------------------------------------------------------------
+
+    async def execute_action(
+        self,
+        credentials: AwsCredentials,
+        conversation: ConversationRef,
+        review: ActionReview,
+        values: Mapping[str, Any],
+        client_token: str,
+    ) -> Answer:
+        """Run the reviewed plugin action with the asker's `values` (field -> JSON value, already checked against
+        the review: bot.plugins) in the conversation, on the reviewed message (ChatSync actionExecution)."""
+        request: ChatSyncInputTypeDef = {
+            "applicationId": self.app_id,
+            "clientToken": _client_token(client_token),
+            "conversationId": conversation.conversation_id,
+            "parentMessageId": conversation.parent_message_id,
+            "actionExecution": {
+                "pluginId": review.plugin_id,
+                "payload": {key: {"value": value} for key, value in values.items()},
+                "payloadFieldNameSeparator": review.separator,
+            },
+        }
+        response = await self._retrying(
+            credentials, "ChatSync", request, conversation_id=conversation.conversation_id, count=True,
+            idempotent=True,
+        )
+        return answer_of(cast("ChatSyncOutputTypeDef", response))
+
+    async def answer_auth_challenge(
+        self,
+        credentials: AwsCredentials,
+        conversation: ConversationRef,
+        response_map: Mapping[str, str],
+        client_token: str,
+    ) -> Answer:
+        """Hand Q what the plugin's OAuth consent returned (authChallengeResponse): Q then answers the request
+        the challenge held up."""
+        request: ChatSyncInputTypeDef = {
+            "applicationId": self.app_id,
+            "clientToken": _client_token(client_token),
+            "conversationId": conversation.conversation_id,
+            "parentMessageId": conversation.parent_message_id,
+            "authChallengeResponse": {"responseMap": dict(response_map)},
+        }
+        response = await self._retrying(
+            credentials, "ChatSync", request, conversation_id=conversation.conversation_id, count=True,
+            idempotent=True,
+        )
+        return answer_of(cast("ChatSyncOutputTypeDef", response))
+
+    async def list_plugins(self, credentials: AwsCredentials) -> list[PluginInfo]:
+        """The application's plugins (ListPlugins, every page), as the credentials' user sees them."""
+        plugins: list[PluginInfo] = []
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {"applicationId": self.app_id, "maxResults": 50}
+            if token:
+                params["nextToken"] = token
+            response = await self._retrying(credentials, "ListPlugins", params, conversation_id=None)
+            plugins += [
+                PluginInfo(
+                    plugin_id=str(item.get("pluginId") or ""), name=str(item.get("displayName") or ""),
+                    type=str(item.get("type") or ""), enabled=item.get("state", "ENABLED") == "ENABLED",
+                )
+                for item in response.get("plugins") or []
+                if item.get("pluginId")
+            ]
+            token = response.get("nextToken")
+            if not token or len(plugins) >= MAX_PLUGINS:
+                return plugins
 
     # ---- retries, concurrency, error mapping -----------------------------------------------------------
 
@@ -488,9 +575,12 @@ def answer_of(response: ChatSyncOutputTypeDef) -> Answer:
         by_number[next_number + offset] = Source(next_number + offset, source.title, source.url, source.snippet)
 
     text = response.get("systemMessage") or ""
-    challenge = (response.get("authChallengeRequest") or {}).get("authorizationUrl")
-    if challenge:
-        text = (text + "\n\n" if text else "") + f"Amazon Q needs your authorization first: {challenge}"
+    review = review_of(cast("dict[str, Any]", response.get("actionReview") or {}))
+    challenge = safe_link((response.get("authChallengeRequest") or {}).get("authorizationUrl"))
+    if not text.strip() and review is not None:
+        text = REVIEW_PROMPT
+    if not text.strip() and challenge:
+        text = AUTHORIZE_PROMPT
     if not text.strip():
         text = NO_ANSWER
     return Answer(
@@ -505,4 +595,43 @@ def answer_of(response: ChatSyncOutputTypeDef) -> Answer:
             )
             for failed in response.get("failedAttachments") or []
         ),
+        action_review=review,
+        plugin_auth=PluginAuth(challenge) if challenge else None,
     )
+
+
+def review_of(review: Mapping[str, Any]) -> ActionReview | None:
+    """Q's actionReview in neutral terms: fields in display order (then by name), choices numbered for forms."""
+    plugin_id, payload = review.get("pluginId"), review.get("payload")
+    if not plugin_id or not isinstance(payload, Mapping):
+        return None
+    fields: list[tuple[int, str, ActionField]] = []
+    for key, spec in payload.items():
+        if not isinstance(spec, Mapping):
+            continue
+        try:
+            kind = FieldType(spec.get("type") or "STRING")
+        except ValueError:
+            kind = FieldType.STRING  # a type this client does not know yet is edited as text
+        choices = tuple(
+            FieldChoice(str(number), choice.get("value"), _label(choice.get("displayValue"), choice.get("value")))
+            for number, choice in enumerate(spec.get("allowedValues") or [])
+            if isinstance(choice, Mapping)
+        )
+        field = ActionField(
+            key=str(key), label=str(spec.get("displayName") or key), type=kind, required=bool(spec.get("required")),
+            value=spec.get("value"), description=str(spec.get("displayDescription") or ""), choices=choices,
+            allowed_format=str(spec.get("allowedFormat") or ""),
+        )
+        order = spec.get("displayOrder")
+        fields.append((order if isinstance(order, int) else 1 << 30, str(key), field))
+    return ActionReview(
+        plugin_id=str(plugin_id), plugin_type=str(review.get("pluginType") or ""),
+        fields=tuple(field for _order, _key, field in sorted(fields, key=lambda item: item[:2])),
+        separator=str(review.get("payloadFieldNameSeparator") or "."),
+    )
+
+
+def _label(display: Any, value: Any) -> str:
+    shown = display if display is not None else value
+    return shown if isinstance(shown, str) else json.dumps(shown)

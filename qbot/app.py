@@ -32,6 +32,7 @@ from bot.links import LinkTokens, LoginStates
 from bot.metrics import Metrics
 from bot.oidc import OidcClient
 from bot.pending_questions import PendingQuestions
+from bot.plugins import Plugins
 from bot.private_answers import PrivateAnswers
 from bot.qbusiness import QBusinessClient
 from bot.redaction import configured_secrets, install_redaction
@@ -139,6 +140,7 @@ def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) 
         saml=saml,
         broker=broker,
     )
+    turn_lock = TurnLock(redis)
     core = Core(
         settings,
         accounts=accounts,
@@ -148,11 +150,15 @@ def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) 
         q=q,
         metrics=metrics,
         deliveries=deliveries,
-        turns=TurnLock(redis),
+        turns=turn_lock,
         downloads=DownloadBudget.from_env(settings.extra),  # one budget for every platform's files
         channel_policies=ChannelPolicies(redis),
         private_answers=PrivateAnswers(redis, cipher),
         pending_questions=PendingQuestions(redis, cipher, settings.link_ttl_seconds),
+        plugins=Plugins(
+            redis, cipher, q=q, broker=broker, conversations=conversations, turns=turn_lock,
+            public_url=settings.public_url, auth_seconds=settings.link_ttl_seconds,
+        ),
     )
     app = web.Application()
     turns = TurnQueue(redis, cipher, claim_idle_seconds=settings.turn_claim_seconds)
