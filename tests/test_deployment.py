@@ -123,3 +123,66 @@ def test_the_license_is_an_spdx_string_matching_the_license_file() -> None:
     assert "Apache License" in (ROOT / "LICENSE").read_text() and "Version 2.0" in (ROOT / "LICENSE").read_text()
     requires = pyproject["build-system"]["requires"]
     assert any(re.fullmatch(r"setuptools>=(7[7-9]|[89]\d|\d{3,})(\.\d+)*", r) for r in requires), requires
+
+
+KUBERNETES = ROOT / "deploy" / "kubernetes"
+SECRET_SUFFIXES = ("_SECRET", "_TOKEN", "_PASSWORD", "_KEY", "_KEYS")
+
+
+def kubernetes_objects() -> dict[str, dict]:
+    """kind -> object, for every file the kustomization lists (each holds one object)."""
+    kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
+    listed = kustomization["resources"]
+    assert sorted(listed) == sorted(p.name for p in KUBERNETES.glob("*.yaml") if p.name != "kustomization.yaml")
+    objects = [yaml.safe_load((KUBERNETES / name).read_text()) for name in listed]
+    assert all(obj["apiVersion"] and obj["metadata"]["name"] for obj in objects)
+    return {obj["kind"]: obj for obj in objects}
+
+
+def test_the_kubernetes_example_probes_readiness_and_liveness_and_takes_secrets_from_the_secret() -> None:
+    objects = kubernetes_objects()
+    assert set(objects) == {"Namespace", "ConfigMap", "Secret", "Deployment", "Service"}
+    deployment, service = objects["Deployment"], objects["Service"]
+    pod = deployment["spec"]["template"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    [container] = pod["spec"]["containers"]
+    assert not container["image"].endswith(":latest") and ":" in container["image"]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports == {"http": 3978}
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
+
+    # readiness follows Redis (/readyz); liveness only the process (/healthz): a Redis outage restarts nothing
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert env == {"QBOT_HOST": "0.0.0.0", "QBOT_PORT": "3978"}
+
+    # the whole ConfigMap and the whole Secret reach the bot
+    sources = {next(iter(source)): next(iter(source.values()))["name"] for source in container["envFrom"]}
+    assert sources == {"configMapRef": objects["ConfigMap"]["metadata"]["name"],
+                       "secretRef": objects["Secret"]["metadata"]["name"]}
+
+    secret, config = objects["Secret"]["stringData"], objects["ConfigMap"]["data"]
+    assert {"QBOT_TOKEN_KEYS", "QBOT_OIDC_CLIENT_SECRET", "QBOT_REDIS_URL", "QBOT_METRICS_TOKEN"} <= set(secret)
+    assert secret["QBOT_REDIS_URL"].startswith("rediss://")  # a managed Redis, over TLS, password in the Secret
+    assert not [name for name in config if name.endswith(SECRET_SUFFIXES) or name == "QBOT_REDIS_URL"], config
+    assert not set(config) & set(secret)
+    missing = [name for name in REQUIRED if name not in config and name not in secret]
+    assert not missing, f"qbot serve would refuse to start without {missing}"
+
+    # non-root, read-only root file system (with a writable /tmp), no privilege escalation
+    security = container["securityContext"]
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert [m["mountPath"] for m in container["volumeMounts"]] == ["/tmp"]
+
+
+def test_every_setting_the_kubernetes_example_names_is_documented() -> None:
+    named = set()
+    for path in KUBERNETES.glob("*.yaml"):
+        named |= set(re.findall(r"QBOT_[A-Z0-9_]+", path.read_text()))
+    assert len(named) >= 10
+    unknown = sorted(named - documented_settings())
+    assert not unknown, f"deploy/kubernetes names settings qbot does not know: {unknown}"
