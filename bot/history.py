@@ -78,11 +78,7 @@ class History:
             token = page.get("nextToken")
             if not token:
                 break
-        # Oldest first, whatever order Q pages in; a question before its answer when both share a moment.
-        ordered = sorted(
-            enumerate(messages), key=lambda item: (_moment(item[1]), item[1].get("type") != "USER", item[0])
-        )
-        past = [_past(conversation_id, message) for _, message in ordered]
+        past = [_past(conversation_id, message) for message in in_order(messages)]
         answers = [m for m in past if isinstance(m, Answer)]
         if answers:
             await self._conversations.save(identity, channel, thread, conversation_id, answers[-1].message_id)
@@ -102,6 +98,13 @@ class History:
         except CredentialsRejected:
             await self._broker.forget(identity)
             return await call(await self._broker.credentials(identity))
+
+
+def in_order(messages: list[MessageTypeDef]) -> list[MessageTypeDef]:
+    """Oldest first, whatever order Q pages in (its documentation names none); a question before its answer when
+    both carry the same moment, else as listed."""
+    ranked = sorted(enumerate(messages), key=lambda item: (_moment(item[1]), item[1].get("type") != "USER", item[0]))
+    return [message for _, message in ranked]
 
 
 def _moment(message: MessageTypeDef) -> float:

@@ -11,10 +11,16 @@ link: it points to the Sign in button. The page then talks to a small JSON API:
 - `POST /web/api/feedback`  {conversation_id, message_id, useful, reason?, comment?}: 👍 is one click; after
                              👎 the page asks why (Q's reasons, `feedback_reasons` in `/web/api/me`) inline
 - `POST /web/logout`        unlink (the refresh token is revoked at the IdP) and forget the session
+- `GET  /web/conversations` -> the user's conversations, read from Amazon Q as the user (newest first)
+- `GET  /web/conversations/{id}` -> its messages; the console's thread `{id}` then continues it
+- `DELETE /web/conversations/{id}` deletes it in Amazon Q
 
-Every POST needs the session cookie, the CSRF header `X-QBot-CSRF` (from `/web/api/me`) and, when the
-browser names one, this bot's Origin; it is authenticated before its body (at most `MAX_BODY` bytes of JSON)
-is read (see guards.py). Sessions end `QBOT_WEB_SESSION_TTL_SECONDS` after sign-in or
+Q answers as the signed-in user, so it lists only their own conversations and treats anyone else's id as
+missing (404 here).
+
+Every API call but `/web/api/me` needs the session cookie, the CSRF header `X-QBot-CSRF` (from
+`/web/api/me`) and, when the browser names one, this bot's Origin; it is authenticated before its body (at
+most `MAX_BODY` bytes of JSON) is read (see guards.py). Sessions end `QBOT_WEB_SESSION_TTL_SECONDS` after sign-in or
 `QBOT_WEB_SESSION_IDLE_SECONDS` after their last use (see session.py); the link ends with them and the core
 revokes its refresh token (a sweep runs while the console is started), as it does when a new sign-in replaces
 an ended session in the browser. Like every adapter it only translates: the core decides what to answer,
@@ -26,6 +32,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -49,10 +58,12 @@ from adapters.web.session import Session, Sessions
 from adapters.web.signin import set_login_cookie
 from bot.config import Settings, env_flag, env_int
 from bot.core import Core
-from bot.errors import QBotError
+from bot.errors import LinkExpired, NotLinked, QBotError
 from bot.feedback import WHY_NOT_USEFUL, InvalidFeedback, rating
+from bot.history import PastQuestion
 from bot.links import PendingLink
 from bot.model import ChatIdentity, IncomingMessage, NoticeKind, Usefulness
+from bot.qbusiness import ConversationGone
 from bot.turn import QuietTurn
 
 log = logging.getLogger(__name__)
@@ -61,6 +72,10 @@ PLATFORM = "web"
 CHANNEL = "web"
 SESSION_TTL_SECONDS = 8 * 3600  # QBOT_WEB_SESSION_TTL_SECONDS: a working day, then sign in again
 SESSION_IDLE_SECONDS = 3600  # QBOT_WEB_SESSION_IDLE_SECONDS: an hour without use ends the session
+_CONVERSATION_ID = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9-]{35}")  # Q's ConversationId
+GONE = "This conversation no longer exists: it was deleted or has expired."
+
+T = TypeVar("T")
 
 
 def web_console(core: Core, settings: Settings, services: AdapterServices | None = None) -> WebConsole | None:
@@ -122,6 +137,9 @@ class WebConsole:
             web.post("/web/api/ask", json_api(self.ask)),
             web.post("/web/api/feedback", json_api(self.feedback)),
             web.post("/web/logout", json_api(self.logout)),
+            web.get("/web/conversations", json_api(self.conversations)),
+            web.get("/web/conversations/{conversation_id}", json_api(self.conversation)),
+            web.delete("/web/conversations/{conversation_id}", json_api(self.delete_conversation)),
         ]
 
     async def start(self) -> None:
@@ -254,6 +272,45 @@ class WebConsole:
         self.sessions.clear(response)
         return response
 
+    # -- history, from Q ----------------------------------------------------------------------------
+
+    async def conversations(self, request: web.Request) -> web.Response:
+        session = session_for_change(request, self.sessions, self._origin)
+        past = await _from_q(self.core.history.conversations(identity_of(session.sid)))
+        listed = [
+            {"conversation_id": c.conversation_id, "title": c.title,
+             "started_at": c.started_at.isoformat() if c.started_at else None}
+            for c in past
+        ]
+        response = web.json_response({"conversations": listed}, headers=API_HEADERS)
+        await self._keep_alive(response, session)
+        return response
+
+    async def conversation(self, request: web.Request) -> web.Response:
+        """A conversation's messages; asking with `thread` = its id then continues it after its last answer."""
+        session = session_for_change(request, self.sessions, self._origin)
+        conversation_id = _conversation_id(request)
+        past = await _from_q(self.core.history.open(
+            identity_of(session.sid), conversation_id, channel=CHANNEL, thread=conversation_id
+        ))
+        messages = [
+            {"type": "question", "text": m.text} if isinstance(m, PastQuestion) else render_reply(m) for m in past
+        ]
+        body = {"conversation_id": conversation_id, "thread": conversation_id, "messages": messages}
+        response = web.json_response(body, headers=API_HEADERS)
+        await self._keep_alive(response, session)
+        return response
+
+    async def delete_conversation(self, request: web.Request) -> web.Response:
+        session = session_for_change(request, self.sessions, self._origin)
+        conversation_id = _conversation_id(request)
+        await _from_q(self.core.history.delete(
+            identity_of(session.sid), conversation_id, channel=CHANNEL, thread=conversation_id
+        ))
+        response = web.json_response({"ok": True}, headers=API_HEADERS)
+        await self._keep_alive(response, session)
+        return response
+
     # -- helpers -----------------------------------------------------------------------------------
 
     async def _keep_alive(self, response: web.StreamResponse, session: Session) -> None:
@@ -265,3 +322,22 @@ class WebConsole:
     async def _email(self, identity: ChatIdentity) -> str | None:
         """The email this session is linked as, or None when it is not (yet, or any more) linked."""
         return await self.core.accounts.linked_email(identity)
+
+
+def _conversation_id(request: web.Request) -> str:
+    conversation_id = request.match_info["conversation_id"]
+    if not _CONVERSATION_ID.fullmatch(conversation_id):
+        raise Refused(400, "That is not an Amazon Q conversation id.")
+    return conversation_id
+
+
+async def _from_q(call: Awaitable[T]) -> T:
+    """A history call, its failures as the page's refusals: gone (or not yours) 404, signed out 401, else 503."""
+    try:
+        return await call
+    except ConversationGone:
+        raise Refused(404, GONE) from None
+    except (NotLinked, LinkExpired) as exc:
+        raise Refused(401, exc.user_message, kind="not_linked") from None
+    except QBotError as exc:
+        raise Refused(503, exc.user_message) from None
