@@ -319,7 +319,11 @@
     $("greeting").textContent = greeting();
     if (linked) {
       $("input").focus();
-      if (!wasLinked) loadConversations();
+      if (!wasLinked) {
+        loadConversations();
+        const opened = /^#([a-zA-Z0-9][a-zA-Z0-9-]{35})$/.exec(location.hash); // a reload: open it again
+        if (opened) openConversation(opened[1]);
+      }
     } else {
       showHistory(false);
       $("conversations").replaceChildren();
@@ -504,6 +508,7 @@
       finish(answerItem(data));
       if (data.conversation_id && data.conversation_id !== state.conversationId) {
         state.conversationId = data.conversation_id;
+        addressOf(data.conversation_id);
         loadConversations();
       }
       return;
@@ -576,10 +581,16 @@
     setBusy(false);
   }
 
+  // The open conversation's id is in the address (#id), so a reload or a bookmark opens it again.
+  function addressOf(conversationId) {
+    window.history.replaceState(null, "", conversationId ? `#${conversationId}` : location.pathname);
+  }
+
   function newConversation() {
     resetView();
     state.thread = newId();
     state.conversationId = null;
+    addressOf(null);
     markActive();
     $("input").focus();
   }
@@ -651,6 +662,7 @@
     showHistory(false);
     resetView();
     state.conversationId = conversationId;
+    addressOf(conversationId);
     markActive();
     const loading = addItem(el("li", { class: "msg notice notice-info", testid: "opening", text: "Opening the conversation…" }));
     const { status, data } = await api(`/web/conversations/${encodeURIComponent(conversationId)}`);
@@ -658,7 +670,11 @@
     if (status !== 200) {
       loading.replaceWith(failureItem(data.error || failureText(status),
         status === 404 || status === 401 ? null : () => openConversation(conversationId)));
-      if (status === 404) loadConversations();
+      if (status === 404) {
+        state.conversationId = null;
+        addressOf(null);
+        loadConversations();
+      }
       if (status === 401) refreshAccount();
       return;
     }
@@ -679,6 +695,7 @@
     resetView();
     state.thread = newId();
     state.conversationId = null;
+    addressOf(null);
     await refreshAccount();
   }
 

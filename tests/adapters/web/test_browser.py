@@ -374,10 +374,10 @@ def test_history_comes_from_q_on_every_device(web_bot: WebBot, chromium: Browser
     expect(phone.get_by_test_id("feedback-thanks")).to_have_text("Thanks for the feedback")
     _shot(phone, "phone-opened-from-history")
 
-    laptop.reload()  # a reload shows the same history, now two turns long
-    expect(laptop.get_by_test_id("conversation")).to_have_count(1)
-    laptop.get_by_test_id("conversation").click()
+    laptop.reload()  # a reload opens the same conversation again, now as Q has it: two turns long
     expect(laptop.get_by_test_id("question")).to_have_text(["What is Project Aurora?", "When does it launch?"])
+    expect(laptop.get_by_test_id("conversation")).to_have_count(1)
+    expect(laptop.locator(".conversation-row.active")).to_have_count(1)
     _shot(laptop, "desktop-history")
     laptop.get_by_test_id("delete-conversation").click()
     laptop.get_by_test_id("cancel-delete").click()
