@@ -247,7 +247,7 @@ class Core:
         async with self.downloads.turn(identity.key) as allowance:
             # One turn at a time per (user, thread), across processes: each turn's parent is the previous answer,
             # and files are read only once it is this message's turn, so waiting messages hold no file bytes.
-            async with self._turns.hold(identity.key, message.channel, message.thread):
+            async with self._turns.hold(identity.key, message.channel, message.thread, self._client_token(message)):
                 files, notes = await read_files(message.offered, allowance, turn.download)
                 if not message.text.strip() and not message.files and not files:
                     return Notice(NoticeKind.INFO, NOTHING_READABLE, private=private, failed_attachments=notes)
@@ -260,8 +260,8 @@ class Core:
                 await self._private_answers.keep(identity, message.channel, message.thread, answer)
             except (RedisError, OSError) as exc:  # Q answered: deliver it, only sharing it later is lost
                 log.warning("could not keep the private answer of %s: %s", identity.key, type(exc).__name__)
-        return dataclasses.replace(
-            answer, failed_attachments=notes + answer.failed_attachments, private=private
+        return dataclasses.replace(  # (an action to review or a plugin to authorize is the asker's alone)
+            answer, failed_attachments=notes + answer.failed_attachments, private=private or answer.private
         )
 
     async def _chat(

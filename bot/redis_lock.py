@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import secrets
@@ -66,7 +67,14 @@ class RedisLock:
     """
 
     def __init__(
-        self, redis: Redis, key: str, *, ttl_seconds: float, wait_seconds: float = 0.0, renew: bool = False
+        self,
+        redis: Redis,
+        key: str,
+        *,
+        ttl_seconds: float,
+        wait_seconds: float = 0.0,
+        renew: bool = False,
+        holder: str | None = None,
     ) -> None:
         self.key = key
         self.lost = asyncio.Event()  # a lease found taken by another, or unrenewable for a whole TTL
@@ -75,7 +83,10 @@ class RedisLock:
         self._wait_seconds = wait_seconds
         self._renew = renew
         self._renewal: asyncio.Task[None] | None = None
-        self._token = secrets.token_hex(16)
+        # A named holder (the same piece of work, run again by another process after its first runner died)
+        # takes the lock over at once instead of waiting for the dead runner's lease to lapse.
+        self._token = hashlib.sha256(holder.encode()).hexdigest()[:32] if holder else secrets.token_hex(16)
+        self._reenter = holder is not None
         self._release = redis.register_script(_RELEASE_IF_HELD)
         self._extend = redis.register_script(_EXTEND_IF_HELD)
 
@@ -87,7 +98,7 @@ class RedisLock:
         """
         deadline = time.monotonic() + self._wait_seconds
         delay = FIRST_DELAY
-        while not await self._redis.set(self.key, self._token, nx=True, px=self._ttl_ms):
+        while not await self._take():
             if stop_waiting is not None and await stop_waiting():
                 return False
             if time.monotonic() >= deadline:
@@ -98,6 +109,11 @@ class RedisLock:
             self.lost.clear()
             self._renewal = asyncio.create_task(self._keep_renewed(), name=f"lease {self.key}")
         return True
+
+    async def _take(self) -> bool:
+        if await self._redis.set(self.key, self._token, nx=True, px=self._ttl_ms):
+            return True
+        return self._reenter and await self.extend()  # held under our own name: a run of ours that died
 
     async def extend(self) -> bool:
         """Hold the lock for a full TTL from now; False if it is no longer ours (it expired meanwhile)."""

@@ -35,12 +35,18 @@ class TurnLock:
         return PREFIX + hashlib.sha256(f"{identity_key}\0{channel}\0{thread}".encode()).hexdigest()[:32]
 
     @asynccontextmanager
-    async def hold(self, identity_key: str, channel: str, thread: str) -> AsyncIterator[RedisLock]:
-        """The thread's turn, held until the block ends; the lease's `lost` tells whether it stayed ours."""
+    async def hold(
+        self, identity_key: str, channel: str, thread: str, turn: str | None = None
+    ) -> AsyncIterator[RedisLock]:
+        """The thread's turn, held until the block ends; the lease's `lost` tells whether it stayed ours.
+
+        `turn` names the message being answered: its run again (its first worker died holding the lock) takes
+        the lock over at once rather than waiting out the dead worker's lease."""
         key = self.key(identity_key, channel, thread)
         async with self._local.hold(key):
             lock = RedisLock(
-                self._redis, key, ttl_seconds=self._lease_seconds, wait_seconds=self._wait_seconds, renew=True
+                self._redis, key, ttl_seconds=self._lease_seconds, wait_seconds=self._wait_seconds, renew=True,
+                holder=turn,
             )
             if not await lock.acquire():
                 raise QUnavailable(

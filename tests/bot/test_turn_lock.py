@@ -100,3 +100,25 @@ async def test_waiting_for_a_stuck_turn_is_bounded_and_says_why(redis_url: str) 
     assert "still being answered" in caught.value.user_message
     assert await client.get(key) == b"another process"  # not ours to release
     await client.aclose()
+
+
+async def test_a_turn_run_again_takes_over_its_dead_first_runs_lock_at_once(redis_url: str) -> None:
+    """A worker died holding the thread for a message; the message's run again (another worker) need not wait
+    out the lease, but the thread's next message still must."""
+    client = Redis.from_url(redis_url)
+    dead = TurnLock(client, lease_seconds=60)
+    first_run = dead.hold("slack:T:U", "C1", "t1", "message-1")
+    await first_run.__aenter__()  # held and never released: its worker died (the lease stays 60 s)
+    key = TurnLock.key("slack:T:U", "C1", "t1")
+    held = await client.get(key)
+    impatient = TurnLock(Redis.from_url(redis_url), wait_seconds=0.1)
+    with pytest.raises(QUnavailable):
+        await _enter(impatient, "slack:T:U", "C1", "t1")  # no name: waits for the lease
+    with pytest.raises(QUnavailable):
+        async with impatient.hold("slack:T:U", "C1", "t1", "message-2"):
+            pass  # the thread's next message waits too
+    async with impatient.hold("slack:T:U", "C1", "t1", "message-1"):
+        assert await client.get(key) == held  # the same turn, taken over
+    assert await client.exists(key) == 0
+    await first_run.__aexit__(None, None, None)  # (stops its renewals; it has nothing left to release)
+    await client.aclose()
