@@ -21,6 +21,7 @@ import logging
 import math
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -78,6 +79,14 @@ PluginListener = Callable[[PlacedReply], Awaitable[None]]
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class Authorization:
+    """How a plugin consent ended, for the browser's page (the answer itself goes to the chat)."""
+
+    authorized: bool
+    text: str
+
+
 class ActionRefused(QBotError):
     """Submitted values that do not fit the review: the user's message says which and why."""
 
@@ -93,23 +102,35 @@ def checked_values(review: ActionReview, submitted: Mapping[str, Any]) -> dict[s
     """The payload to run (field -> Q's JSON value), from what a form submitted: text for text and numbers,
     a bool (or yes/no) for a yes/no field, lists for arrays, a choice's token for a field with allowed values.
     An empty optional field is left out. Raises ActionRefused naming every problem."""
+    values, problems = field_problems(review, submitted)
+    if problems:
+        named = [f"{label} {problem}" for label, problem in problems.values()]
+        raise ActionRefused(f"Nothing was run: {'; '.join(named)}. Fix it and submit again.")
+    return values
+
+
+def field_problems(
+    review: ActionReview, submitted: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
+    """(the values that fit, {field key: (its label, what is wrong)}); an unknown field is keyed "" (a form
+    only shows problems of its own fields, so those say so in one line)."""
     known = {field.key for field in review.fields}
-    problems = ["a field this action does not have" for key in submitted if key not in known][:1]
+    problems: dict[str, tuple[str, str]] = {}
+    if any(key not in known for key in submitted):
+        problems[""] = ("The form", "has a field this action does not have")
     values: dict[str, Any] = {}
     for field in review.fields:
         try:
             value = _value(field, submitted.get(field.key))
         except ValueError as exc:
-            problems.append(f"{field.label} {exc}")
+            problems[field.key] = (field.label, str(exc))
             continue
         if value is None:
             if field.required:
-                problems.append(f"{field.label} is required")
+                problems[field.key] = (field.label, "is required")
             continue
         values[field.key] = value
-    if problems:
-        raise ActionRefused(f"Nothing was run: {'; '.join(problems)}. Fix it and submit again.")
-    return values
+    return values, problems
 
 
 def _value(field: ActionField, raw: Any) -> Any:
@@ -303,6 +324,8 @@ class Plugins:
             )
             start = f"{self._public_url}{START_PATH}?{urlencode({'c': challenge_id})}"
             answer = dataclasses.replace(answer, plugin_auth=PluginAuth(auth.authorization_url, plugin, start))
+        if answer.action_review is not None or answer.plugin_auth is not None:
+            answer = dataclasses.replace(answer, private=True)  # its buttons are the asker's: nobody else's to see
         return answer
 
     # -- actions ----------------------------------------------------------------------------------------------
@@ -369,20 +392,20 @@ class Plugins:
         url = str(kept["u"])
         return url, _state_of(url)
 
-    async def authorized(self, challenge_id: str, returned: Mapping[str, str]) -> Notice:
+    async def authorized(self, challenge_id: str, returned: Mapping[str, str]) -> Authorization:
         """The consent came back (the callback's query): finish it once as the asker, deliver the answer to the
         request it held up in its thread, and say on the page how it went."""
         kept = await self._challenges.take(challenge_id)
         if kept is None:
-            return Notice(NoticeKind.INFO, AUTH_GONE)
+            return Authorization(False, AUTH_GONE)
         expected = _state_of(str(kept["u"]))
         if expected and returned.get("state") != expected:
             log.warning("a plugin authorization came back with another state; dropped")
-            return Notice(NoticeKind.REFUSED, AUTH_MISMATCH)
+            return Authorization(False, AUTH_MISMATCH)
         identity = _identity_of(kept)
         if "error" in returned or not returned.get("code"):
             await self._deliver(_placed(kept, Notice(NoticeKind.INFO, AUTH_DECLINED, private=bool(kept["pr"]))))
-            return Notice(NoticeKind.INFO, AUTH_DECLINED)
+            return Authorization(False, AUTH_DECLINED)
         response_map = {
             key[:100]: value[:2048] for key, value in list(returned.items())[:MAX_RESPONSE_ENTRIES] if key and value
         }
@@ -399,10 +422,10 @@ class Plugins:
         except QBotError as exc:
             log.warning("a plugin authorization of %s failed: %s", identity.key, exc.detail or exc.user_message)
             await self._deliver(_placed(kept, Notice(NoticeKind.ERROR, exc.user_message, private=bool(kept["pr"]))))
-            return Notice(NoticeKind.ERROR, exc.user_message)
+            return Authorization(False, exc.user_message)
         await self._deliver(placed)
         name = str(kept["n"]) or "The plugin"
-        return Notice(NoticeKind.INFO, f"{name} is authorized. Your answer is in the chat; you can close this page.")
+        return Authorization(True, f"{name} is authorized. Your answer is in the chat; you can close this page.")
 
     # -- shared steps ------------------------------------------------------------------------------------------
 
@@ -413,7 +436,7 @@ class Plugins:
         await self._conversations.save(identity, channel, thread, answer.conversation_id, answer.message_id)
         asked = IncomingMessage(identity, str(kept.get("q") or ""), channel, thread, "", shared=bool(kept["sh"]))
         answer = await self.keep(asked, answer, private=bool(kept["pr"]), plugin=str(kept.get("n") or ""))
-        return _placed(kept, dataclasses.replace(answer, private=bool(kept["pr"])))
+        return _placed(kept, dataclasses.replace(answer, private=bool(kept["pr"]) or answer.private))
 
     async def _deliver(self, placed: PlacedReply) -> None:
         listener = self._listeners.get(placed.identity.platform)

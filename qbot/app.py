@@ -15,6 +15,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from adapters.ports import Adapter, AdapterServices
+from adapters.web.plugin_callback import plugin_routes
 from adapters.web.signin import auth_routes
 from bot.accounts import Accounts
 from bot.adapter_memory import AdapterMemory
@@ -172,6 +173,7 @@ def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) 
     takes_requests = settings.role in ("web", "all")  # a worker serves only /healthz, /readyz and /metrics
     if takes_requests:
         app.add_routes(auth_routes(core))
+        app.add_routes(plugin_routes(core))
     built: list[Adapter] = []
     services = AdapterServices(memory=AdapterMemory(redis, cipher), deliveries=deliveries, turns=turns)
     for factory in adapters if adapters is not None else default_adapters():

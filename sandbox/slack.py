@@ -130,20 +130,29 @@ def _plain(text: Any, limit: int) -> bool:
     return isinstance(text, dict) and text.get("type") == "plain_text" and 0 < len(str(text.get("text", ""))) <= limit
 
 
+CHOICE_ELEMENTS = ("radio_buttons", "static_select", "multi_static_select", "checkboxes")
+
+
 def _input_problem(block: dict[str, Any]) -> str | None:
     element = block.get("element") or {}
     if not _plain(block.get("label"), 2000) or not element.get("action_id"):
         return "input blocks need a plain_text label and an element with an action_id"
-    if element.get("type") in ("radio_buttons", "static_select"):
+    if element.get("type") in CHOICE_ELEMENTS:
         options = element.get("options") or []
-        limit = 10 if element["type"] == "radio_buttons" else 100
+        limit = 10 if element["type"] in ("radio_buttons", "checkboxes") else 100
         if not 1 <= len(options) <= limit:
             return f"{element['type']} takes 1 to {limit} options"
         if any(not _plain(o.get("text"), 75) or not 0 < len(str(o.get("value", ""))) <= 150 for o in options):
             return "options need a plain_text text of at most 75 characters and a value of at most 150"
+        initial = [element["initial_option"]] if "initial_option" in element else element.get("initial_options", [])
+        if any(choice not in options for choice in initial):
+            return "initial options must be among the options"
     elif element.get("type") == "plain_text_input":
         if not 0 <= int(element.get("max_length", 3000)) <= 3000:
             return "plain_text_input max_length is at most 3000"
+    elif element.get("type") == "number_input":
+        if not isinstance(element.get("is_decimal_allowed"), bool):
+            return "number_input needs is_decimal_allowed"
     else:
         return f"unsupported input element {element.get('type')!r}"
     return None
@@ -400,8 +409,9 @@ class FakeSlack:
 
     def submission(self, view_id: str, user: str, values: dict[str, dict[str, Any]]) -> dict[str, Any]:
         """The view_submission payload Slack sends when `user` submits the modal `view_id` with `values`
-        ({block_id: {action_id: value}}): a radio/select value must be one of the modal's options, and a
-        required input must be filled, as Slack's client allows nothing else."""
+        ({block_id: {action_id: value}}; a list of option values for multi-selects and checkboxes): a chosen value
+        must be one of the modal's options, a number a number, and a required input must be filled, as Slack's
+        client allows nothing else."""
         view = self.views[view_id]
         state: dict[str, dict[str, Any]] = {}
         for block in view["blocks"]:
@@ -416,6 +426,13 @@ class FakeSlack:
                 option = next((o for o in element["options"] if o["value"] == given), None)
                 assert given is None or option is not None, f"{given!r} is not an option"
                 entry: dict[str, Any] = {"type": element["type"], "selected_option": option}
+            elif element["type"] in ("multi_static_select", "checkboxes"):  # `given`: a list of option values
+                chosen = [o for o in element["options"] if o["value"] in (given or [])]
+                assert len(chosen) == len(given or []), f"{given!r} are not all options"
+                entry = {"type": element["type"], "selected_options": chosen}
+            elif element["type"] == "number_input":
+                assert given is None or float(given) == float(given), f"{given!r} is not a number"
+                entry = {"type": element["type"], "value": given}
             else:
                 max_length = int(element.get("max_length", 3000))
                 assert given is None or len(given) <= max_length, "longer than the input allows"

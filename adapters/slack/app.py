@@ -33,6 +33,7 @@ from adapters.slack.commands import SlashCommands
 from adapters.slack.events import PLATFORM, asked, decode, delivery_names, encode
 from adapters.slack.feedback import WHY_VIEW, Feedback
 from adapters.slack.files import SlackFiles
+from adapters.slack.plugins import PluginActions
 from adapters.slack.questions import Questions
 from adapters.slack.render import (
     FEEDBACK_DOWN,
@@ -117,6 +118,7 @@ class SlackAdapter:
         self.turns.on_turn(PLATFORM, self._run_turn)
         self.feedback = Feedback(core, self.client, self.replies, services.memory)
         self.sharing = Share(core, self.client, self.replies)
+        self.plugin_actions = PluginActions(core, self.client, self.replies)
         self._session: aiohttp.ClientSession | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._auth: dict[str, Any] | None = None
@@ -205,6 +207,7 @@ class SlackAdapter:
         bolt.view(WHY_VIEW)(self._on_feedback_why)
         bolt.action(LINK_BUTTON)(self._on_link_button)
         bolt.action(SHARE_BUTTON)(self._on_share)
+        self.plugin_actions.register(bolt, self._spawn, self._once)  # review, run or cancel a plugin action
         # Everything else (url buttons, events the manifest may add later) is acknowledged and ignored: an
         # unanswered request would make Slack retry it, and show the user an error.
         bolt.action(re.compile(".*"))(self._ack_only)

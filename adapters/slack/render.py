@@ -23,6 +23,10 @@ SHARE_BLOCK = "qbot_share"
 SHARE_BUTTON = "qbot_share"
 LINK_BUTTON = "qbot_link"
 OPEN_LINK_BUTTON = "qbot_open_link"
+PLUGIN_BLOCK = "qbot_plugin"
+PLUGIN_REVIEW_BUTTON = "qbot_plugin_review"
+PLUGIN_CANCEL_BUTTON = "qbot_plugin_cancel"
+PLUGIN_AUTHORIZE_BUTTON = "qbot_plugin_authorize"
 
 THINKING = ":hourglass_flowing_sand: Thinking…"
 THANKS = "Thanks for the feedback :pray:"
@@ -77,6 +81,26 @@ def share_block(answer: Answer) -> Block:
     }
 
 
+def plugin_blocks(answer: Answer) -> list[Block]:
+    """Under an answer that proposes a plugin action: "Review and run" (opens the form) and "Cancel"; under one
+    whose plugin needs consent: "Authorize <plugin>", opening the core's one-time start URL."""
+    review, auth = answer.action_review, answer.plugin_auth
+    elements: list[dict[str, object]] = []
+    if review is not None and review.review_id:
+        elements += [
+            {"type": "button", "action_id": PLUGIN_REVIEW_BUTTON, "style": "primary", "value": review.review_id,
+             "text": {"type": "plain_text", "text": "Review and run"}},
+            {"type": "button", "action_id": PLUGIN_CANCEL_BUTTON, "value": review.review_id,
+             "text": {"type": "plain_text", "text": "Cancel"}},
+        ]
+    if auth is not None and auth.start_url:
+        name = truncate(auth.plugin, 40) if auth.plugin else "the plugin"
+        elements.append({"type": "button", "action_id": PLUGIN_AUTHORIZE_BUTTON, "style": "primary",
+                         "url": link_target(auth.start_url),
+                         "text": {"type": "plain_text", "text": f"Authorize {name}"}})
+    return [{"type": "actions", "block_id": PLUGIN_BLOCK, "elements": elements}] if elements else []
+
+
 def _skipped_lines(failed: Sequence[FailedAttachment]) -> list[str]:
     return [f":warning: {escape(f.name)}: {escape(f.error)}" for f in failed]
 
@@ -90,9 +114,10 @@ def render_answer(answer: Answer) -> list[SlackMessage]:
         blocks += context("*Files not read:*", _skipped_lines(answer.failed_attachments))
     if answer.sources:
         blocks += context("*Sources:*", [sources_line(s) for s in answer.sources])
+    blocks += plugin_blocks(answer)
     if answer.conversation_id and answer.message_id:
         blocks.append(feedback_block(answer))
-        if answer.private:
+        if answer.private and answer.action_review is None and answer.plugin_auth is None:
             blocks.append(share_block(answer))
     return pack(blocks, fallback=escape(truncate(answer.text, FALLBACK_LIMIT)))
 

@@ -81,6 +81,8 @@ class SlackReplies:
         if isinstance(reply, Answer):
             messages = render_answer(reply)
             if reply.private and not place.is_dm:
+                if placeholder is not None:  # (an action review is private even where answers are not)
+                    await self._delete(place.channel, placeholder)
                 for message in messages:
                     await self.ephemeral(place, message)
                 return
