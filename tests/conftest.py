@@ -7,7 +7,7 @@ import inspect
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
@@ -83,6 +83,16 @@ def sandbox(servers: LoopThread, bot_socket: socket.socket) -> Iterator[Sandbox]
     servers.run(world.start())
     yield world
     servers.run(world.stop())
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[AsyncRedis]:
+    """An asyncio client of the shared Redis (emptied before each test)."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
 
 
 async def until(condition: Callable[[], bool | Awaitable[bool]]) -> None:

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from redis.asyncio import Redis
 
 from bot.adapter_memory import MAX_RECORD_BYTES, PREFIX, AdapterMemory
 from bot.cipher import TokenCipher
 from tests.conftest import expire_now
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def test_round_trip_sealed_and_expiring(redis: Redis) -> None:

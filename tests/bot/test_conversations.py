@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
@@ -17,13 +16,6 @@ from tests.conftest import expire_now
 ALICE = ChatIdentity("slack", "T1", "U-alice")
 BOB = ChatIdentity("slack", "T1", "U-bob")
 DAY = 24 * 3600
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 def cid(n: int) -> str:

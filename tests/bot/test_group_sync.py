@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -17,13 +17,6 @@ from bot.group_sync import DIRTY, DRAIN_LOCK, GroupSync, GroupSyncSettings, buil
 from bot.groups import IndexGroups
 from sandbox.credentials import ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY
 from sandbox.world import APP_ID, INDEX_ID, Sandbox
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 def admin_q(sandbox: Sandbox) -> Any:

@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
 from redis.asyncio import Redis
 
 from bot.link_deadlines import LinkDeadlines
 from bot.model import ChatIdentity
 
 ODD = ChatIdentity("web", "t:1/%", "u:é 2")
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def test_only_overdue_links_are_claimed_and_identities_come_back_whole(redis: Redis) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
@@ -18,13 +17,6 @@ from tests.conftest import expire_now
 
 ALICE = ChatIdentity("teams", "tenant-1", "29:alice")
 CIPHER = TokenCipher.ephemeral()
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 def pending(**changes: object) -> PendingLink:

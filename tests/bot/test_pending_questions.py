@@ -3,8 +3,6 @@ lifetime, handed out once and only to its asker."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from cryptography.fernet import Fernet
 from redis.asyncio import Redis
@@ -16,13 +14,6 @@ from bot.pending_questions import PREFIX, PendingQuestions
 ALICE = ChatIdentity("slack", "T1", "U-alice")
 BOB = ChatIdentity("slack", "T1", "U-bob")
 SECRET_QUESTION = "What is the Q3 acquisition target?"
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

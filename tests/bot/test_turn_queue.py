@@ -4,7 +4,7 @@ from a worker that died (and only then), never more in work than a process allow
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,13 +14,6 @@ from bot.cipher import TokenCipher
 from bot.turn_queue import GROUP, STREAM, QueuedTurn, TurnQueue, TurnWorkers
 
 SECRET = "What is the Q3 acquisition target?"
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

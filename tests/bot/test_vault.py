@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -21,13 +20,6 @@ ALICE = ChatIdentity("slack", "T1", "U-alice")
 BOB = ChatIdentity("slack", "T1", "U-bob")
 KEY_A = Fernet.generate_key().decode()
 KEY_B = Fernet.generate_key().decode()
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 def account(token: str = "rt-alice-0001", email: str = "alice@corp.example") -> LinkedAccount:
