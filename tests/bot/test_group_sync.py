@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -17,6 +16,7 @@ from bot.group_sync import DIRTY, DRAIN_LOCK, GroupSync, GroupSyncSettings, buil
 from bot.groups import IndexGroups
 from sandbox.credentials import ADMIN_ACCESS_KEY_ID, ADMIN_SECRET_ACCESS_KEY
 from sandbox.world import APP_ID, INDEX_ID, Sandbox
+from tests.conftest import until
 
 
 def admin_q(sandbox: Sandbox) -> Any:
@@ -40,13 +40,6 @@ def members_at_q(sandbox: Sandbox, group: str) -> list[str] | None:
 
 def make_sync(redis: Redis, sandbox: Sandbox, **options: object) -> GroupSync:
     return GroupSync(redis, index_groups(sandbox), debounce_seconds=0.05, sweep_seconds=0.2, **options)  # type: ignore[arg-type]
-
-
-async def eventually(condition: Callable[[], bool]) -> None:
-    deadline = asyncio.get_running_loop().time() + 5.0
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 async def test_observing_marks_only_changed_groups_and_drain_writes_them(redis: Redis, sandbox: Sandbox) -> None:
@@ -98,7 +91,7 @@ async def test_a_crash_before_putgroup_is_caught_up_when_the_next_process_starts
     restarted = make_sync(redis, sandbox)
     await restarted.start()
     try:
-        await eventually(lambda: members_at_q(sandbox, "core-team") == ["alice@example.com", "bob@example.com"])
+        await until(lambda: members_at_q(sandbox, "core-team") == ["alice@example.com", "bob@example.com"])
     finally:
         await restarted.stop()
     assert sandbox.q.stats.put_group_calls == 1
@@ -178,7 +171,7 @@ async def test_a_burst_of_sign_ins_is_one_putgroup_per_group(redis: Redis, sandb
     try:
         for n in range(20):
             await sync.observe(f"user{n:02d}@example.com", ["core-team"])
-        await eventually(lambda: len(members_at_q(sandbox, "core-team") or []) == 20)
+        await until(lambda: len(members_at_q(sandbox, "core-team") or []) == 20)
         assert await redis.hlen(DIRTY) == 0
     finally:
         await sync.stop()

@@ -4,7 +4,6 @@ from a worker that died (and only then), never more in work than a process allow
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,6 +11,7 @@ from redis.asyncio import Redis
 
 from bot.cipher import TokenCipher
 from bot.turn_queue import GROUP, STREAM, QueuedTurn, TurnQueue, TurnWorkers
+from tests.conftest import until
 
 SECRET = "What is the Q3 acquisition target?"
 
@@ -19,13 +19,6 @@ SECRET = "What is the Q3 acquisition target?"
 @pytest.fixture
 def queue(redis: Redis) -> TurnQueue:
     return TurnQueue(redis, TokenCipher.ephemeral(), claim_idle_seconds=0.3)
-
-
-async def wait_for(condition: Callable[[], bool]) -> None:
-    deadline = asyncio.get_running_loop().time() + 10.0
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 async def test_a_delivery_is_taken_once_under_any_of_its_names_and_sealed(queue: TurnQueue, redis: Redis) -> None:
@@ -49,8 +42,8 @@ async def test_a_worker_runs_each_turn_once_and_removes_it(queue: TurnQueue, red
     try:
         for n in range(5):
             await queue.submit("slack", [f"event:{n}"], f"question {n}")
-        await wait_for(lambda: len(ran) == 5)
-        await wait_for(lambda: workers.in_work == 0)
+        await until(lambda: len(ran) == 5)
+        await until(lambda: workers.in_work == 0)
     finally:
         await workers.stop()
     assert sorted(t.payload for t in ran) == [f"question {n}" for n in range(5)]
@@ -73,8 +66,8 @@ async def test_the_turn_of_a_worker_that_died_is_claimed_and_run_again(queue: Tu
     workers = TurnWorkers(queue, {"slack": handle}, block_seconds=0.1, on_claimed=claimed.append)
     await workers.start()
     try:
-        await wait_for(lambda: len(ran) == 1)
-        await wait_for(lambda: workers.in_work == 0)
+        await until(lambda: len(ran) == 1)
+        await until(lambda: workers.in_work == 0)
     finally:
         await workers.stop()
     assert ran[0].payload == SECRET and ran[0].attempt == 2 and claimed == [1]
@@ -96,7 +89,7 @@ async def test_a_live_workers_long_turn_is_not_taken_from_it(queue: TurnQueue, r
     busy = TurnWorkers(queue, {"slack": slow}, consumer="busy", block_seconds=0.1)
     await busy.start()
     await queue.submit("slack", ["event:E1"], SECRET)
-    await wait_for(lambda: len(first) == 1)
+    await until(lambda: len(first) == 1)
     other = TurnWorkers(queue, {"slack": fast}, consumer="other", block_seconds=0.1)
     await other.start()
     try:
@@ -104,7 +97,7 @@ async def test_a_live_workers_long_turn_is_not_taken_from_it(queue: TurnQueue, r
         [pending] = await redis.xpending_range(STREAM, GROUP, "-", "+", 10)
         assert pending["consumer"] == b"busy" and second == []
         release.set()
-        await wait_for(lambda: busy.in_work == 0)
+        await until(lambda: busy.in_work == 0)
     finally:
         await busy.stop()
         await other.stop()
@@ -124,12 +117,12 @@ async def test_no_more_turns_are_in_work_than_the_process_allows(queue: TurnQueu
     try:
         for n in range(5):
             await queue.submit("slack", [f"event:{n}"], f"q{n}")
-        await wait_for(lambda: len(started) == 2)
+        await until(lambda: len(started) == 2)
         assert (await redis.xpending(STREAM, GROUP))["pending"] == 2  # the other three wait in the stream
         assert workers.in_work == 2
         release.set()
-        await wait_for(lambda: len(started) == 5)
-        await wait_for(lambda: workers.in_work == 0)
+        await until(lambda: len(started) == 5)
+        await until(lambda: workers.in_work == 0)
     finally:
         await workers.stop()
     assert await redis.xlen(STREAM) == 0
@@ -147,8 +140,8 @@ async def test_an_entry_that_cannot_be_opened_is_dropped_not_run(queue: TurnQueu
     await workers.start()
     try:
         await queue.submit("slack", ["event:after"], "a real one")
-        await wait_for(lambda: len(ran) == 1)
-        await wait_for(lambda: workers.in_work == 0)
+        await until(lambda: len(ran) == 1)
+        await until(lambda: workers.in_work == 0)
     finally:
         await workers.stop()
     assert [t.payload for t in ran] == ["a real one"]
@@ -181,8 +174,8 @@ async def test_metrics_show_the_backlog_and_the_turns_claimed_from_dead_workers(
     assert "qbot_turns_claimed_total 0.0" in text
     await workers.start()
     try:
-        await wait_for(lambda: len(ran) == 3)
-        await wait_for(lambda: workers.in_work == 0)
+        await until(lambda: len(ran) == 3)
+        await until(lambda: workers.in_work == 0)
     finally:
         await workers.stop()
     await figures.refresh()
@@ -217,7 +210,7 @@ async def test_dead_workers_turns_behind_a_live_workers_are_claimed_too(queue: T
     workers = TurnWorkers(queue, {"slack": handle}, concurrency=1, block_seconds=0.1)
     await workers.start()
     try:
-        await wait_for(lambda: len(ran) == 2)
+        await until(lambda: len(ran) == 2)
     finally:
         await workers.stop()
         renewing.cancel()
@@ -236,10 +229,10 @@ async def test_a_turn_taken_over_is_not_claimed_back_by_its_slow_first_worker(
     await first.start()
     try:
         await queue.submit("slack", ["event:E1"], SECRET)
-        await wait_for(lambda: first.in_work == 1)
+        await until(lambda: first.in_work == 1)
         [entry] = await redis.xpending_range(STREAM, GROUP, "-", "+", 1)
         await redis.xclaim(STREAM, GROUP, "second", 0, [entry["message_id"]])  # judged dead, taken over
-        await wait_for(lambda: "taken over by another worker" in caplog.text)  # the first one's next renewal
+        await until(lambda: "taken over by another worker" in caplog.text)  # the first one's next renewal
         [after] = await redis.xpending_range(STREAM, GROUP, "-", "+", 1)
         assert after["consumer"] == b"second"
     finally:
