@@ -90,13 +90,18 @@ def test_when_the_credentials_expire_the_user_is_asked_to_sign_in_again(saml_bot
         browser.close()
 
 
-def test_an_expired_sign_in_keeps_the_question_and_offers_a_one_click_link(saml_bot: RunningBot) -> None:
+def signed_in_then_expired(bot: RunningBot) -> None:
+    """Alice signed in through SAML, and that sign-in's credentials have run out."""
     browser = Browser()
     try:
-        browser.sign_in(qlink(saml_bot))
+        browser.sign_in(qlink(bot))
     finally:
         browser.close()
-    saml_bot.run(saml_bot.graph.core.accounts.vault.delete_credentials(ALICE))
+    bot.run(bot.graph.core.accounts.vault.delete_credentials(ALICE))
+
+
+def test_an_expired_sign_in_keeps_the_question_and_offers_a_one_click_link(saml_bot: RunningBot) -> None:
+    signed_in_then_expired(saml_bot)
     reply = saml_bot.ask(ALICE, AURORA, profile_email="alice@example.com", message_id="m-aurora")
     assert isinstance(reply, Notice) and reply.kind is NoticeKind.LINK and reply.private and reply.url
     assert "sign-in has expired" in reply.text and "answer your question" in reply.text
@@ -107,12 +112,7 @@ def test_an_expired_sign_in_keeps_the_question_and_offers_a_one_click_link(saml_
 
 
 def test_files_sent_with_the_expired_question_are_not_kept_and_the_user_is_told(saml_bot: RunningBot) -> None:
-    browser = Browser()
-    try:
-        browser.sign_in(qlink(saml_bot))
-    finally:
-        browser.close()
-    saml_bot.run(saml_bot.graph.core.accounts.vault.delete_credentials(ALICE))
+    signed_in_then_expired(saml_bot)
     message = IncomingMessage(ALICE, "Summarize", channel="c1", thread="t1", message_id="m-files",
                               profile_email="alice@example.com", offered=(OfferedFile("plan.txt", 10),))
     reply = saml_bot.run(saml_bot.graph.core.handle(message))
