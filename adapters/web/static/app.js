@@ -20,6 +20,8 @@
     stuckToBottom: true,
   };
   const $ = (id) => document.getElementById(id);
+  const TOUCH = window.matchMedia("(pointer: coarse)").matches;
+  const NARROW = window.matchMedia("(max-width: 52rem)");
   const number = new Intl.NumberFormat();
 
   function newId() {
@@ -309,7 +311,8 @@
     state.email = linked ? data.email : null;
     state.reasons = (status === 200 && Array.isArray(data.feedback_reasons) && data.feedback_reasons) || [];
     $("signed-in-as").hidden = !linked;
-    $("signed-in-as").textContent = linked ? `Signed in as ${data.email}` : "";
+    // On a phone only the email shows (the label is visually hidden there, still read out).
+    $("signed-in-as").replaceChildren(...(linked ? [el("span", { class: "who-label", text: "Signed in as " }), data.email] : []));
     $("signed-in-as").title = linked ? data.email : "";
     for (const id of ["sign-out", "new-conversation", "toggle-history", "history"]) $(id).hidden = !linked;
     $("welcome").hidden = linked;
@@ -318,7 +321,7 @@
     $("chat").hidden = !linked;
     $("greeting").textContent = greeting();
     if (linked) {
-      $("input").focus();
+      if (!TOUCH) $("input").focus(); // on a phone that would open the keyboard over the first screen
       if (!wasLinked) {
         loadConversations();
         const opened = /^#([a-zA-Z0-9][a-zA-Z0-9-]{35})$/.exec(location.hash); // a reload: open it again
@@ -685,7 +688,7 @@
     }
     $("intro").hidden = data.messages.length > 0;
     scrollToEnd();
-    $("input").focus();
+    if (!TOUCH) $("input").focus(); // on a phone: read first, the keyboard would cover it
   }
 
   async function signOut() {
@@ -701,6 +704,11 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     $("send").append(icon("send"));
+    const placeholder = () => {
+      $("input").placeholder = TOUCH || NARROW.matches ? "Ask a question…" : "Ask a question… (Enter sends, Shift+Enter adds a line)";
+    };
+    placeholder();
+    NARROW.addEventListener("change", placeholder);
     $("new-conversation").prepend(icon("plus"));
     $("toggle-history").append(icon("menu"));
     $("examples").replaceChildren(...EXAMPLES.map((text) => {
