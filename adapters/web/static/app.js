@@ -520,6 +520,7 @@
     const message = status === 200 ? data.text : data.error || failureText(status);
     const retryable = kind === "error" && (status === 200 || status === 0 || status >= 500);
     finish(retryable ? failureItem(message, () => ask(text, messageId)) : noticeItem(kind, message, status === 200 ? data.url : null));
+    if (retryable) return; // the chat stays, with its Retry: a passing failure is no reason to sign anyone out
     if (!(await refreshAccount())) {
       // qunlink, an expired link, a lost session: the chat is gone, so say why on the sign-in screen.
       $("welcome-note").textContent =

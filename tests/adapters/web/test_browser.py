@@ -350,7 +350,21 @@ def test_waiting_can_be_stopped_and_failures_retried(web_bot: WebBot, chromium: 
     page.get_by_test_id("retry").click()
     expect(page.get_by_test_id("answer")).to_have_count(3)
     expect(page.get_by_test_id("notice")).to_have_count(0)
-    assert problems == ["Failed to load resource: the server responded with a status of 502 (Bad Gateway)"]
+
+    # The network is gone altogether (qbot's API unreachable): the conversation stays on screen, with Retry.
+    page.route("**/web/api/**", lambda route: route.abort())
+    page.get_by_test_id("input").fill("When does it launch?")
+    page.get_by_test_id("send").click()
+    expect(notice).to_have_text("Could not reach qbot. Check your connection, then retry.")
+    expect(page.get_by_test_id("answer")).to_have_count(3)
+    expect(page.get_by_test_id("welcome")).to_be_hidden()
+    page.unroute("**/web/api/**")
+    page.get_by_test_id("retry").click()
+    expect(page.get_by_test_id("answer")).to_have_count(4)
+    assert set(problems) == {
+        "Failed to load resource: the server responded with a status of 502 (Bad Gateway)",
+        "Failed to load resource: net::ERR_FAILED",
+    }
     page.context.close()
 
 
