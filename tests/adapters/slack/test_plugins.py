@@ -14,7 +14,7 @@ import httpx
 from adapters.slack.plugins import ACTION_VIEW, FIELD_INPUT, field_block_id
 from adapters.slack.render import PLUGIN_BLOCK, PLUGIN_CANCEL_BUTTON, PLUGIN_REVIEW_BUTTON
 from bot.plugins import NOT_YOUR_ACTION, NOTHING_RUN, REVIEW_GONE
-from tests.adapters.slack.conftest import SlackBot
+from tests.adapters.slack.conftest import CHANNEL, SlackBot
 
 TICKET = "qplugin jira create a ticket: my laptop will not boot"
 ALICE_DM = "DU_ALICE"
@@ -203,3 +203,27 @@ def test_plugin_sign_in_answers_the_question_in_its_thread(slack: SlackBot) -> N
     assert posted["channel"] == ALICE_DM and posted["thread_ts"] == ts
     assert "as alice@example.com" in posted["text"] and "which opportunities close this quarter?" in posted["text"]
     assert any(email == "alice@example.com" for _app, email, _plugin in slack.sandbox.q.plugins.authorized)
+
+
+def test_in_a_channel_the_review_is_the_askers_alone_and_the_result_lands_in_the_thread(slack: SlackBot) -> None:
+    slack.linked("U_ALICE", "alice")
+    ts = slack.mention("U_ALICE", "qplugin jira create a ticket: projector in room 4 is broken")
+    review = slack.fake.wait_for(lambda: next((c.args for c in slack.fake.calls_to("chat.postEphemeral")
+                                                if "Review the ticket" in str(c.args.get("text"))), None))
+    assert review["user"] == "U_ALICE" and review["channel"] == CHANNEL and review["thread_ts"] == ts
+    placeholder = next(c.args for c in slack.fake.calls_to("chat.postMessage") if c.args.get("thread_ts") == ts)
+    slack.fake.wait_for(lambda: any(c.args.get("channel") == CHANNEL for c in slack.fake.calls_to("chat.delete"))
+                        or None)  # no "Thinking…" left behind for everyone
+    assert "Thinking" in placeholder["text"]
+    assert not any("Review the ticket" in str(m.get("text")) for m in slack.fake.messages.values())
+    buttons = {b["action_id"]: b for block in review["blocks"] if block.get("block_id") == PLUGIN_BLOCK
+               for b in block["elements"]}
+    opened = len(slack.fake.calls_to("views.open"))
+    slack.click("U_ALICE", buttons[PLUGIN_REVIEW_BUTTON], message=None, channel=CHANNEL, ephemeral=True)
+    view = slack.fake.wait_calls("views.open", opened + 1)[-1].args["view"]
+    view_id = next(v for v, shown in slack.fake.views.items() if shown["private_metadata"] == view["private_metadata"])
+    _post(slack, slack.fake.submission(view_id, "U_ALICE", _values(**{SUMMARY: "Projector broken"})))
+    result = slack.fake.wait_for(lambda: next((c.args for c in slack.fake.calls_to("chat.postMessage")
+                                                if "Created Jira ticket" in str(c.args.get("text"))), None))
+    assert result["channel"] == CHANNEL and result["thread_ts"] == ts  # the channel answers in the thread
+    assert "IT-101: Projector broken" in result["text"]
