@@ -109,23 +109,32 @@ class RedisChecks:
         detail = f"{len(keys)} key(s), well-formed"
         if self._redis is None:
             return Check("token keys", OK, detail)
-        cipher = TokenCipher(keys)
-        sampled = unreadable = 0
+        cipher, first = TokenCipher(keys), TokenCipher(keys[:1])
+        sampled = unreadable = older = 0
         for key in self._vault_keys():
             blob = self._redis.get(key)
             if blob is None:
                 continue
             sampled += 1
+            context = key.decode() if isinstance(key, bytes) else str(key)
             try:
-                cipher.open(key.decode() if isinstance(key, bytes) else str(key), blob)
+                cipher.open(context, blob)
             except CipherError:
                 unreadable += 1
+                continue
+            try:
+                first.open(context, blob)
+            except CipherError:
+                older += 1
         if unreadable:
             return Check(
                 "token keys", FAIL, f"{unreadable} of {sampled} stored links sampled do not open with these keys "
                 "(those users would have to link again)",
                 "put the key they were sealed with back into QBOT_TOKEN_KEYS, after the new one",
             )
+        if older:  # dropping the older keys now would unlink these users: `qbot admin rekey` first
+            return Check("token keys", WARN, f"{older} of {sampled} stored links sampled are sealed under an older key",
+                         "run `qbot admin rekey` before dropping any key from QBOT_TOKEN_KEYS")
         return Check("token keys", OK, detail + (f"; they open all {sampled} stored links sampled" if sampled else ""))
 
     def channel_policies(self) -> Check:

@@ -205,3 +205,29 @@ def test_bad_settings_exit_2_and_say_which(
         monkeypatch.setenv(name, value)
     code, _, err = qbot(capsys)
     assert code == 2 and message in err
+
+
+async def test_the_doctor_warns_of_links_under_an_older_key_until_the_rekey(
+    redis_url: str, store: redis.Redis, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qbot.admin.doctor_redis import RedisChecks
+
+    await seal_one_of_each_under(redis_url, OLD)
+    env = {"QBOT_REDIS_URL": redis_url, "QBOT_TOKEN_KEYS": f"{NEW},{OLD}"}
+
+    def token_keys_check() -> tuple[str, str, str]:
+        checks = RedisChecks(env)
+        try:
+            checks.redis()
+            result = checks.token_keys()
+        finally:
+            checks.close()
+        return result.status, result.detail, result.fix
+
+    status, detail, fix = token_keys_check()
+    assert (status, detail) == ("warn", "1 of 1 stored links sampled are sealed under an older key")
+    assert "qbot admin rekey" in fix
+    monkeypatch.setenv("QBOT_TOKEN_KEYS", env["QBOT_TOKEN_KEYS"])
+    assert qbot(capsys)[0] == 1  # the stream's question still needs the old key; the links are re-sealed
+    status, detail, _ = token_keys_check()
+    assert status == "ok" and detail.endswith("they open all 1 stored links sampled")
