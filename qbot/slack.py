@@ -41,7 +41,9 @@ def add_commands(commands: Any) -> None:
 
 def manifest_for(public_url: str, *, socket_mode: bool = False, source: Path = MANIFEST) -> str:
     """The manifest's text with every request URL at `public_url` (https, a host, maybe a path prefix)."""
-    parts = urlsplit(public_url or "")
+    if not public_url:
+        raise ManifestError("no public URL: give --public-url https://<the bot's host> or set QBOT_PUBLIC_URL")
+    parts = urlsplit(public_url)
     if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
         raise ManifestError(
             f"the public URL must be the bot's https:// address (Slack sends events only to https), not {public_url!r}"

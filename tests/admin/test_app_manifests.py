@@ -60,15 +60,21 @@ def test_socket_mode_is_switched_on_when_asked(capsys: pytest.CaptureFixture[str
 
 
 @pytest.mark.parametrize(
-    "public_url", ["", "http://qbot.corp.example", "qbot.corp.example", "https://", "https://q.example/?x=1"]
+    ("public_url", "complaint"),
+    [
+        ("", "no public URL: give --public-url https://<the bot's host> or set QBOT_PUBLIC_URL"),
+        *((url, "the public URL must be the bot's https:// address")
+          for url in ("http://qbot.corp.example", "qbot.corp.example", "https://", "https://q.example/?x=1")),
+    ],
 )
 def test_a_slack_manifest_needs_an_https_public_url(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, public_url: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, public_url: str,
+    complaint: str,
 ) -> None:
     monkeypatch.delenv("QBOT_PUBLIC_URL", raising=False)
     out = tmp_path / "slack.yaml"
     assert main(["slack", "manifest", "--public-url", public_url, "--out", str(out)]) == 2
-    assert "qbot slack manifest: the public URL must be the bot's https:// address" in capsys.readouterr().err
+    assert f"qbot slack manifest: {complaint}" in capsys.readouterr().err
     assert not out.exists()
 
 
