@@ -63,6 +63,7 @@ from adapters.teams.cards import (
     without_actions,
 )
 from adapters.teams.files import FileHosts, download
+from adapters.teams.plugins import PLUGIN_VERBS, PluginCards, plugin_cards
 from adapters.teams.private_chat import PrivateChats
 from adapters.teams.roster import profile_email
 from bot.attachments import FileRoom
@@ -205,6 +206,7 @@ class TeamsAgent(ActivityHandler):
         self.core = core
         self.memory = memory
         self.chats = PrivateChats(memory)
+        self.plugin_cards = PluginCards(core)  # a plugin action's form: Run, Cancel
         self._http = http
         self.file_hosts = file_hosts
 
@@ -227,12 +229,13 @@ class TeamsAgent(ActivityHandler):
         """In place; or, when the core made it private, to the asker only (targeted, else the personal chat),
         so documents of the asker stay with the asker until they share them."""
         cards = answer_cards(answer)
+        activities = [card_activity(card) for card in [*cards, *plugin_cards(answer)]]  # + an action's form
         if answer.private and message.scope is not Scope.PERSONAL:
-            if not await self._send_privately(context, message, [card_activity(card) for card in cards]):
+            if not await self._send_privately(context, message, activities):
                 return
         else:
-            for card in cards:
-                await context.send_activity(card_activity(card))
+            for activity in activities:
+                await context.send_activity(activity)
         await self._remember_card(answer, cards[-1])
 
     async def _remember_card(self, answer: Answer, card: Card) -> None:
@@ -316,6 +319,9 @@ class TeamsAgent(ActivityHandler):
     async def on_adaptive_card_invoke(  # type: ignore[override]
         self, turn_context: TurnContext, invoke_value: AdaptiveCardInvokeValue
     ) -> AdaptiveCardInvokeResponse:
+        if invoke_value.action.verb in PLUGIN_VERBS:
+            data = invoke_value.action.data if isinstance(invoke_value.action.data, dict) else {}
+            return await self.plugin_cards.invoke(turn_context, invoke_value.action.verb, data)
         share = parse_share(invoke_value.action.verb, invoke_value.action.data)
         if share is not None:
             return await self._share(turn_context, share)

@@ -165,7 +165,8 @@ def answer_cards(answer: Answer, *, shared_by: str = "") -> list[Card]:
         for source in answer.sources:
             line = _source_line(source)
             blocks.append((_text_block(line, spacing="None", size="Small"), line))
-    actions = [share_action(answer)] if answer.private else []
+    shareable = answer.private and answer.action_review is None and answer.plugin_auth is None  # not a form
+    actions = [share_action(answer)] if shareable else []
     return _pack(blocks, [*actions, *feedback_actions(answer)])
 
 
