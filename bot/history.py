@@ -54,15 +54,18 @@ class History:
         self._q = q
         self._conversations = conversations
 
-    async def conversations(self, identity: ChatIdentity) -> list[PastConversation]:
-        """The user's conversations, newest first (Q's first page: up to 100).
+    async def conversations(
+        self, identity: ChatIdentity, next_token: str | None = None
+    ) -> tuple[list[PastConversation], str | None]:
+        """One page (up to 100) of the user's conversations, newest first, and the token of the next page if any.
         Raises NotLinked / LinkExpired / QBotError like a question would."""
-        page = await self._as(identity, lambda credentials: self._q.list_conversations(credentials))
-        return [
+        page = await self._as(identity, partial(self._q.list_conversations, next_token=next_token))
+        listed = [
             PastConversation(c["conversationId"], (c.get("title") or "").strip() or UNTITLED, c.get("startTime"))
             for c in page.get("conversations") or []
             if c.get("conversationId")
         ]
+        return listed, page.get("nextToken") or None
 
     async def open(
         self, identity: ChatIdentity, conversation_id: str, *, channel: str, thread: str

@@ -11,7 +11,8 @@ link: it points to the Sign in button. The page then talks to a small JSON API:
 - `POST /web/api/feedback`  {conversation_id, message_id, useful, reason?, comment?}: 👍 is one click; after
                              👎 the page asks why (Q's reasons, `feedback_reasons` in `/web/api/me`) inline
 - `POST /web/logout`        unlink (the refresh token is revoked at the IdP) and forget the session
-- `GET  /web/conversations` -> the user's conversations, read from Amazon Q as the user (newest first)
+- `GET  /web/conversations[?next=]` -> the user's conversations, read from Amazon Q as the user (newest first,
+                             100 a page, `next` names the following page)
 - `GET  /web/conversations/{id}` -> its messages; the console's thread `{id}` then continues it
 - `DELETE /web/conversations/{id}` deletes it in Amazon Q
 
@@ -73,6 +74,7 @@ CHANNEL = "web"
 SESSION_TTL_SECONDS = 8 * 3600  # QBOT_WEB_SESSION_TTL_SECONDS: a working day, then sign in again
 SESSION_IDLE_SECONDS = 3600  # QBOT_WEB_SESSION_IDLE_SECONDS: an hour without use ends the session
 _CONVERSATION_ID = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9-]{35}")  # Q's ConversationId
+_NEXT_TOKEN = re.compile(r"[\x21-\x7e]{1,800}")  # Q's NextToken: 1-800 characters (printable ASCII here)
 GONE = "This conversation no longer exists: it was deleted or has expired."
 
 T = TypeVar("T")
@@ -275,14 +277,18 @@ class WebConsole:
     # -- history, from Q ----------------------------------------------------------------------------
 
     async def conversations(self, request: web.Request) -> web.Response:
+        """A page of the user's conversations; `?next=` (the previous page's `next`) asks for the following one."""
         session = session_for_change(request, self.sessions, self._origin)
-        past = await _from_q(self.core.history.conversations(identity_of(session.sid)))
+        token = request.query.get("next")
+        if token is not None and not _NEXT_TOKEN.fullmatch(token):
+            raise Refused(400, "'next' must be the token a previous page gave.")
+        past, following = await _from_q(self.core.history.conversations(identity_of(session.sid), token))
         listed = [
             {"conversation_id": c.conversation_id, "title": c.title,
              "started_at": c.started_at.isoformat() if c.started_at else None}
             for c in past
         ]
-        response = web.json_response({"conversations": listed}, headers=API_HEADERS)
+        response = web.json_response({"conversations": listed, "next": following}, headers=API_HEADERS)
         await self._keep_alive(response, session)
         return response
 

@@ -16,7 +16,6 @@
     csrf: null, email: null, thread: newId(), reasons: [],
     pending: null, // the question being answered: {controller, timer}; a stopped one's answer is discarded
     conversationId: null, // the Q conversation this thread continues, once known
-    conversations: [],
     stuckToBottom: true,
   };
   const $ = (id) => document.getElementById(id);
@@ -648,17 +647,28 @@
     yes.focus();
   }
 
-  async function loadConversations() {
+  // The first page of the list again (after a change), or with `next` the page after the ones shown.
+  async function loadConversations(next) {
     const note = $("history-note");
-    note.textContent = "Loading…";
-    const { status, data } = await api("/web/conversations");
+    if (!next) note.textContent = "Loading…";
+    const { status, data } = await api(next ? `/web/conversations?next=${encodeURIComponent(next)}` : "/web/conversations");
     if (status !== 200) {
       note.textContent = data.error || failureText(status);
       return;
     }
-    state.conversations = data.conversations || [];
-    note.textContent = state.conversations.length ? "" : "No conversations yet.";
-    $("conversations").replaceChildren(...state.conversations.map(conversationRow));
+    const rows = (data.conversations || []).map(conversationRow);
+    $("history-more").replaceChildren();
+    if (next) $("conversations").append(...rows);
+    else $("conversations").replaceChildren(...rows);
+    note.textContent = $("conversations").children.length ? "" : "No conversations yet.";
+    if (data.next) {
+      const more = el("button", { type: "button", class: "more", testid: "more-conversations", text: "Show older conversations" });
+      more.addEventListener("click", () => {
+        more.disabled = true;
+        loadConversations(data.next);
+      });
+      $("history-more").append(more);
+    }
     markActive();
   }
 

@@ -402,6 +402,14 @@ def test_history_comes_from_q_on_every_device(web_bot: WebBot, chromium: Browser
     expect(laptop.get_by_test_id("answer")).to_have_count(0)  # the open conversation went with it
     expect(laptop.get_by_test_id("intro")).to_be_visible()
     assert web_bot.sandbox.q.conversations.of(APP_ID, "alice@example.com") == []
+
+    for n in range(101):  # a long history: Q lists 100 at a time, the rest a click away
+        web_bot.sandbox.q.conversations.start(APP_ID, "alice@example.com", f"Question {n}")
+    laptop.reload()
+    expect(laptop.get_by_test_id("conversation")).to_have_count(100)
+    laptop.get_by_test_id("more-conversations").click()
+    expect(laptop.get_by_test_id("conversation")).to_have_count(101)
+    expect(laptop.get_by_test_id("more-conversations")).to_have_count(0)
     assert problems == [] and phone_problems == []
     laptop.context.close()
     phone.context.close()

@@ -88,12 +88,29 @@ def test_history_is_q_s_own_and_follows_the_user_to_another_device(web_bot: WebB
     assert gone.status_code == 404 and gone.json()["error"] == GONE
 
 
+def test_the_list_comes_in_pages_of_a_hundred(web_bot: WebBot) -> None:
+    http = web_bot.browser()
+    me = web_bot.sign_in(http, "alice")
+    store = web_bot.sandbox.q.conversations
+    started = [store.start(APP_ID, "alice@example.com", f"Question {n}").conversation_id for n in range(101)]
+    first = _get(http, "/web/conversations", me).json()
+    assert len(first["conversations"]) == 100 and first["next"]
+    second = _get(http, "/web/conversations?next=" + first["next"], me).json()
+    assert second["next"] is None
+    listed = [c["conversation_id"] for c in first["conversations"] + second["conversations"]]
+    assert sorted(listed) == sorted(started)
+    for bad in ("", "x" * 801, "a b"):
+        refused = http.get("/web/conversations", params={"next": bad}, headers={CSRF_HEADER: me["csrf"]})
+        assert refused.status_code == 400
+        assert refused.json()["error"] == "'next' must be the token a previous page gave."
+
+
 def test_bob_cannot_open_or_delete_alices_conversation(web_bot: WebBot) -> None:
     alice, bob = web_bot.browser(), web_bot.browser()
     alice_me, bob_me = web_bot.sign_in(alice, "alice"), web_bot.sign_in(bob, "bob")
     cid = _ask(web_bot, alice, alice_me, AURORA, "t1", "m1")["conversation_id"]
 
-    assert _get(bob, "/web/conversations", bob_me).json() == {"conversations": []}
+    assert _get(bob, "/web/conversations", bob_me).json() == {"conversations": [], "next": None}
     opened = _get(bob, f"/web/conversations/{cid}", bob_me)
     assert opened.status_code == 404 and opened.json() == {"error": GONE, "kind": "error"}
     assert web_bot.servers.run(web_bot.graph.core.accounts.conversations.get(_identity(bob), "web", cid)) is None
