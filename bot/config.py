@@ -6,9 +6,11 @@ import base64
 import binascii
 import hashlib
 import hmac
+import ipaddress
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from bot.errors import ConfigError
 
@@ -19,6 +21,57 @@ SAML_METADATA_PATH = "/auth/saml/metadata"  # the default SP entity id is the UR
 SAML_SESSION_RANGE = (900, 43200)
 _SAML_PROVIDER_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:saml-provider/[\w+=,.@-]{1,128}")
 _LOOPBACK_OR_HTTPS = ("https://", "http://127.0.0.1", "http://localhost")
+DEFAULT_PORT = 3978
+T = TypeVar("T")
+
+
+class ConfigProblems(ConfigError):
+    """Every configuration problem found, not just the first: an operator fixes them all in one round."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(self.problems))
+
+
+def problems_of(err: ConfigError) -> tuple[str, ...]:
+    """The problems one ConfigError stands for (one, unless it is a ConfigProblems)."""
+    return err.problems if isinstance(err, ConfigProblems) else (err.user_message,)
+
+
+class Problems:
+    """Collects ConfigErrors while a configuration is read, so reading goes on past the first one."""
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+
+    def read(self, parse: Callable[[], T], fallback: T) -> T:
+        """`parse()`, or `fallback` (and the problem noted) when it raises a ConfigError."""
+        try:
+            return parse()
+        except ConfigError as err:
+            self.found.extend(problems_of(err))
+            return fallback
+
+    def add(self, problem: str) -> None:
+        self.found.append(problem)
+
+    def raise_any(self) -> None:
+        if self.found:
+            raise ConfigProblems(self.found)
+
+
+def default_public_url(host: str, port: int) -> str:
+    """Where this machine reaches a bot listening on `host`:`port` when QBOT_PUBLIC_URL is unset: the host if it is
+    a loopback address, else 127.0.0.1 (a wildcard or outside address needs QBOT_PUBLIC_URL: https, its real name)."""
+    if host == "localhost":
+        return f"http://localhost:{port}"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is not None and address.is_loopback:
+        return f"http://[{host}]:{port}" if address.version == 6 else f"http://{host}:{port}"
+    return f"http://127.0.0.1:{port}"
 
 
 def env_flag(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -83,8 +136,8 @@ def parse_token_keys(raw: str) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
-    port: int = 3978
-    public_url: str = "http://127.0.0.1:3978"
+    port: int = DEFAULT_PORT
+    public_url: str = "http://127.0.0.1:3978"  # [http://127.0.0.1:QBOT_PORT]: `default_public_url`
     redis_url: str | None = None
     oidc_issuer: str = ""
     oidc_client_id: str = ""
@@ -138,49 +191,68 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        mode = (env.get("QBOT_CHANNEL_REPLY_MODE") or "private").strip().lower()
-        mode = "private" if mode == "ephemeral" else mode  # the setting's earlier name for private
-        if mode not in ("private", "thread"):
-            raise ConfigError(f"QBOT_CHANNEL_REPLY_MODE must be private or thread, not {mode!r}")
-        role = (env.get("QBOT_ROLE") or "all").strip().lower()
-        if role not in ROLES:
-            raise ConfigError(f"QBOT_ROLE (qbot serve --role) must be web, worker or all, not {role!r}")
-        scopes = tuple((env.get("QBOT_OIDC_SCOPES") or " ".join(DEFAULT_SCOPES)).split())
-        if "openid" not in scopes:
-            raise ConfigError("QBOT_OIDC_SCOPES must include openid")
-        return cls(
-            host=env.get("QBOT_HOST") or "127.0.0.1",
-            port=env_int(env, "QBOT_PORT", 3978, minimum=0),
-            public_url=(env.get("QBOT_PUBLIC_URL") or "http://127.0.0.1:3978").rstrip("/"),
+        """ConfigProblems naming every malformed setting at once (reading goes on past the first)."""
+        settings, problems = cls.read(env)
+        if problems:
+            raise ConfigProblems(problems)
+        return settings
+
+    @classmethod
+    def read(cls, env: Mapping[str, str]) -> tuple[Settings, list[str]]:
+        """The settings, a malformed value replaced by its default, and what was malformed: so `check_complete` can
+        still say what is missing when something else is wrong (`qbot.configuration` lists both)."""
+        problems = Problems()
+        host = env.get("QBOT_HOST") or "127.0.0.1"
+        port = problems.read(lambda: env_int(env, "QBOT_PORT", DEFAULT_PORT, minimum=0), DEFAULT_PORT)
+        public_url = (env.get("QBOT_PUBLIC_URL") or default_public_url(host, port)).rstrip("/")
+        settings = cls(
+            host=host,
+            port=port,
+            public_url=public_url,
             redis_url=env.get("QBOT_REDIS_URL") or None,
             oidc_issuer=(env.get("QBOT_OIDC_ISSUER") or "").rstrip("/"),
             oidc_client_id=env.get("QBOT_OIDC_CLIENT_ID", ""),
             oidc_client_secret=env.get("QBOT_OIDC_CLIENT_SECRET", ""),
-            oidc_scopes=scopes,
+            oidc_scopes=problems.read(lambda: _scopes(env), DEFAULT_SCOPES),
             aws_region=env.get("QBOT_AWS_REGION") or "us-east-1",
             role_arn=env.get("QBOT_ROLE_ARN", ""),
             q_app_id=env.get("QBOT_Q_APP_ID", ""),
             sts_endpoint_url=env.get("QBOT_STS_ENDPOINT_URL") or None,
             q_endpoint_url=env.get("QBOT_Q_ENDPOINT_URL") or None,
-            token_keys=parse_token_keys(env.get("QBOT_TOKEN_KEYS", "")),
-            link_ttl_seconds=env_int(env, "QBOT_LINK_TTL_SECONDS", 600),
-            require_email_match=env_flag(env, "QBOT_REQUIRE_EMAIL_MATCH", True),
-            channel_reply_mode=mode,
-            conversation_ttl_seconds=env_int(env, "QBOT_CONVERSATION_TTL_SECONDS", 7 * 24 * 3600),
-            q_max_concurrency=env_int(env, "QBOT_Q_MAX_CONCURRENCY", 320),
-            redis_max_connections=env_int(env, "QBOT_REDIS_MAX_CONNECTIONS", 64),
-            role=role,
-            worker_concurrency=env_int(env, "QBOT_WORKER_CONCURRENCY", 256),
-            turn_claim_seconds=env_seconds(env, "QBOT_TURN_CLAIM_SECONDS", 15.0, minimum=0.1),
+            token_keys=problems.read(lambda: parse_token_keys(env.get("QBOT_TOKEN_KEYS", "")), ()),
+            link_ttl_seconds=problems.read(lambda: env_int(env, "QBOT_LINK_TTL_SECONDS", 600), 600),
+            require_email_match=problems.read(lambda: env_flag(env, "QBOT_REQUIRE_EMAIL_MATCH", True), True),
+            channel_reply_mode=problems.read(lambda: _reply_mode(env), "private"),
+            conversation_ttl_seconds=problems.read(
+                lambda: env_int(env, "QBOT_CONVERSATION_TTL_SECONDS", 7 * 24 * 3600), 7 * 24 * 3600
+            ),
+            q_max_concurrency=problems.read(lambda: env_int(env, "QBOT_Q_MAX_CONCURRENCY", 320), 320),
+            redis_max_connections=problems.read(lambda: env_int(env, "QBOT_REDIS_MAX_CONNECTIONS", 64), 64),
+            role=problems.read(lambda: _role(env), "all"),
+            worker_concurrency=problems.read(lambda: env_int(env, "QBOT_WORKER_CONCURRENCY", 256), 256),
+            turn_claim_seconds=problems.read(
+                lambda: env_seconds(env, "QBOT_TURN_CLAIM_SECONDS", 15.0, minimum=0.1), 15.0
+            ),
             session_secret=env.get("QBOT_SESSION_SECRET", ""),
             saml_metadata_url=(env.get("QBOT_SAML_METADATA_URL") or "").strip(),
             saml_metadata_file=(env.get("QBOT_SAML_METADATA_FILE") or "").strip(),
-            saml_sp_entity_id=(env.get("QBOT_SAML_SP_ENTITY_ID") or "").strip()
-            or (env.get("QBOT_PUBLIC_URL") or "http://127.0.0.1:3978").rstrip("/") + SAML_METADATA_PATH,
+            saml_sp_entity_id=(env.get("QBOT_SAML_SP_ENTITY_ID") or "").strip() or public_url + SAML_METADATA_PATH,
             saml_provider_arn=(env.get("QBOT_SAML_PROVIDER_ARN") or "").strip(),
-            saml_session_seconds=_saml_session_seconds(env),
+            saml_session_seconds=problems.read(lambda: _saml_session_seconds(env), 3600),
             extra={k: v for k, v in env.items() if k.startswith("QBOT_")},
         )
+        return settings, problems.found
+
+    def listening_on(self, port: int) -> Settings:
+        """These settings once the server listens on `port` (QBOT_PORT=0: the one the OS chose): a public URL and
+        SAML entity id that were not set follow the port, so sign-in links name the address that answers."""
+        if self.extra.get("QBOT_PUBLIC_URL"):
+            return replace(self, port=port)
+        public_url = default_public_url(self.host, port)
+        entity_id = self.saml_sp_entity_id
+        if not self.extra.get("QBOT_SAML_SP_ENTITY_ID"):
+            entity_id = public_url + SAML_METADATA_PATH
+        return replace(self, port=port, public_url=public_url, saml_sp_entity_id=entity_id)
 
     def check_complete(self) -> None:
         """Fail fast before `qbot serve` accepts traffic, naming every missing or contradictory setting at once."""
@@ -193,10 +265,11 @@ class Settings:
             )
         if self.saml_metadata_url and self.saml_metadata_file:
             problems.append("QBOT_SAML_METADATA_URL and QBOT_SAML_METADATA_FILE are both set: keep one")
-        required = {
+        required: dict[str, object] = {
             "QBOT_ROLE_ARN": self.role_arn,
             "QBOT_Q_APP_ID": self.q_app_id,
-            "QBOT_TOKEN_KEYS": ",".join(self.token_keys),
+            # keys that are there but malformed were read as none: `read` reports them, they are not missing
+            "QBOT_TOKEN_KEYS": self.token_keys or self.extra.get("QBOT_TOKEN_KEYS", "").replace(",", "").strip(),
         }
         if saml:
             required = {"QBOT_SAML_PROVIDER_ARN": self.saml_provider_arn, **required}
@@ -219,7 +292,29 @@ class Settings:
         if not self.public_url.startswith(_LOOPBACK_OR_HTTPS):
             problems.append("QBOT_PUBLIC_URL must be https:// (plain http only on loopback, for testing)")
         if problems:
-            raise ConfigError("; ".join(problems))
+            raise ConfigProblems(problems)
+
+
+def _reply_mode(env: Mapping[str, str]) -> str:
+    mode = (env.get("QBOT_CHANNEL_REPLY_MODE") or "private").strip().lower()
+    mode = "private" if mode == "ephemeral" else mode  # the setting's earlier name for private
+    if mode not in ("private", "thread"):
+        raise ConfigError(f"QBOT_CHANNEL_REPLY_MODE must be private or thread, not {mode!r}")
+    return mode
+
+
+def _role(env: Mapping[str, str]) -> str:
+    role = (env.get("QBOT_ROLE") or "all").strip().lower()
+    if role not in ROLES:
+        raise ConfigError(f"QBOT_ROLE (qbot serve --role) must be web, worker or all, not {role!r}")
+    return role
+
+
+def _scopes(env: Mapping[str, str]) -> tuple[str, ...]:
+    scopes = tuple((env.get("QBOT_OIDC_SCOPES") or " ".join(DEFAULT_SCOPES)).split())
+    if "openid" not in scopes:
+        raise ConfigError("QBOT_OIDC_SCOPES must include openid")
+    return scopes
 
 
 def _saml_session_seconds(env: Mapping[str, str]) -> int:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from adapters.hosts import is_loopback_host
 from adapters.slack.origins import origin_of
-from bot.errors import ConfigError
+from bot.config import Problems
 
 DEFAULT_API_URL = "https://slack.com/api/"
 
@@ -30,27 +30,28 @@ class SlackSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SlackSettings | None:
-        """None when Slack is not configured at all; ConfigError when it is configured by halves."""
+        """None when Slack is not configured at all; ConfigProblems naming everything wrong when it is configured
+        by halves or with malformed values."""
         bot_token = (env.get("QBOT_SLACK_BOT_TOKEN") or "").strip()
         signing_secret = (env.get("QBOT_SLACK_SIGNING_SECRET") or "").strip()
         app_token = (env.get("QBOT_SLACK_APP_TOKEN") or "").strip()
         if not (bot_token or signing_secret or app_token):
             return None
+        problems = Problems()
         if not bot_token:
-            raise ConfigError("Slack needs QBOT_SLACK_BOT_TOKEN (the xoxb- bot token) as well")
+            problems.add("Slack needs QBOT_SLACK_BOT_TOKEN (the xoxb- bot token) as well")
         if not (signing_secret or app_token):
-            raise ConfigError(
+            problems.add(
                 "Slack needs QBOT_SLACK_SIGNING_SECRET (HTTP mode) or QBOT_SLACK_APP_TOKEN (Socket Mode) as well"
             )
         if app_token and not app_token.startswith("xapp-"):
-            raise ConfigError("QBOT_SLACK_APP_TOKEN must be an app-level token (xapp-...) with connections:write")
+            problems.add("QBOT_SLACK_APP_TOKEN must be an app-level token (xapp-...) with connections:write")
         api_url = (env.get("QBOT_SLACK_API_URL") or DEFAULT_API_URL).strip()
         origin = origin_of(api_url)
         if origin is None or (origin.scheme != "https" and not is_loopback_host(origin.host)):
             # The bot token goes with every Web API call: never in clear text beyond this machine.
-            raise ConfigError(
-                f"QBOT_SLACK_API_URL must be an https URL (plain http only on loopback), not {api_url!r}"
-            )
+            problems.add(f"QBOT_SLACK_API_URL must be an https URL (plain http only on loopback), not {api_url!r}")
+        problems.raise_any()
         return cls(
             bot_token=bot_token,
             signing_secret=signing_secret,

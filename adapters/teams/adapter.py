@@ -59,14 +59,10 @@ MULTI_TENANT = "botframework.com"  # the MSAL authority of a (legacy) multi-tena
 
 
 def teams_adapter(core: Core, settings: Settings, services: AdapterServices) -> TeamsAdapter | None:
-    """The adapter factory for `qbot.app`: None (Teams off) unless credentials or anonymous mode are set."""
+    """The adapter factory for `qbot.app`: None (Teams off) unless credentials or anonymous mode are set; half a
+    configuration is a ConfigError (`TeamsSettings.from_env`), as it is for Slack."""
     teams = TeamsSettings.from_settings(settings)
     if not teams.enabled:
-        if teams.app_id:
-            log.error(
-                "QBOT_TEAMS_APP_ID is set but QBOT_TEAMS_APP_PASSWORD is not: Teams stays off. Set the password "
-                "(or QBOT_TEAMS_ALLOW_ANONYMOUS=true to test against a local connector)."
-            )
         return None
     if not teams.checks_tokens:
         log.warning(

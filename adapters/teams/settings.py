@@ -6,7 +6,9 @@
   replies go out without credentials (only a local stand-in of the Bot Framework accepts them). Tests run so.
 - `QBOT_TEAMS_ALLOW_ANONYMOUS=true` without an app id: nothing is checked; local testing only.
 
-Anything else leaves Teams off. `qbot doctor` checks these same settings (`adapters/teams/doctor.py`).
+With none of these set, Teams is off. Half a configuration (an app id without a password or anonymous mode, a
+password or tenant without an app id) is a ConfigError at start-up, as half a Slack one is: never a
+silently missing adapter. `qbot doctor` checks these same settings (`adapters/teams/doctor.py`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from adapters.teams.files import DEFAULT_FILE_HOSTS, parse_file_hosts
-from bot.config import Settings, env_flag
+from bot.config import Problems, Settings, env_flag
 
 DEFAULT_OPENID_METADATA_URL = "https://login.botframework.com/v1/.well-known/openidconfiguration"
 DEFAULT_LOGIN_URL = "https://login.microsoftonline.com"  # where the app's Entra tokens come from
@@ -38,14 +40,32 @@ class TeamsSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> TeamsSettings:
-        """ConfigError for a malformed value (QBOT_TEAMS_ALLOW_ANONYMOUS, QBOT_TEAMS_FILE_HOSTS)."""
+        """ConfigProblems naming every malformed value (QBOT_TEAMS_ALLOW_ANONYMOUS, QBOT_TEAMS_FILE_HOSTS) and
+        half a configuration, all at once."""
+        problems = Problems()
+        app_id = (env.get("QBOT_TEAMS_APP_ID") or "").strip()
+        app_password = env.get("QBOT_TEAMS_APP_PASSWORD") or ""
+        tenant_id = (env.get("QBOT_TEAMS_TENANT_ID") or "").strip()
+        allow_anonymous = problems.read(lambda: env_flag(env, "QBOT_TEAMS_ALLOW_ANONYMOUS", False), None)
+        if app_id and not app_password and allow_anonymous is False:
+            problems.add(
+                "Teams needs QBOT_TEAMS_APP_PASSWORD (a client secret of the app) as well, "
+                "or QBOT_TEAMS_ALLOW_ANONYMOUS=true to test against a local connector"
+            )
+        if not app_id and (app_password or tenant_id):
+            given = " and ".join(n for n, v in (("QBOT_TEAMS_APP_PASSWORD", app_password),
+                                                ("QBOT_TEAMS_TENANT_ID", tenant_id)) if v)
+            problems.add(f"Teams needs QBOT_TEAMS_APP_ID (the bot's Microsoft app id) as well: {given} is set")
+        fallback: tuple[str, ...] = DEFAULT_FILE_HOSTS
+        file_hosts = problems.read(lambda: parse_file_hosts(env.get("QBOT_TEAMS_FILE_HOSTS")), fallback)
+        problems.raise_any()
         return cls(
-            app_id=(env.get("QBOT_TEAMS_APP_ID") or "").strip(),
-            app_password=env.get("QBOT_TEAMS_APP_PASSWORD") or "",
-            tenant_id=(env.get("QBOT_TEAMS_TENANT_ID") or "").strip(),
-            allow_anonymous=env_flag(env, "QBOT_TEAMS_ALLOW_ANONYMOUS", False),
+            app_id=app_id,
+            app_password=app_password,
+            tenant_id=tenant_id,
+            allow_anonymous=bool(allow_anonymous),
             openid_metadata_url=(env.get("QBOT_TEAMS_OPENID_METADATA_URL") or DEFAULT_OPENID_METADATA_URL).strip(),
-            file_hosts=parse_file_hosts(env.get("QBOT_TEAMS_FILE_HOSTS")),
+            file_hosts=file_hosts,
             login_url=(env.get("QBOT_TEAMS_LOGIN_URL") or DEFAULT_LOGIN_URL).strip().rstrip("/"),
         )
 

@@ -17,13 +17,13 @@ from adapters.checks import FAIL, OK, SKIP, WARN, Check
 from adapters.slack.doctor import check_slack
 from adapters.teams.doctor import check_teams
 from bot.aws_clients import AdminAws
-from bot.config import Settings, env_flag
+from bot.config import env_flag
 from bot.errors import ConfigError
-from bot.group_sync import GroupSyncSettings
 from qbot.admin.doctor_aws import AwsChecks
 from qbot.admin.doctor_idp import IdpChecks
 from qbot.admin.doctor_redis import RedisChecks
 from qbot.admin.doctor_saml import SamlChecks, saml_mode
+from qbot.configuration import configuration_problems, unknown_settings
 
 __all__ = ["Check", "Doctor", "run_doctor"]
 
@@ -78,11 +78,15 @@ class Doctor:
         ]
 
     def configuration(self) -> Check:
-        try:
-            Settings.from_env(self.env).check_complete()
-            GroupSyncSettings.from_env(self.env)
-        except ConfigError as err:
-            return Check("configuration", FAIL, str(err), "set the QBOT_* variables it names (README: Configuration)")
+        """Every problem `qbot serve` would refuse to start with, all in one line; misspelt names as a warning."""
+        problems = configuration_problems(self.env)
+        unknown = unknown_settings(self.env)
+        if problems:
+            count = f"{len(problems)} problems: " if len(problems) > 1 else ""
+            return Check("configuration", FAIL, count + "; ".join([*problems, *unknown]),
+                         "set the QBOT_* variables they name (README: Configuration)")
+        if unknown:
+            return Check("configuration", WARN, "; ".join(unknown), "rename or remove them: qbot ignores them")
         return Check("configuration", OK, "every required QBOT_* setting is present and well-formed")
 
     def email_match(self) -> Check:

@@ -122,7 +122,8 @@ def test_a_correct_configuration_passes_every_check(
 def test_unconfigured_platforms_are_skipped_not_failed(
     good_env: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in ("QBOT_SLACK_BOT_TOKEN", "QBOT_SLACK_SIGNING_SECRET", "QBOT_TEAMS_APP_ID", "QBOT_GROUP_SYNC"):
+    for name in ("QBOT_SLACK_BOT_TOKEN", "QBOT_SLACK_SIGNING_SECRET", "QBOT_TEAMS_APP_ID", "QBOT_TEAMS_APP_PASSWORD",
+                 "QBOT_GROUP_SYNC"):
         monkeypatch.delenv(name)
     code, checks = doctor(capsys)
     assert code == 0

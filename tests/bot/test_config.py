@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.config import Settings, env_flag, env_int, env_seconds
+from bot.config import ConfigProblems, Settings, env_flag, env_int, env_seconds, problems_of
 from bot.errors import ConfigError
 
 
@@ -95,3 +95,64 @@ def test_oidc_mode_still_names_what_it_misses() -> None:
     assert refused.value.user_message == (
         "missing configuration: QBOT_OIDC_ISSUER, QBOT_OIDC_CLIENT_ID, QBOT_ROLE_ARN, QBOT_Q_APP_ID, QBOT_TOKEN_KEYS"
     )
+
+
+def test_every_malformed_value_is_named_at_once_not_the_first_only() -> None:
+    env = {
+        "QBOT_PORT": "eighty", "QBOT_CHANNEL_REPLY_MODE": "loud", "QBOT_ROLE": "boss", "QBOT_OIDC_SCOPES": "email",
+        "QBOT_TOKEN_KEYS": "not-a-key", "QBOT_LINK_TTL_SECONDS": "0", "QBOT_REQUIRE_EMAIL_MATCH": "perhaps",
+        "QBOT_TURN_CLAIM_SECONDS": "soon", "QBOT_SAML_SESSION_SECONDS": "60",
+    }
+    with pytest.raises(ConfigProblems) as refused:
+        Settings.from_env(env)
+    assert refused.value.problems == (
+        "QBOT_PORT must be a whole number, not 'eighty'",
+        "QBOT_OIDC_SCOPES must include openid",
+        "QBOT_TOKEN_KEYS key #1 is not 32 bytes of URL-safe base64; make one with `qbot keygen`",
+        "QBOT_LINK_TTL_SECONDS must be at least 1",
+        "QBOT_REQUIRE_EMAIL_MATCH must be true or false, not 'perhaps'",
+        "QBOT_CHANNEL_REPLY_MODE must be private or thread, not 'loud'",
+        "QBOT_ROLE (qbot serve --role) must be web, worker or all, not 'boss'",
+        "QBOT_TURN_CLAIM_SECONDS must be a number of seconds, not 'soon'",
+        "QBOT_SAML_SESSION_SECONDS must be at least 900",
+    )
+    assert problems_of(refused.value) == refused.value.problems
+    assert problems_of(ConfigError("one thing")) == ("one thing",)
+
+
+def test_malformed_token_keys_are_reported_as_malformed_not_also_as_missing() -> None:
+    settings, problems = Settings.read({"QBOT_TOKEN_KEYS": "not-a-key"})
+    assert problems == ["QBOT_TOKEN_KEYS key #1 is not 32 bytes of URL-safe base64; make one with `qbot keygen`"]
+    with pytest.raises(ConfigError) as refused:
+        settings.check_complete()
+    assert refused.value.user_message == (
+        "missing configuration: QBOT_OIDC_ISSUER, QBOT_OIDC_CLIENT_ID, QBOT_ROLE_ARN, QBOT_Q_APP_ID"
+    )
+    _, blank = Settings.read({"QBOT_TOKEN_KEYS": " , "})  # nothing in it: missing, as if unset
+    with pytest.raises(ConfigError) as missing:
+        Settings.read({"QBOT_TOKEN_KEYS": " , "})[0].check_complete()
+    assert blank == [] and missing.value.user_message.endswith("QBOT_Q_APP_ID, QBOT_TOKEN_KEYS")
+
+
+def test_the_default_public_url_follows_the_port_and_a_loopback_host() -> None:
+    assert Settings.from_env({}).public_url == "http://127.0.0.1:3978"
+    assert Settings.from_env({"QBOT_PORT": "8080"}).public_url == "http://127.0.0.1:8080"
+    assert Settings.from_env({"QBOT_PORT": "8080", "QBOT_HOST": "0.0.0.0"}).public_url == "http://127.0.0.1:8080"
+    assert Settings.from_env({"QBOT_PORT": "8080", "QBOT_HOST": "::1"}).public_url == "http://[::1]:8080"
+    assert Settings.from_env({"QBOT_HOST": "127.0.0.2"}).public_url == "http://127.0.0.2:3978"
+    assert Settings.from_env({"QBOT_HOST": "localhost", "QBOT_PORT": "1"}).public_url == "http://localhost:1"
+    derived = Settings.from_env({"QBOT_PORT": "8080"})
+    assert derived.redirect_uri == "http://127.0.0.1:8080/auth/callback"
+    assert derived.saml_sp_entity_id == "http://127.0.0.1:8080/auth/saml/metadata"
+    chosen = Settings.from_env({"QBOT_PORT": "8080", "QBOT_PUBLIC_URL": "https://qbot.example.com/"})
+    assert chosen.public_url == "https://qbot.example.com"
+
+
+def test_a_port_the_system_chose_becomes_the_default_public_url_but_never_overrides_a_chosen_one() -> None:
+    chosen_by_os = Settings.from_env({"QBOT_PORT": "0"}).listening_on(41234)
+    assert (chosen_by_os.port, chosen_by_os.public_url) == (41234, "http://127.0.0.1:41234")
+    assert chosen_by_os.saml_sp_entity_id == "http://127.0.0.1:41234/auth/saml/metadata"
+    public = Settings.from_env({"QBOT_PORT": "0", "QBOT_PUBLIC_URL": "https://qbot.example.com",
+                                "QBOT_SAML_SP_ENTITY_ID": "urn:amazon:webservices"}).listening_on(41234)
+    assert (public.port, public.public_url) == (41234, "https://qbot.example.com")
+    assert public.saml_sp_entity_id == "urn:amazon:webservices"

@@ -148,7 +148,6 @@ def _settings(redis_url: str, **env: str) -> Settings:
     ("env", "on"),
     [
         ({}, False),
-        ({"QBOT_TEAMS_APP_ID": APP_ID}, False),  # no password, no anonymous: off (and logged)
         ({"QBOT_TEAMS_APP_ID": APP_ID, "QBOT_TEAMS_APP_PASSWORD": "secret", "QBOT_TEAMS_TENANT_ID": "t"}, True),
         ({"QBOT_TEAMS_ALLOW_ANONYMOUS": "true"}, True),
     ],
