@@ -54,14 +54,13 @@ from adapters.web.guards import (
     text_field,
 )
 from adapters.web.pages import SECURITY_HEADERS, error_page
-from adapters.web.render import render_reply
+from adapters.web.render import render_past, render_reply
 from adapters.web.session import Session, Sessions
 from adapters.web.signin import set_login_cookie
 from bot.config import Settings, env_flag, env_int
 from bot.core import Core
 from bot.errors import LinkExpired, NotLinked, QBotError
 from bot.feedback import WHY_NOT_USEFUL, InvalidFeedback, rating
-from bot.history import PastQuestion
 from bot.links import PendingLink
 from bot.model import ChatIdentity, IncomingMessage, NoticeKind, Usefulness
 from bot.qbusiness import ConversationGone
@@ -299,9 +298,7 @@ class WebConsole:
         past = await _from_q(self.core.history.open(
             identity_of(session.sid), conversation_id, channel=CHANNEL, thread=conversation_id
         ))
-        messages = [
-            {"type": "question", "text": m.text} if isinstance(m, PastQuestion) else render_reply(m) for m in past
-        ]
+        messages = [render_past(m) for m in past]
         body = {"conversation_id": conversation_id, "thread": conversation_id, "messages": messages}
         response = web.json_response(body, headers=API_HEADERS)
         await self._keep_alive(response, session)

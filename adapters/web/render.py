@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.history import PastMessage, PastQuestion
 from bot.model import Answer, Notice, Reply
 
 
@@ -28,3 +29,10 @@ def render_reply(reply: Reply) -> dict[str, Any]:
 
 def render_notice(notice: Notice) -> dict[str, Any]:
     return {"type": notice.kind.value, "text": notice.text, "url": notice.url}
+
+
+def render_past(message: PastMessage) -> dict[str, Any]:
+    """A message of a conversation opened from the history: the user's question, or an answer as above."""
+    if isinstance(message, PastQuestion):
+        return {"type": "question", "text": message.text}
+    return render_reply(message)
