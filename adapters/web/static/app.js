@@ -17,6 +17,7 @@
     pending: null, // the question being answered: {controller, timer}; a stopped one's answer is discarded
     conversationId: null, // the Q conversation this thread continues, once known
     stuckToBottom: true,
+    lastGroup: null, // the period heading the history list ends with
   };
   const $ = (id) => document.getElementById(id);
   const TOUCH = window.matchMedia("(pointer: coarse)").matches;
@@ -647,6 +648,21 @@
     yes.focus();
   }
 
+  // Today, Yesterday, Previous 7 days, Previous 30 days, then by month: as the list is newest first.
+  function periodOf(startedAt) {
+    const started = new Date(startedAt);
+    if (!startedAt || Number.isNaN(started.getTime())) return "Earlier";
+    const today = new Date();
+    today.setHours(0, 0, 0, 0);
+    const days = Math.floor((today - new Date(started).setHours(0, 0, 0, 0)) / 86400000);
+    if (days <= 0) return "Today";
+    if (days === 1) return "Yesterday";
+    if (days < 7) return "Previous 7 days";
+    if (days < 30) return "Previous 30 days";
+    return started.toLocaleDateString(undefined, { month: "long", year: "numeric" });
+  }
+  window.qbotPeriodOf = periodOf; // for tests
+
   // The first page of the list again (after a change), or with `next` the page after the ones shown.
   async function loadConversations(next) {
     const note = $("history-note");
@@ -656,11 +672,20 @@
       note.textContent = data.error || failureText(status);
       return;
     }
-    const rows = (data.conversations || []).map(conversationRow);
+    if (!next) {
+      $("conversations").replaceChildren();
+      state.lastGroup = null;
+    }
+    const rows = [];
+    for (const conversation of data.conversations || []) {
+      const group = periodOf(conversation.started_at);
+      if (group !== state.lastGroup) rows.push(el("li", { class: "group", testid: "conversation-group", text: group }));
+      state.lastGroup = group;
+      rows.push(conversationRow(conversation));
+    }
     $("history-more").replaceChildren();
-    if (next) $("conversations").append(...rows);
-    else $("conversations").replaceChildren(...rows);
-    note.textContent = $("conversations").children.length ? "" : "No conversations yet.";
+    $("conversations").append(...rows);
+    note.textContent = $("conversations").querySelector(".conversation-row") ? "" : "No conversations yet.";
     if (data.next) {
       const more = el("button", { type: "button", class: "more", testid: "more-conversations", text: "Show older conversations" });
       more.addEventListener("click", () => {

@@ -374,6 +374,7 @@ def test_history_comes_from_q_on_every_device(web_bot: WebBot, chromium: Browser
     laptop.get_by_test_id("input").fill("What is Project Aurora?")
     laptop.get_by_test_id("send").click()
     expect(laptop.get_by_test_id("conversation")).to_have_text(["What is Project Aurora?"])
+    expect(laptop.get_by_test_id("conversation-group")).to_have_text(["Today"])
     expect(laptop.locator(".conversation-row.active")).to_have_count(1)
 
     phone, phone_problems = _signed_in(chromium, web_bot, viewport=PHONE)  # another device, another session
@@ -410,6 +411,11 @@ def test_history_comes_from_q_on_every_device(web_bot: WebBot, chromium: Browser
     laptop.get_by_test_id("more-conversations").click()
     expect(laptop.get_by_test_id("conversation")).to_have_count(101)
     expect(laptop.get_by_test_id("more-conversations")).to_have_count(0)
+    expect(laptop.get_by_test_id("conversation-group")).to_have_text(["Today"])  # one heading across pages
+    periods = laptop.evaluate(
+        "() => [0, 1, 3, 10, 400].map((days) => qbotPeriodOf(new Date(Date.now() - days * 864e5).toISOString()))"
+    )
+    assert periods[:4] == ["Today", "Yesterday", "Previous 7 days", "Previous 30 days"] and periods[4][-4:].isdigit()
     assert problems == [] and phone_problems == []
     laptop.context.close()
     phone.context.close()
