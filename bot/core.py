@@ -254,7 +254,9 @@ class Core:
                 answer = await self._chat(dataclasses.replace(message, files=message.files + files), policy, plugin)
         self._metrics.answer_latency.observe(time.perf_counter() - started)
         # An action to review or a plugin to authorize: kept for the asker (only they may act on it).
-        answer = await self.plugins.keep(message, answer, private=private, plugin=plugin.name if plugin else "")
+        answer = await self.plugins.keep(
+            message, answer, private=private, plugin=plugin.name if plugin else "", address=turn.address()
+        )
         if private:  # the asker may share it in the thread later: keep it (sealed) for a day
             try:
                 await self._private_answers.keep(identity, message.channel, message.thread, answer)

@@ -247,3 +247,4 @@ class PlacedReply:
     channel: str
     thread: str
     shared: bool
+    address: str = ""  # the adapter's note of where that was (Turn.address), for delivering it out of turn

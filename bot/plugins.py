@@ -247,7 +247,9 @@ def _identity_of(data: dict[str, Any]) -> ChatIdentity:
 
 
 def _placed(data: dict[str, Any], reply: Answer | Notice) -> PlacedReply:
-    return PlacedReply(reply, _identity_of(data), str(data["c"]), str(data["t"]), bool(data["sh"]))
+    return PlacedReply(
+        reply, _identity_of(data), str(data["c"]), str(data["t"]), bool(data["sh"]), str(data.get("a") or "")
+    )
 
 
 class Plugins:
@@ -304,13 +306,16 @@ class Plugins:
 
     # -- an answer that proposes an action or asks for consent -------------------------------------------------
 
-    async def keep(self, message: IncomingMessage, answer: Answer, *, private: bool, plugin: str = "") -> Answer:
+    async def keep(
+        self, message: IncomingMessage, answer: Answer, *, private: bool, plugin: str = "", address: str = ""
+    ) -> Answer:
         """Keep what the answer asks of its asker (a review, a consent) and hand back the answer carrying the
-        handles adapters render (the review id, the authorization's start URL)."""
+        handles adapters render (the review id, the authorization's start URL). `address`: the adapter's note of
+        where to answer out of turn (Turn.address), kept with it."""
         place = {
             "i": [message.identity.platform, message.identity.tenant, message.identity.user],
             "c": message.channel, "t": message.thread, "sh": message.shared, "pr": private,
-            "ci": answer.conversation_id, "mi": answer.message_id,
+            "ci": answer.conversation_id, "mi": answer.message_id, "a": address,
         }
         if answer.action_review is not None:
             review_id = await self._reviews.put({**place, "r": _review_to_dict(answer.action_review)}, REVIEW_SECONDS)
@@ -435,7 +440,9 @@ class Plugins:
         channel, thread = str(kept["c"]), str(kept["t"])
         await self._conversations.save(identity, channel, thread, answer.conversation_id, answer.message_id)
         asked = IncomingMessage(identity, str(kept.get("q") or ""), channel, thread, "", shared=bool(kept["sh"]))
-        answer = await self.keep(asked, answer, private=bool(kept["pr"]), plugin=str(kept.get("n") or ""))
+        answer = await self.keep(
+            asked, answer, private=bool(kept["pr"]), plugin=str(kept.get("n") or ""), address=str(kept.get("a") or "")
+        )
         return _placed(kept, dataclasses.replace(answer, private=bool(kept["pr"]) or answer.private))
 
     async def _deliver(self, placed: PlacedReply) -> None:

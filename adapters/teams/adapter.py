@@ -47,7 +47,7 @@ from adapters.teams.tokens import BotFrameworkTokens, TokenRejected, VerifiedTok
 from bot.config import Settings
 from bot.core import Core
 from bot.errors import QBotError
-from bot.model import ChatIdentity
+from bot.model import ChatIdentity, PlacedReply
 from bot.pending_questions import PendingQuestion
 from bot.turn_queue import QueuedTurn, TurnNotStored
 
@@ -164,6 +164,7 @@ class TeamsAdapter:
         self._turns: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
         core.accounts.on_linked(PLATFORM, self._confirm_link)
+        core.plugins.on_reply(PLATFORM, self._plugin_reply)
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/api/messages", self.messages)]
@@ -332,6 +333,23 @@ class TeamsAdapter:
             await PrivateChats.send(connector, address, text_activity(LINKED.format(email=email)))
         finally:
             await connector.close()
+
+    async def _plugin_reply(self, placed: PlacedReply) -> None:
+        """The core's plugin listener: the answer a plugin's authorization held up, delivered by replaying the
+        asking activity (kept sealed with the challenge) so it lands where that question's answer would have."""
+        try:
+            activity = Activity.model_validate_json(placed.address)
+        except ValidationError:
+            log.warning("a plugin reply for %s has no activity to answer by", placed.identity.key)
+            return
+        if identity_of(activity) != placed.identity:
+            log.warning("a plugin reply for %s names another sender: not delivered", placed.identity.key)
+            return
+
+        async def deliver(context: TurnContext) -> None:
+            await self.agent.deliver(context, placed.reply)
+
+        await self.cloud.process_activity(self._reply_identity(), activity, deliver)
 
     def _resume(self, pending: PendingQuestion) -> None:
         """Replay the kept question's own activity (sealed while the user signed in): a turn like the first,

@@ -225,6 +225,17 @@ class TeamsAgent(ActivityHandler):
         else:
             await self._send_notice(turn_context, message, reply)
 
+    async def deliver(self, context: TurnContext, reply: Answer | Notice) -> None:
+        """A reply out of turn (the answer a plugin's authorization held up), in the turn of the activity that
+        asked: placed as that message's own reply would have been."""
+        message = read_message(context.activity)
+        if message is None:
+            return
+        if isinstance(reply, Answer):
+            await self._send_answer(context, message, reply)
+        else:
+            await self._send_notice(context, message, reply)
+
     async def _send_answer(self, context: TurnContext, message: TeamsMessage, answer: Answer) -> None:
         """In place; or, when the core made it private, to the asker only (targeted, else the personal chat),
         so documents of the asker stay with the asker until they share them."""

@@ -1,11 +1,15 @@
 """Plugin actions in Teams: a proposed action is an Adaptive Card form (Q's fields as inputs); Run arrives as an
 `adaptiveCard/action` invoke with the inputs' values and reaches Q as actionExecution from the asker's
-credentials; someone else's Run, Cancel and a missing required value send nothing."""
+credentials; someone else's Run, Cancel and a missing required value send nothing. Authorizing a plugin in the
+browser answers the question it held up in the chat it was asked in."""
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
+
+import httpx
 
 from adapters.teams.plugins import CANCEL_VERB, RAN, RUN_VERB, field_input_id
 from bot.plugins import NOT_YOUR_ACTION, NOTHING_RUN, REVIEW_GONE
@@ -87,3 +91,23 @@ def test_cancel_sends_nothing(teams: TeamsBot) -> None:
     late = _press(teams, ALICE, form, RUN_VERB, **_inputs(form))
     assert late["type"] == MESSAGE and late["value"].startswith(REVIEW_GONE.split(",")[0])
     assert teams.sandbox.q.plugin_actions == [] and teams.sandbox.q.stats.operations["ChatSync"] == 1
+
+
+def test_authorizing_a_plugin_answers_the_question_where_it_was_asked(teams: TeamsBot) -> None:
+    teams.linked(ALICE)
+    calls = teams.ask(teams.message(ALICE, "qplugin salesforce which opportunities close this quarter?"), count=2)
+    start = next(a["url"] for c in calls for card in c.cards for a in card.get("actions", [])
+                 if a.get("type") == "Action.OpenUrl")
+    assert start.startswith(teams.url + "/auth/plugin/start?c=")
+    before = len(teams.bf.calls)
+    with httpx.Client(follow_redirects=False, timeout=10) as browser:
+        consent = browser.get(start).headers["location"]
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(consent).query))
+        approved = browser.post(consent.partition("?")[0], data={
+            "state": query["state"], "redirect_uri": query["redirect_uri"], "decision": "approve"})
+        page = browser.get(approved.headers["location"])
+    assert page.status_code == 200 and "salesforce is authorized" in page.text
+    answer = teams.bf.wait_for(lambda all_calls: next(
+        (c for c in all_calls[before:] if "From Salesforce, as alice@example.com" in str(c.cards)), None))
+    assert answer.conversation_id == ALICE.personal_chat
+    assert "which opportunities close this quarter?" in str(answer.cards)
