@@ -54,7 +54,8 @@ def add_commands(admin_commands: Any) -> None:
     set_parser = commands.add_parser(
         "set", help="set a channel's policy (options not given keep their stored value)", description=SET_DESCRIPTION,
     )
-    set_parser.add_argument("channel", metavar="PLATFORM:CHANNEL")
+    set_parser.add_argument("channel", metavar="PLATFORM:CHANNEL",
+                            help="the channel: slack:C0123456789 or teams:<conversation id>")
     set_parser.add_argument("--reply", choices=(*REPLY_MODES, DEFAULT),
                             help="thread: answers go to the thread, for everyone in the channel to read; private: "
                             "only the asker sees an answer until they share it; default: QBOT_CHANNEL_REPLY_MODE")
@@ -69,7 +70,7 @@ def add_commands(admin_commands: Any) -> None:
     unset = commands.add_parser("unset", help="remove a channel's policy (it then follows the defaults)",
                                 description="Remove a channel's policy; the channel then follows "
                                 "QBOT_CHANNEL_REPLY_MODE, with no attribute filter and Q's own chat mode.")
-    unset.add_argument("channel", metavar="PLATFORM:CHANNEL")
+    unset.add_argument("channel", metavar="PLATFORM:CHANNEL", help="the channel whose policy to remove")
     unset.set_defaults(func=run_unset)
 
     listing = commands.add_parser("list", help="one line per channel with a policy: reply, chat mode, filter",

@@ -58,7 +58,8 @@ def add_commands(commands: Any) -> None:
     provision.add_argument("--application-id", help="adopt this existing application instead of finding one by name")
     provision.add_argument("--email-domain", action="append", dest="email_domains", default=[], metavar="DOMAIN",
                            help="only users whose Email tag ends in @DOMAIN may use the role; repeatable [any]")
-    provision.add_argument("--index-type", default="ENTERPRISE", choices=("ENTERPRISE", "STARTER"))
+    provision.add_argument("--index-type", default="ENTERPRISE", choices=("ENTERPRISE", "STARTER"),
+                           help="the Q Business index's type [%(default)s]")
     provision.add_argument("--subscription-type", default="Q_BUSINESS", choices=("Q_BUSINESS", "Q_LITE"),
                            help="what auto-subscription gives a new user")
     _add_aws_arguments(provision)
@@ -75,7 +76,7 @@ def add_commands(commands: Any) -> None:
         help="write the groups a CSV or JSON file describes with PutGroup (only those that changed)",
         description="FILE: JSON {group: [emails]} or CSV rows group,email.",
     )
-    sync.add_argument("file", type=Path, metavar="FILE")
+    sync.add_argument("file", type=Path, metavar="FILE", help="the groups: JSON {group: [emails]} or CSV group,email")
     sync.add_argument("--application-id", help="[QBOT_Q_APP_ID]")
     sync.add_argument("--index-id", help="[QBOT_Q_INDEX_ID, or the application's only index]")
     sync.add_argument("--state", type=Path, default=Path("qbot-groups.state.json"),
