@@ -31,23 +31,76 @@ def test_version_prints_the_installed_package_version() -> None:
     assert done.stdout.strip() == f"qbot {version('qbot')}"
 
 
-def test_serve_fails_fast_naming_what_is_missing() -> None:
-    done = subprocess.run([sys.executable, "-m", "qbot", "serve"], env=_clean_env(), capture_output=True,
-                          text=True, timeout=30)
+COMPLETE = {
+    "QBOT_OIDC_ISSUER": "https://idp.example.com",
+    "QBOT_OIDC_CLIENT_ID": "qbot",
+    "QBOT_ROLE_ARN": "arn:aws:iam::123456789012:role/qbot-user",
+    "QBOT_Q_APP_ID": "5a4db0a1-1b0e-4f43-9d5c-0e7f3b6a2c11",
+}
+
+
+def test_serve_fails_fast_naming_every_problem_at_once() -> None:
+    env = {**_clean_env(), "QBOT_CHANNEL_REPLY_MODE": "loud", "QBOT_TOKEN_KEYS": "not-a-key",
+           "QBOT_TEAMS_APP_ID": "app"}
+    done = subprocess.run([sys.executable, "-m", "qbot", "serve"], env=env, capture_output=True, text=True,
+                          timeout=30)
     assert done.returncode == 2
-    for name in ("QBOT_OIDC_ISSUER", "QBOT_OIDC_CLIENT_ID", "QBOT_ROLE_ARN", "QBOT_Q_APP_ID", "QBOT_TOKEN_KEYS"):
-        assert name in done.stderr
+    assert done.stderr.splitlines() == [
+        "qbot serve: 4 configuration problems:",
+        "  - QBOT_TOKEN_KEYS key #1 is not 32 bytes of URL-safe base64; make one with `qbot keygen`",
+        "  - QBOT_CHANNEL_REPLY_MODE must be private or thread, not 'loud'",
+        "  - missing configuration: QBOT_OIDC_ISSUER, QBOT_OIDC_CLIENT_ID, QBOT_ROLE_ARN, QBOT_Q_APP_ID",
+        "  - Teams needs QBOT_TEAMS_APP_PASSWORD (a client secret of the app) as well, or "
+        "QBOT_TEAMS_ALLOW_ANONYMOUS=true to test against a local connector",
+    ]
 
 
-def test_serve_refuses_contradictory_settings() -> None:
-    env = {**_clean_env(), "QBOT_CHANNEL_REPLY_MODE": "loud"}
-    done = subprocess.run([sys.executable, "-m", "qbot", "serve"], env=env, capture_output=True, text=True,
-                          timeout=30)
-    assert done.returncode == 2 and "QBOT_CHANNEL_REPLY_MODE" in done.stderr
-    env = {**_clean_env(), "QBOT_TOKEN_KEYS": "not-a-key"}
-    done = subprocess.run([sys.executable, "-m", "qbot", "serve"], env=env, capture_output=True, text=True,
-                          timeout=30)
-    assert done.returncode == 2 and "qbot keygen" in done.stderr
+def test_serve_on_a_busy_port_exits_2_with_one_line_and_no_traceback() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        env = {**_clean_env(), **COMPLETE, "QBOT_TOKEN_KEYS": Fernet.generate_key().decode(), "QBOT_PORT": str(port)}
+        done = subprocess.run([sys.executable, "-m", "qbot", "serve"], env=env, capture_output=True, text=True,
+                              timeout=30)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        f"qbot serve: port {port} on 127.0.0.1 is in use: stop what holds it, or choose another with QBOT_PORT "
+        "(0: any free port) or QBOT_HOST\n"
+    )
+
+
+def test_serve_from_an_env_file_says_what_it_serves_where_and_which_names_it_ignores(
+    tmp_path: Path, redis_server: str
+) -> None:
+    settings = {
+        **COMPLETE, "QBOT_TOKEN_KEYS": Fernet.generate_key().decode(), "QBOT_REDIS_URL": redis_server,
+        "QBOT_PORT": "0", "QBOT_TEAMS_ALLOW_ANONYMOUS": "true", "QBOT_SLACK_BOT_TOKN": "xoxb-1", "QBOT_ROLE": "worker",
+    }
+    (tmp_path / "qbot.env").write_text("# qbot\n" + "".join(f"{k}={v}\n" for k, v in settings.items()))
+    env = {**_clean_env(), "QBOT_ROLE": "web"}  # the environment wins over the file
+    process = subprocess.Popen(
+        [sys.executable, "-m", "qbot", "serve", "--env-file", str(tmp_path / "qbot.env")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        surfaces, listening = process.stdout.readline().strip(), process.stdout.readline().strip()
+        port = listening.rsplit(":", 1)[1].rstrip(")")  # the one the system chose
+        assert surfaces == f"qbot (web) surfaces on: web console (http://127.0.0.1:{port}/), Teams (POST /api/messages)"
+        assert listening == f"qbot (web) listening on http://127.0.0.1:{port} (public URL http://127.0.0.1:{port})"
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
+        process.send_signal(signal.SIGTERM)
+        _, errors = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=20)
+    assert process.returncode == 0
+    assert any(
+        line.endswith("WARNING qbot: QBOT_SLACK_BOT_TOKN is not a qbot setting: did you mean QBOT_SLACK_BOT_TOKEN?")
+        for line in errors.splitlines()
+    ), errors
 
 
 def test_sandbox_ports_must_be_four_numbers() -> None:
