@@ -35,6 +35,7 @@ USER_ACTIONS = (
     "qbusiness:ListMessages",
     "qbusiness:DeleteConversation",
     "qbusiness:PutFeedback",
+    "qbusiness:ListPlugins",  # qplugins / qplugin <name>: the application's plugins, as the user sees them
 )
 
 #: What group sync calls with administrator credentials (DeleteGroup only for `groups sync --prune`).

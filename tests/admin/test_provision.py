@@ -57,6 +57,7 @@ def permissions(app_id: str) -> dict[str, Any]:
                     "qbusiness:ListMessages",
                     "qbusiness:DeleteConversation",
                     "qbusiness:PutFeedback",
+                    "qbusiness:ListPlugins",
                 ],
                 "Resource": f"arn:aws:qbusiness:us-east-1:{ACCOUNT}:application/{app_id}",
             },
