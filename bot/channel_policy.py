@@ -1,14 +1,15 @@
 """Per-channel policy: what an administrator decided for one shared place (`qbot admin channels set`).
 
 A policy can say where answers go (`reply`: straight to the thread, or privately to the asker), and what every
-ChatSync from the channel carries (a Q Business `attributeFilter`, a `chatMode`). A field left unset falls back to
-the deployment's default (`QBOT_CHANNEL_REPLY_MODE`; no filter; Q's own chat mode).
+ChatSync from the channel carries (a Q Business `attributeFilter`, a `chatMode`; with `PLUGIN_MODE`, the `plugin`
+every question asks). A field left unset falls back to the deployment's default (`QBOT_CHANNEL_REPLY_MODE`; no
+filter; Q's own chat mode).
 
 Stored in Redis, read on every use and never cached, so a change made through any process (the CLI, another
 replica) applies everywhere at once:
 - `qbot:channels` — a hash, one field per channel, `<platform>:<channel>` with both parts percent-encoded (as
   `ChatIdentity.key` does, so a Teams id's own ':' cannot collide), value a JSON object with the fields that are
-  set (`reply`, `attribute_filter`, `chat_mode`).
+  set (`reply`, `attribute_filter`, `chat_mode`, `plugin`).
 
 Guarantees: a policy that does not validate is never stored (`set`/`update` raise `ChannelPolicyError` and
 write nothing); a stored value that no longer parses is reported, never silently ignored (`get` raises, so a
@@ -32,9 +33,11 @@ from redis.exceptions import WatchError
 KEY = "qbot:channels"
 PLATFORMS = ("slack", "teams")
 REPLY_MODES = ("thread", "private")
-CHAT_MODES = ("RETRIEVAL_MODE", "CREATOR_MODE")
+CHAT_MODES = ("RETRIEVAL_MODE", "CREATOR_MODE", "PLUGIN_MODE")
+PLUGIN_MODE = "PLUGIN_MODE"
+_PLUGIN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_-]{0,99}")  # Q's PluginName; a plugin id fits it too
 MAX_FILTER_BYTES = 8 * 1024
-_FIELDS = ("reply", "attribute_filter", "chat_mode")
+_FIELDS = ("reply", "attribute_filter", "chat_mode", "plugin")
 
 _SLACK_CHANNEL = re.compile(r"[CG][A-Z0-9]{1,31}")  # public (C) and private (G) channels; D… are DMs
 _TEAMS_CHANNEL = re.compile(r"19:[^\s;]{1,200}@thread\.[A-Za-z0-9.]{1,20}")  # channels and group chats
@@ -55,13 +58,20 @@ class ChannelPolicy:
 
     reply: str | None = None  # "thread" | "private"; None: the deployment's default (QBOT_CHANNEL_REPLY_MODE)
     attribute_filter: dict[str, Any] | None = None  # a Q Business AttributeFilter every ChatSync from the channel uses
-    chat_mode: str | None = None  # "RETRIEVAL_MODE" | "CREATOR_MODE"
+    chat_mode: str | None = None  # "RETRIEVAL_MODE" | "CREATOR_MODE" | "PLUGIN_MODE"
+    plugin: str | None = None  # with PLUGIN_MODE: the plugin every question asks (its name, as qplugins lists it)
 
     def __post_init__(self) -> None:
         if self.reply is not None and self.reply not in REPLY_MODES:
             raise ChannelPolicyError(f"reply must be {' or '.join(REPLY_MODES)}, not {self.reply!r}")
         if self.chat_mode is not None and self.chat_mode not in CHAT_MODES:
             raise ChannelPolicyError(f"chat mode must be {' or '.join(CHAT_MODES)}, not {self.chat_mode!r}")
+        if (self.chat_mode == PLUGIN_MODE) != (self.plugin is not None):
+            raise ChannelPolicyError("chat mode PLUGIN_MODE needs the plugin to ask (--plugin NAME), and a plugin "
+                                     "goes only with chat mode PLUGIN_MODE")
+        if self.plugin is not None and not (isinstance(self.plugin, str) and _PLUGIN.fullmatch(self.plugin)):
+            raise ChannelPolicyError(f"{self.plugin!r} is not a plugin name (letters, digits, - and _; qplugins "
+                                     "lists them)")
         if self.attribute_filter is not None:
             if not isinstance(self.attribute_filter, dict) or not self.attribute_filter:
                 raise ChannelPolicyError("the attribute filter must be a non-empty JSON object (a Q Business "

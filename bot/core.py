@@ -144,7 +144,8 @@ class Core:
             policy = await self._policy(message)
             private = message.shared and (policy.reply or self.settings.channel_reply_mode) == "private"
             if command is None:
-                reply: Reply = await self._answer(message, turn, policy, private=private)
+                plugin = await self.plugins.find(message.identity, policy.plugin) if policy.plugin else None
+                reply: Reply = await self._answer(message, turn, policy, private=private, plugin=plugin)
             elif command is Command.PLUGIN:
                 reply = await self._ask_plugin(message, turn, policy, private=private)
             else:

@@ -296,10 +296,10 @@ class Plugins:
         return Notice(NoticeKind.INFO, text, private=True)
 
     async def find(self, identity: ChatIdentity, name: str) -> PluginInfo:
-        """The enabled plugin called `name` (any case); UnknownPlugin says which ones there are."""
+        """The enabled plugin called `name` (any case) or with that id; UnknownPlugin says which ones there are."""
         plugins = await self._as(identity, self._q.list_plugins)
         for plugin in plugins:
-            if plugin.name.lower() == name.lower() and plugin.enabled:
+            if name.lower() in (plugin.name.lower(), plugin.plugin_id) and plugin.enabled:
                 return plugin
         names = ", ".join(sorted(p.name for p in plugins if p.enabled)) or "none"
         raise UnknownPlugin(f"There is no plugin called {name!r} here (plugins: {names}).")

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from bot.channel_policy import (
     CHAT_MODES,
+    PLUGIN_MODE,
     REPLY_MODES,
     ChannelPolicies,
     ChannelPolicy,
@@ -64,7 +65,10 @@ def add_commands(admin_commands: Any) -> None:
                             "question from the channel is asked with; `default` removes it")
     set_parser.add_argument("--chat-mode", choices=(*CHAT_MODES, DEFAULT),
                             help="RETRIEVAL_MODE: answers only from documents; CREATOR_MODE: the model may answer "
-                            "without them; default: Q's own")
+                            "without them; PLUGIN_MODE: every question asks one plugin (--plugin); default: Q's own")
+    set_parser.add_argument("--plugin", metavar="NAME",
+                            help="with --chat-mode PLUGIN_MODE: the plugin every question from the channel asks (its "
+                            "name, as qplugins lists it)")
     set_parser.set_defaults(func=run_set)
 
     unset = commands.add_parser("unset", help="remove a channel's policy (it then follows the defaults)",
@@ -91,10 +95,14 @@ def run_set(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             found["reply"] = None if args.reply == DEFAULT else args.reply
         if args.chat_mode is not None:
             found["chat_mode"] = None if args.chat_mode == DEFAULT else args.chat_mode
+            if found["chat_mode"] != PLUGIN_MODE:
+                found["plugin"] = None  # another mode asks no plugin
+        if args.plugin is not None:
+            found["plugin"] = None if args.plugin == DEFAULT else args.plugin
         if args.attribute_filter is not None:
             found["attribute_filter"] = _attribute_filter(args.attribute_filter)
         if not found:
-            raise Refused("nothing to set: give --reply, --attribute-filter or --chat-mode")
+            raise Refused("nothing to set: give --reply, --attribute-filter, --chat-mode or --plugin")
         return platform, channel, found
 
     async def apply(policies: ChannelPolicies) -> int:
@@ -139,7 +147,8 @@ def describe(spec: str, policy: ChannelPolicy) -> str:
     """One line: the channel, then each setting (`default` where the deployment's default applies)."""
     attribute_filter = "none" if policy.attribute_filter is None else json.dumps(
         policy.attribute_filter, separators=(",", ":"), ensure_ascii=False)
-    return (f"{spec}  reply={policy.reply or DEFAULT}  chat-mode={policy.chat_mode or DEFAULT}  "
+    plugin = f"  plugin={policy.plugin}" if policy.plugin else ""
+    return (f"{spec}  reply={policy.reply or DEFAULT}  chat-mode={policy.chat_mode or DEFAULT}{plugin}  "
             f"attribute-filter={attribute_filter}")
 
 

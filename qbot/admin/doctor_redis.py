@@ -186,7 +186,7 @@ class RedisChecks:
 def _summary(policy: ChannelPolicy) -> str:
     parts = [f"reply {policy.reply}" if policy.reply else "reply default"]
     if policy.chat_mode:
-        parts.append(policy.chat_mode)
+        parts.append(f"{policy.chat_mode} ({policy.plugin})" if policy.plugin else policy.chat_mode)
     if policy.attribute_filter is not None:
         parts.append("attribute filter")
     return ", ".join(parts)

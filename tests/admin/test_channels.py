@@ -95,8 +95,9 @@ REFUSED = [
     (["set", "web:console", "--reply", "thread"], "the web console has no shared places"),
     (["set", "slack", "--reply", "thread"], "is not PLATFORM:CHANNEL"),
     (["set", "slack:C0GENERAL", "--reply", "ephemeral"], "invalid choice: 'ephemeral'"),
-    (["set", "slack:C0GENERAL", "--chat-mode", "PLUGIN_MODE"], "invalid choice: 'PLUGIN_MODE'"),
-    (["set", "slack:C0GENERAL"], "nothing to set: give --reply, --attribute-filter or --chat-mode"),
+    (["set", "slack:C0GENERAL", "--chat-mode", "EXPERT_MODE"], "invalid choice: 'EXPERT_MODE'"),
+    (["set", "slack:C0GENERAL", "--chat-mode", "PLUGIN_MODE"], "PLUGIN_MODE needs the plugin to ask"),
+    (["set", "slack:C0GENERAL"], "nothing to set: give --reply, --attribute-filter, --chat-mode or --plugin"),
     (["set", "slack:C0GENERAL", "--attribute-filter", "{equalsTo"], "--attribute-filter is not JSON"),
     (["set", "slack:C0GENERAL", "--attribute-filter", "[]"], "must be a JSON object (a Q Business AttributeFilter), "
                                                             "not list"),
@@ -174,3 +175,16 @@ def test_list_shows_a_stored_policy_that_does_not_parse_and_fails_and_unset_remo
     assert qbot(capsys, "unset", "slack:#general")[0] == 0  # what `set` refuses can still be removed
     assert list(stored(store)) == ["slack:C0GENERAL"]
     assert qbot(capsys, "list")[0] == 0
+
+
+def test_plugin_mode_names_its_plugin_and_another_mode_drops_it(
+    store: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _out, err = qbot(capsys, "set", "slack:C0TICKETS", "--chat-mode", "PLUGIN_MODE")
+    assert code == 2 and "PLUGIN_MODE needs the plugin to ask (--plugin NAME)" in err and stored(store) == {}
+    code, out, _ = qbot(capsys, "set", "slack:C0TICKETS", "--chat-mode", "PLUGIN_MODE", "--plugin", "jira")
+    assert (code, out) == (0, "slack:C0TICKETS  reply=default  chat-mode=PLUGIN_MODE  plugin=jira  "
+                              "attribute-filter=none\n")
+    assert stored(store) == {"slack:C0TICKETS": {"chat_mode": "PLUGIN_MODE", "plugin": "jira"}}
+    code, out, _ = qbot(capsys, "set", "slack:C0TICKETS", "--chat-mode", "RETRIEVAL_MODE")
+    assert code == 0 and stored(store) == {"slack:C0TICKETS": {"chat_mode": "RETRIEVAL_MODE"}}

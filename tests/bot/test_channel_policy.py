@@ -80,7 +80,8 @@ async def test_a_policy_with_nothing_set_is_no_policy(redis: Redis) -> None:
 
 INVALID_POLICIES: list[tuple[dict[str, Any], str]] = [
     ({"reply": "ephemeral"}, "reply must be thread or private"),
-    ({"chat_mode": "PLUGIN_MODE"}, "chat mode must be RETRIEVAL_MODE or CREATOR_MODE"),
+    ({"chat_mode": "EXPERT_MODE"}, "chat mode must be RETRIEVAL_MODE or CREATOR_MODE or PLUGIN_MODE"),
+    ({"chat_mode": "PLUGIN_MODE"}, "PLUGIN_MODE needs the plugin to ask"),
     ({"attribute_filter": [ONE_SOURCE]}, "must be a non-empty JSON object"),
     ({"attribute_filter": "equalsTo"}, "must be a non-empty JSON object"),
     ({"attribute_filter": {}}, "must be a non-empty JSON object"),

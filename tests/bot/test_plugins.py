@@ -4,6 +4,7 @@ moved on, and a plugin consent finished once by its callback, answering the ques
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bot.channel_policy import ChannelPolicies, ChannelPolicy, ChannelPolicyError
 from bot.model import (
     ActionField,
     ActionReview,
@@ -258,3 +260,37 @@ def test_a_plugin_consent_is_finished_once_and_answers_in_the_thread(bot: Runnin
     assert len(delivered) == 1
     salesforce = next(p.plugin_id for p in bot.sandbox.q.plugins.of(APP_ID) if p.name == "salesforce")
     assert bot.sandbox.q.plugins.authorized == {(APP_ID, "alice@example.com", salesforce)}
+
+
+# -- PLUGIN_MODE as a channel's policy ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("fields", "problem"), [
+    ({"chat_mode": "PLUGIN_MODE"}, "PLUGIN_MODE needs the plugin to ask"),
+    ({"plugin": "jira"}, "a plugin goes only with chat mode PLUGIN_MODE"),
+    ({"chat_mode": "RETRIEVAL_MODE", "plugin": "jira"}, "a plugin goes only with chat mode PLUGIN_MODE"),
+    ({"chat_mode": "PLUGIN_MODE", "plugin": "ji ra"}, "'ji ra' is not a plugin name"),
+    ({"chat_mode": "PLUGIN_MODE", "plugin": "-jira"}, "'-jira' is not a plugin name"),
+])
+def test_a_plugin_mode_policy_names_one_plugin(fields: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ChannelPolicyError) as refused:
+        ChannelPolicy(**fields)
+    assert problem in str(refused.value)
+    policy = ChannelPolicy(chat_mode="PLUGIN_MODE", plugin="jira")
+    assert ChannelPolicy.from_json(policy.to_json()) == policy
+
+
+def test_a_channel_in_plugin_mode_asks_its_plugin(bot: RunningBot) -> None:
+    alice = ChatIdentity("slack", "T1", "U-ALICE")
+    link(bot, alice, "alice")
+    policies = ChannelPolicies(bot.graph.redis)
+    bot.run(policies.set("slack", "C0TICKETS", ChannelPolicy(chat_mode="PLUGIN_MODE", plugin="jira")))
+    asked = IncomingMessage(alice, "my monitor flickers", channel="C0TICKETS", thread="t1", message_id="m1",
+                            shared=True)
+    answer = bot.run(bot.core.handle(asked))
+    assert isinstance(answer, Answer) and answer.action_review is not None  # no "ticket" in it: the policy's plugin
+    assert answer.action_review.fields[0].value == "my monitor flickers"
+    bot.run(policies.set("slack", "C0TICKETS", ChannelPolicy(chat_mode="PLUGIN_MODE", plugin="zendesk")))
+    unknown = bot.run(bot.core.handle(dataclasses.replace(asked, message_id="m2", thread="t2")))
+    assert unknown.kind is NoticeKind.ERROR and "no plugin called 'zendesk'" in unknown.text
+    assert bot.sandbox.q.stats.operations["ChatSync"] == 1
