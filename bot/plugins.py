@@ -428,8 +428,9 @@ class Plugins:
             log.warning("a plugin authorization of %s failed: %s", identity.key, exc.detail or exc.user_message)
             await self._deliver(_placed(kept, Notice(NoticeKind.ERROR, exc.user_message, private=bool(kept["pr"]))))
             return Authorization(False, exc.user_message)
-        await self._deliver(placed)
         name = str(kept["n"]) or "The plugin"
+        if not await self._deliver(placed):
+            return Authorization(True, f"{name} is authorized. Go back and ask your question again.")
         return Authorization(True, f"{name} is authorized. Your answer is in the chat; you can close this page.")
 
     # -- shared steps ------------------------------------------------------------------------------------------
@@ -445,12 +446,14 @@ class Plugins:
         )
         return _placed(kept, dataclasses.replace(answer, private=bool(kept["pr"]) or answer.private))
 
-    async def _deliver(self, placed: PlacedReply) -> None:
+    async def _deliver(self, placed: PlacedReply) -> bool:
+        """False where the platform takes no reply out of turn (the web console answers requests only)."""
         listener = self._listeners.get(placed.identity.platform)
         if listener is None:
-            log.warning("no %s adapter to deliver a plugin reply to", placed.identity.platform)
-            return
+            log.info("no %s listener for a plugin reply: the user asks again", placed.identity.platform)
+            return False
         await listener(placed)
+        return True
 
     async def _as(self, identity: ChatIdentity, call: Callable[[AwsCredentials], Awaitable[T]]) -> T:
         credentials = await self._broker.credentials(identity)

@@ -54,6 +54,7 @@ from adapters.web.guards import (
     text_field,
 )
 from adapters.web.pages import SECURITY_HEADERS, error_page
+from adapters.web.plugin_actions import cancel_action, run_action
 from adapters.web.render import render_past, render_reply
 from adapters.web.session import Session, Sessions
 from adapters.web.signin import set_login_cookie
@@ -137,6 +138,8 @@ class WebConsole:
             web.get("/web/api/me", json_api(self.me)),
             web.post("/web/api/ask", json_api(self.ask)),
             web.post("/web/api/feedback", json_api(self.feedback)),
+            web.post("/web/api/plugin/run", json_api(self.plugin_run)),
+            web.post("/web/api/plugin/cancel", json_api(self.plugin_cancel)),
             web.post("/web/logout", json_api(self.logout)),
             web.get("/web/conversations", json_api(self.conversations)),
             web.get("/web/conversations/{conversation_id}", json_api(self.conversation)),
@@ -261,6 +264,21 @@ class WebConsole:
         if rated.kind is NoticeKind.ERROR:
             raise Refused(503, rated.text)
         response = web.json_response({"ok": True}, headers=API_HEADERS)
+        await self._keep_alive(response, session)
+        return response
+
+    async def plugin_run(self, request: web.Request) -> web.Response:
+        """A proposed plugin action's form, sent: Q's result (adapters/web/plugin_actions.py)."""
+        session = session_for_change(request, self.sessions, self._origin)
+        result = await run_action(self.core, identity_of(session.sid), await json_object(request))
+        response = web.json_response(result, headers=API_HEADERS)
+        await self._keep_alive(response, session)
+        return response
+
+    async def plugin_cancel(self, request: web.Request) -> web.Response:
+        session = session_for_change(request, self.sessions, self._origin)
+        result = await cancel_action(self.core, identity_of(session.sid), await json_object(request))
+        response = web.json_response(result, headers=API_HEADERS)
         await self._keep_alive(response, session)
         return response
 

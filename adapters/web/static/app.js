@@ -432,6 +432,86 @@
     return bar;
   }
 
+  // A plugin action Q proposes (only its asker gets it): a form built from Q's fields, in Q's order, required
+  // ones marked, Q's current values filled in. Run sends it; Cancel drops it; the server checks everything again.
+  function fieldInput(field, id) {
+    let input;
+    if (field.choices.length) {
+      const blank = field.type === "ARRAY" ? [] : [el("option", { value: "", text: field.required ? "Choose…" : "(none)" })];
+      input = el("select", { id }, blank.concat(field.choices.map((c) => el("option", { value: c.value, text: c.label }))));
+      input.multiple = field.type === "ARRAY";
+      for (const option of input.options) option.selected = (field.value || []).includes(option.value);
+    } else if (field.type === "BOOLEAN") {
+      input = el("input", { id, type: "checkbox" });
+      input.checked = field.value === true;
+    } else if (field.type === "ARRAY") {
+      input = el("textarea", { id, rows: "2", dir: "auto", placeholder: "One per line" });
+      input.value = field.value || "";
+    } else {
+      input = el("input", { id, type: field.type === "NUMBER" ? "number" : "text", dir: "auto" });
+      if (field.type === "NUMBER") input.step = "any";
+      else input.maxLength = 4000;
+      if (field.value !== null && field.value !== undefined) input.value = String(field.value);
+    }
+    input.required = field.required && field.type !== "BOOLEAN"; // unticked is an answer: "no"
+    input.dataset.testid = "plugin-input";
+    input.dataset.key = field.key;
+    return input;
+  }
+
+  function actionForm(review) {
+    const form = el("form", { class: "plugin-form", testid: "plugin-form" },
+      [el("p", { class: "plugin-intro", text: "Amazon Q will run this action as you when you press Run. Check and edit it first." })]);
+    const inputs = review.fields.map((field, index) => {
+      const id = `plugin-${review.review_id}-${index}`;
+      const input = fieldInput(field, id);
+      const row = el("div", { class: "plugin-field", testid: "plugin-field" },
+        [el("label", { for: id, text: field.label + (field.required ? " *" : "") }), input]);
+      if (field.description) row.append(el("small", { text: field.description }));
+      form.append(row);
+      return [field, input];
+    });
+    const status = el("p", { class: "plugin-status", testid: "plugin-status", role: "status" });
+    const run = el("button", { type: "submit", class: "primary", testid: "plugin-run", text: "Run" });
+    const cancel = el("button", { type: "button", testid: "plugin-cancel", text: "Cancel" });
+    form.append(el("div", { class: "actions" }, [run, cancel]), status);
+    function values() {
+      const out = {};
+      for (const [field, input] of inputs) {
+        if (input.type === "checkbox") out[field.key] = input.checked;
+        else if (input.multiple) out[field.key] = Array.from(input.selectedOptions, (option) => option.value);
+        else out[field.key] = input.value === "" ? null : input.value;
+      }
+      return out;
+    }
+    function closed(text) {
+      form.replaceWith(el("p", { class: "plugin-done", testid: "plugin-done", text }));
+    }
+    async function send(path, body) {
+      run.disabled = cancel.disabled = true;
+      status.textContent = "";
+      const { status: code, data } = await api(path, { body: { review_id: review.review_id, ...body } });
+      if (code !== 200) {
+        status.textContent = (data && data.error) || failureText(code);
+        run.disabled = cancel.disabled = code === 403 || code === 409; // not theirs, or gone: nothing to retry
+      }
+      return { code, data };
+    }
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const { code, data } = await send("/web/api/plugin/run", { values: values() });
+      if (code === 200) {
+        closed("Sent to Amazon Q.");
+        addItem(answerItem(data));
+      }
+    });
+    cancel.addEventListener("click", async () => {
+      const { code, data } = await send("/web/api/plugin/cancel", {});
+      if (code === 200) closed(data.text);
+    });
+    return form;
+  }
+
   function answerItem(answer) {
     const item = el("li", { class: "msg bot answer", testid: "answer" });
     item.dataset.conversationId = answer.conversation_id;
@@ -453,6 +533,13 @@
         list.append(entry);
       }
       item.append(el("section", { class: "sources", testid: "sources" }, [el("h3", { text: "Sources" }), list]));
+    }
+    if (answer.action_review) item.append(actionForm(answer.action_review));
+    const authorize = answer.plugin_auth && webUrl(answer.plugin_auth.url);
+    if (authorize) {
+      const name = answer.plugin_auth.plugin || "the plugin";
+      item.append(el("p", { class: "plugin-authorize" },
+        [link(authorize, `Authorize ${name}`, { class: "button primary", testid: "plugin-authorize" })]));
     }
     const actions = el("div", { class: "answer-actions", testid: "answer-actions" },
       [copyButton(() => answer.text, "Copy the answer", "copy-answer")]);
