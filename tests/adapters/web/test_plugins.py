@@ -5,6 +5,7 @@ and a cancel send nothing; in a real Chromium the form is built, edited and run 
 from __future__ import annotations
 
 import shutil
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -125,3 +126,19 @@ def test_in_a_browser_the_form_is_edited_and_run(web_bot: WebBot, chromium: Brow
     assert executed.payload["fields.notifyWatchers"] is False and executed.payload["fields.project"] == "ENG"
     assert problems == []
     context.close()
+
+
+def test_authorizing_a_plugin_from_the_console_then_asking_again_answers(web_bot: WebBot) -> None:
+    http, me = _signed_in(web_bot, "alice")
+    ask = {"text": "qplugin salesforce my open opportunities?", "thread": "t1", "message_id": "m1"}
+    challenged = web_bot.post(http, "/web/api/ask", ask, csrf=me["csrf"]).json()
+    auth = challenged["plugin_auth"]
+    assert auth["plugin"] == "salesforce" and auth["url"].startswith(web_bot.url + "/auth/plugin/start?c=")
+    consent = http.get(auth["url"]).headers["location"]
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(consent).query))
+    approved = http.post(consent.partition("?")[0], data={
+        "state": query["state"], "redirect_uri": query["redirect_uri"], "decision": "approve"})
+    page = http.get(approved.headers["location"])
+    assert page.status_code == 200 and "salesforce is authorized. Go back and ask your question again." in page.text
+    again = web_bot.post(http, "/web/api/ask", {**ask, "message_id": "m2"}, csrf=me["csrf"]).json()
+    assert again["text"].startswith("From Salesforce, as alice@example.com") and again["plugin_auth"] is None
