@@ -37,6 +37,7 @@ KNOWN_SETTINGS = frozenset({
     "QBOT_SAML_SESSION_SECONDS",
     # Slack (adapters/slack/settings.py) and Teams (adapters/teams/settings.py)
     "QBOT_SLACK_BOT_TOKEN", "QBOT_SLACK_SIGNING_SECRET", "QBOT_SLACK_APP_TOKEN", "QBOT_SLACK_API_URL",
+    "QBOT_SLACK_ASSISTANT", "QBOT_SLACK_SUGGESTED_PROMPTS",
     "QBOT_TEAMS_APP_ID", "QBOT_TEAMS_APP_PASSWORD", "QBOT_TEAMS_TENANT_ID", "QBOT_TEAMS_ALLOW_ANONYMOUS",
     "QBOT_TEAMS_OPENID_METADATA_URL", "QBOT_TEAMS_FILE_HOSTS", "QBOT_TEAMS_LOGIN_URL",
     # the web console and its sessions (adapters/web/console.py)

@@ -8,6 +8,12 @@ Faults, as Slack shows them (`fail_next`): a 429 with Retry-After and `ratelimit
 5xx error page or a dropped connection, either before the call is carried out or after it (`applied`: Slack
 did the work and the answer was lost on the way back, so the caller cannot know). Reading a thread back
 (`conversations.replies`) needs the history scope of its conversation type; the bot is granted `im:history` only.
+
+Slack's AI-app surface: `assistant.threads.setStatus` (`chat:write` or `assistant:write`), `setSuggestedPrompts`
+and `setTitle` (`assistant:write`) check the scope, the channel, the thread (an assistant thread that
+`start_assistant_thread` opened, for titles and threaded prompts) and Slack's limits (one to four prompts, each
+with a title and a message; at most ten loading messages), and keep what each thread shows (`assistant`). As in
+Slack, a message the bot posts in a thread clears that thread's status.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import re
 import threading
 import time
 import urllib.parse
@@ -61,6 +68,20 @@ class Fault:
 
 # What each conversation type's history scope is, by the first letter of its id.
 HISTORY_SCOPES = {"C": "channels:history", "G": "groups:history", "D": "im:history"}
+MAX_PROMPTS = 4
+MAX_LOADING_MESSAGES = 10
+TS_FORMAT = re.compile(r"^\d{10}\.\d{6}$")
+
+
+@dataclass
+class AssistantThread:
+    """What one thread of the app's DM shows of Slack's AI-app surface."""
+
+    status: str = ""
+    loading_messages: list[str] = field(default_factory=list)
+    title: str = ""
+    prompts: list[dict[str, str]] = field(default_factory=list)
+    prompts_title: str = ""
 
 
 @dataclass
@@ -189,7 +210,10 @@ class FakeSlack:
         self.files: dict[str, bytes] = {}
         self.fail: dict[str, str] = {}  # method -> error it answers until removed
         self.faults: dict[str, list[Fault]] = {}  # method -> how its next calls fail (see fail_next)
-        self.scopes: set[str] = {"im:history"}  # the history scopes the bot token holds (the manifest's)
+        # The scopes the bot token holds that the fake checks (the manifest's): history, and Slack's AI-app surface.
+        self.scopes: set[str] = {"im:history", "chat:write", "assistant:write"}
+        self.assistant: dict[tuple[str, str | None], AssistantThread] = {}  # (channel, thread_ts or None: the DM)
+        self.assistant_threads: set[tuple[str, str]] = set()  # opened by the user (assistant view)
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
         self.socket_acks: list[dict[str, Any]] = []
         self.views: dict[str, dict[str, Any]] = {}  # modals opened with views.open, by view id
@@ -251,6 +275,20 @@ class FakeSlack:
             return calls if len(calls) >= count else None
 
         return list(self.wait_for(arrived, timeout))
+
+    def start_assistant_thread(self, user: str) -> dict[str, Any]:
+        """The user opens a new assistant thread in the app's DM: the `assistant_thread_started` event Slack sends."""
+        channel, ts = "D" + user, self._next_ts()
+        self.assistant_threads.add((channel, ts))
+        return {
+            "type": "assistant_thread_started",
+            "assistant_thread": {"user_id": user, "context": {"channel_id": "C0GENERAL", "team_id": TEAM},
+                                 "channel_id": channel, "thread_ts": ts},
+            "event_ts": ts,
+        }
+
+    def shown(self, channel: str, thread_ts: str | None) -> AssistantThread:
+        return self.assistant.get((channel, thread_ts)) or AssistantThread()
 
     def file_url(self, file_id: str, name: str) -> str:
         return f"{self.url}/files-pri/{TEAM}-{file_id}/download/{urllib.parse.quote(name)}"
@@ -326,6 +364,9 @@ class FakeSlack:
         message = {"type": "message", "ts": ts, "text": args["text"], "blocks": args.get("blocks"),
                    "thread_ts": args.get("thread_ts"), "bot_id": BOT_ID, "user": BOT_USER}
         self.messages[(args["channel"], ts)] = message
+        shown = self.assistant.get((args["channel"], str(args.get("thread_ts"))))
+        if shown is not None:  # the app replied in the thread: Slack clears its status
+            shown.status, shown.loading_messages = "", []
         return {"ok": True, "channel": args["channel"], "ts": ts, "message": message}
 
     def _chat_update(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
@@ -374,6 +415,66 @@ class FakeSlack:
         messages.sort(key=lambda m: m["ts"])
         limit = int(args.get("limit") or 1000)
         return {"ok": True, "messages": [dict(m) for m in messages[:limit]], "has_more": len(messages) > limit}
+
+    # -- Slack's AI-app surface --------------------------------------------------------------------------------
+
+    def _assistant_problem(self, args: dict[str, Any], scopes: tuple[str, ...]) -> dict[str, Any] | None:
+        if not self.scopes.intersection(scopes):
+            return {"ok": False, "error": "missing_scope", "needed": ",".join(scopes),
+                    "provided": ",".join(sorted(self.scopes))}
+        channel = str(args.get("channel_id") or "")
+        if channel[:1] not in HISTORY_SCOPES or len(channel) < 2:
+            return {"ok": False, "error": "channel_not_found"}
+        thread = args.get("thread_ts")
+        if thread is not None and not TS_FORMAT.match(str(thread)):
+            return {"ok": False, "error": "invalid_thread_ts"}
+        return None
+
+    def _assistant_threads_setStatus(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        problem = self._assistant_problem(args, ("chat:write", "assistant:write"))
+        if problem:
+            return problem
+        status, loading = args.get("status"), args.get("loading_messages") or []
+        if args.get("thread_ts") is None or not isinstance(status, str):
+            return {"ok": False, "error": "invalid_arguments"}
+        if not isinstance(loading, list) or len(loading) > MAX_LOADING_MESSAGES or not all(
+                isinstance(m, str) and m for m in loading):
+            return {"ok": False, "error": "invalid_arguments"}
+        shown = self.assistant.setdefault((args["channel_id"], str(args["thread_ts"])), AssistantThread())
+        shown.status, shown.loading_messages = status, list(loading) if status else []
+        return {"ok": True}
+
+    def _assistant_threads_setSuggestedPrompts(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        problem = self._assistant_problem(args, ("assistant:write",))
+        if problem:
+            return problem
+        thread = args.get("thread_ts")
+        if thread is not None and (args["channel_id"], str(thread)) not in self.assistant_threads:
+            return {"ok": False, "error": "invalid_thread_ts"}
+        prompts = args.get("prompts")
+        if not isinstance(prompts, list) or not 1 <= len(prompts) <= MAX_PROMPTS or not all(
+                isinstance(p, dict) and set(p) == {"title", "message"}
+                and all(isinstance(v, str) and v.strip() for v in p.values()) for p in prompts):
+            return {"ok": False, "error": "invalid_arguments"}
+        title = args.get("title")
+        if title is not None and not isinstance(title, str):
+            return {"ok": False, "error": "invalid_arguments"}
+        shown = self.assistant.setdefault((args["channel_id"], None if thread is None else str(thread)),
+                                          AssistantThread())
+        shown.prompts, shown.prompts_title = [dict(p) for p in prompts], title or ""
+        return {"ok": True}
+
+    def _assistant_threads_setTitle(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
+        problem = self._assistant_problem(args, ("assistant:write",))
+        if problem:
+            return problem
+        thread, title = args.get("thread_ts"), str(args.get("title") or "")
+        if thread is None or (args["channel_id"], str(thread)) not in self.assistant_threads:
+            return {"ok": False, "error": "invalid_thread_ts"}
+        if not title.strip():
+            return {"ok": False, "error": "invalid_arguments"}
+        self.assistant.setdefault((args["channel_id"], str(thread)), AssistantThread()).title = title
+        return {"ok": True}
 
     def _users_info(self, args: dict[str, Any], request: web.Request) -> dict[str, Any]:
         user = str(args.get("user"))

@@ -29,6 +29,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.ports import AdapterServices
+from adapters.slack.assistant import SlackAssistant
 from adapters.slack.commands import SlashCommands
 from adapters.slack.events import PLATFORM, asked, decode, delivery_names, encode
 from adapters.slack.feedback import WHY_VIEW, Feedback
@@ -64,6 +65,7 @@ FAILED = Notice(NoticeKind.ERROR, QBotError.user_message, private=True)
 # What the app manifest (manifests/slack/manifest.yaml) must grant and subscribe, and why; a test keeps them equal.
 BOT_SCOPES = {
     "app_mentions:read": "app_mention events in channels and private channels",
+    "assistant:write": "suggested prompts, thread status and titles of Slack's AI-app surface (QBOT_SLACK_ASSISTANT)",
     "chat:write": "placeholders and answers (chat.postMessage, chat.update, chat.delete, chat.postEphemeral)",
     "commands": "/qlink, /qunlink, /qstatus, /qnew",
     "files:read": "downloading files shared with a question",
@@ -72,7 +74,7 @@ BOT_SCOPES = {
     "users:read": "users.info",
     "users:read.email": "the profile email the sign-in must match",
 }
-BOT_EVENTS = ("app_mention", "message.im")
+BOT_EVENTS = ("app_mention", "message.im", "app_home_opened")  # the last: an agent-view DM opened
 SLASH_COMMANDS = ("/qlink", "/qunlink", "/qstatus", "/qnew")
 
 def slack_adapter(core: Core, settings: Settings, services: AdapterServices) -> SlackAdapter | None:
@@ -111,8 +113,11 @@ class SlackAdapter:
         self.replies = SlackReplies(self.client, api_url=slack.api_url, count_failure=core.count_failure)
         self.files = SlackFiles(bot_token=slack.bot_token, api_url=slack.api_url)
         self.commands = SlashCommands(core, self.client, self.replies)
+        self.assistant = (
+            SlackAssistant(self.client, slack.suggested_prompts, services.memory) if slack.assistant else None
+        )
         self.questions = Questions(
-            core, self.client, self.replies, self.files, self._http_session, services.memory
+            core, self.client, self.replies, self.files, self._http_session, services.memory, self.assistant
         )
         self.turns = services.turns
         self.turns.on_turn(PLATFORM, self._run_turn)
@@ -208,6 +213,8 @@ class SlackAdapter:
         bolt.action(LINK_BUTTON)(self._on_link_button)
         bolt.action(SHARE_BUTTON)(self._on_share)
         self.plugin_actions.register(bolt, self._spawn, self._once)  # review, run or cancel a plugin action
+        if self.assistant is not None:  # Slack's AI-app surface: prompts, thread status, titles
+            self.assistant.register(bolt, self._spawn, self._on_message)
         # Everything else (url buttons, events the manifest may add later) is acknowledged and ignored: an
         # unanswered request would make Slack retry it, and show the user an error.
         bolt.action(re.compile(".*"))(self._ack_only)

@@ -17,6 +17,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.ports import Memory
+from adapters.slack.assistant import SlackAssistant
 from adapters.slack.events import PLATFORM, Asked, Place
 from adapters.slack.files import SlackFiles, offered
 from adapters.slack.render import THINKING
@@ -54,6 +55,7 @@ class Questions:
         files: SlackFiles,
         session: Callable[[], aiohttp.ClientSession],
         memory: Memory,
+        assistant: SlackAssistant | None = None,
     ) -> None:
         self.core = core
         self.client = client
@@ -61,6 +63,7 @@ class Questions:
         self.files = files
         self._session = session
         self._memory = memory
+        self._assistant = assistant  # the thread status instead of a placeholder in DMs (QBOT_SLACK_ASSISTANT)
 
     async def answer(self, asked: Asked, *, again: bool = False) -> None:
         """Answer a question; `again`: its first run may have posted a placeholder before its worker died."""
@@ -88,6 +91,7 @@ class Questions:
         turn = SlackTurn(
             self.client, place.user, place=place, replies=self.replies, files=self.files,
             shared_files=files, session=self._session, placeholder=known, on_placeholder=remember,
+            status=self._assistant.progress(place, message.text) if self._assistant else None,
         )
         try:
             reply = await self.core.handle(message, turn)

@@ -3,6 +3,10 @@
 The adapter is on when its credentials are set: a bot token and a signing secret (HTTP mode, events at
 `POST /slack/events`), or a bot token and an app-level token (Socket Mode; no public URL needed). Half a
 configuration is an error at start-up, not a silently missing adapter.
+
+`QBOT_SLACK_ASSISTANT` [false] says the app has Slack's AI-app surface on (the manifest's `agent_view`, or the
+older `assistant_view`): DM questions then show the thread status instead of a "Thinking…" message, and new
+threads get `QBOT_SLACK_SUGGESTED_PROMPTS` (up to four, separated by `|`) — see adapters/slack/assistant.py.
 """
 
 from __future__ import annotations
@@ -12,9 +16,16 @@ from dataclasses import dataclass
 
 from adapters.hosts import is_loopback_host
 from adapters.slack.origins import origin_of
-from bot.config import Problems
+from bot.config import Problems, env_flag
 
 DEFAULT_API_URL = "https://slack.com/api/"
+MAX_SUGGESTED_PROMPTS = 4  # assistant.threads.setSuggestedPrompts takes up to four
+MAX_PROMPT_CHARS = 150  # a prompt is a button's label and the message it sends: keep it one short question
+DEFAULT_SUGGESTED_PROMPTS = (
+    "What can you tell me about our onboarding process?",
+    "Summarize our travel expense policy",
+    "Where do I find the latest security guidelines?",
+)
 
 
 @dataclass(frozen=True)
@@ -23,6 +34,8 @@ class SlackSettings:
     signing_secret: str = ""
     app_token: str = ""
     api_url: str = DEFAULT_API_URL
+    assistant: bool = False
+    suggested_prompts: tuple[str, ...] = DEFAULT_SUGGESTED_PROMPTS
 
     @property
     def socket_mode(self) -> bool:
@@ -51,10 +64,26 @@ class SlackSettings:
         if origin is None or (origin.scheme != "https" and not is_loopback_host(origin.host)):
             # The bot token goes with every Web API call: never in clear text beyond this machine.
             problems.add(f"QBOT_SLACK_API_URL must be an https URL (plain http only on loopback), not {api_url!r}")
+        assistant = problems.read(lambda: env_flag(env, "QBOT_SLACK_ASSISTANT", False), False)
+        prompts = _suggested_prompts(env, problems)
         problems.raise_any()
         return cls(
             bot_token=bot_token,
             signing_secret=signing_secret,
             app_token=app_token,
             api_url=api_url.rstrip("/") + "/",
+            assistant=assistant,
+            suggested_prompts=prompts,
         )
+
+
+def _suggested_prompts(env: Mapping[str, str], problems: Problems) -> tuple[str, ...]:
+    raw = env.get("QBOT_SLACK_SUGGESTED_PROMPTS")
+    if raw is None or not raw.strip():
+        return DEFAULT_SUGGESTED_PROMPTS
+    prompts = tuple(p.strip() for p in raw.split("|") if p.strip())
+    if len(prompts) > MAX_SUGGESTED_PROMPTS:
+        problems.add(f"QBOT_SLACK_SUGGESTED_PROMPTS takes at most {MAX_SUGGESTED_PROMPTS} prompts (separated by |)")
+    if any(len(p) > MAX_PROMPT_CHARS for p in prompts):
+        problems.add(f"each of QBOT_SLACK_SUGGESTED_PROMPTS is at most {MAX_PROMPT_CHARS} characters")
+    return prompts

@@ -1,8 +1,9 @@
 """The core's turn port for one Slack message, slash command or button click.
 
-Progress is a "Thinking…" placeholder in the thread (ephemeral when the answer will be private); the profile
-email comes from `users.info`; offered files are read with the bot token. The placeholder's ts is kept so the
-reply can replace it.
+Progress is a "Thinking…" placeholder in the thread (ephemeral when the answer will be private), or, in a DM of
+an app with Slack's AI-app surface (`assistant.py`), the thread's status, which Slack clears when the reply is
+posted; the profile email comes from `users.info`; offered files are read with the bot token. The placeholder's
+ts is kept so the reply can replace it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class SlackTurn:
         session: Callable[[], aiohttp.ClientSession] | None = None,
         placeholder: str | None = None,
         on_placeholder: Callable[[str], Awaitable[None]] | None = None,
+        status: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self._client = client
         self._user = user
@@ -46,9 +48,12 @@ class SlackTurn:
         self._session = session
         self.placeholder = placeholder  # the ts of the public "Thinking…" message, to replace
         self._on_placeholder = on_placeholder  # told its ts at once, so a turn run again reuses it
+        self._status = status  # the thread status instead of a placeholder; False: Slack refused it
 
     async def show_progress(self, *, private: bool) -> None:
         if self.placeholder is not None:  # a turn run again (its first worker died): its placeholder is there
+            return
+        if self._status is not None and await self._status():
             return
         if self._place is not None and self._replies is not None:
             self.placeholder = await self._replies.placeholder(self._place, private=private)
