@@ -60,6 +60,7 @@ CONSOLE_HELP_TEXT = (
     "may read, with numbered sources. Your conversations are kept by Amazon Q and listed under Conversations.\n"
     "• New conversation (or qnew) — start afresh\n"
     "• qstatus — show whether you are signed in, and as whom\n"
+    "• qplugins — list the plugins (Jira, Salesforce, …) you can ask; qplugin <name> <request> asks one\n"
     "• Sign out (or qunlink) — forget your sign-in on this device\n"
     "• help — this message"
 )
