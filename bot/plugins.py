@@ -419,6 +419,9 @@ class Plugins:
         conversation = ConversationRef(str(kept["ci"]), str(kept["mi"]))
         try:
             async with self._turns.hold(identity.key, channel, thread):
+                current = await self._conversations.get(identity, channel, thread)
+                if current is not None and current.conversation_id == conversation.conversation_id:
+                    conversation = current  # asked more meanwhile: Q continues from the thread's latest answer
                 answer = await self._as(
                     identity,
                     lambda credentials: self._q.answer_auth_challenge(credentials, conversation, response_map, token),

@@ -294,3 +294,22 @@ def test_a_channel_in_plugin_mode_asks_its_plugin(bot: RunningBot) -> None:
     unknown = bot.run(bot.core.handle(dataclasses.replace(asked, message_id="m2", thread="t2")))
     assert unknown.kind is NoticeKind.ERROR and "no plugin called 'zendesk'" in unknown.text
     assert bot.sandbox.q.stats.operations["ChatSync"] == 1
+
+
+def test_a_consent_finished_after_more_questions_in_its_thread_still_answers(bot: RunningBot) -> None:
+    link(bot, ALICE, "alice")
+    bot.core.plugins.on_reply("test", _ignore)
+    challenged = ask(bot, ALICE, "qplugin salesforce my biggest deal?", thread="t5")
+    assert challenged.plugin_auth is not None
+    ask(bot, ALICE, "What is Project Aurora?", thread="t5")  # the thread moves on while the consent is open
+    challenge = urllib.parse.parse_qs(urllib.parse.urlsplit(challenged.plugin_auth.start_url).query)["c"][0]
+    _callback, returned = consent_code(challenged.plugin_auth.start_url)
+    done = bot.run(bot.core.plugins.authorized(challenge, returned))
+    assert done.authorized, done.text
+    conversation = bot.run(bot.core.accounts.conversations.get(ALICE, "c1", "t5"))
+    latest = bot.sandbox.q.conversations.find(APP_ID, "alice@example.com", conversation.conversation_id)
+    assert latest is not None and latest.messages[-1].body.startswith("From Salesforce")
+
+
+async def _ignore(_placed: PlacedReply) -> None:
+    return None
