@@ -167,3 +167,22 @@ def test_every_flag_and_argument_of_every_command_has_help_text() -> None:
         if not isinstance(action, argparse._SubParsersAction) and not action.help
     ]
     assert missing == []
+
+
+def test_an_address_serve_cannot_have_or_a_redis_url_that_is_none_are_one_line_too(
+    environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, value in {**COMPLETE, "QBOT_HOST": "192.0.2.1", "QBOT_PORT": "0"}.items():  # not this machine's
+        environment.setenv(name, value)
+    assert main(["serve"]) == 2
+    assert capsys.readouterr().err == (
+        "qbot serve: cannot listen on 192.0.2.1:0 (Cannot assign requested address): choose another with QBOT_PORT "
+        "(0: any free port) or QBOT_HOST\n"
+    )
+    environment.setenv("QBOT_HOST", "127.0.0.1")
+    environment.setenv("QBOT_REDIS_URL", "http://:pw@127.0.0.1:6379/0")
+    assert main(["serve"]) == 2
+    assert capsys.readouterr().err == (
+        "qbot serve: QBOT_REDIS_URL http://:***@127.0.0.1:6379/0 is not a Redis URL (Redis URL must specify one of "
+        "the following schemes (redis://, rediss://, unix://))\n"
+    )
