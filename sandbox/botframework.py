@@ -10,6 +10,14 @@ send, with an `activityTreatment` entity of treatment `targeted` in the activity
 does: the conversation must be a channel or group chat the stand-in knows (`rooms`), not a personal chat, and
 the recipient one of its members; `refuse_targeted` makes every targeted send fail, as in a tenant without
 them. A refused send is kept in `refused`, never in `calls`: nobody saw it.
+
+Streaming (an activity with a `streaminfo` entity) follows Teams' protocol as strictly: only in a personal chat
+(elsewhere "Streaming API is not enabled"); a stream starts with a typing activity without a streamId, whose
+response id becomes the stream's id; informative and streaming updates are typing activities with a rising
+streamSequence (informative text of 1 to 1000 characters; streamed text that keeps what was streamed before);
+the final one is a message naming the streamId, without a streamSequence, and ends the stream. Anything on an
+ended, stopped (`stop_streams`) or expired stream (`stream_seconds`) is refused with ContentStreamNotAllowed.
+`streams` keeps each stream: its updates and the message that ended it.
 """
 
 from __future__ import annotations
@@ -85,6 +93,29 @@ class Room:
     members: set[str] = field(default_factory=set)
 
 
+INFORMATIVE_LIMIT = 1000  # characters of an informative update
+STREAM_SECONDS = 120.0  # how long Teams keeps a stream open
+
+
+@dataclass
+class Stream:
+    """One streamed response in a personal chat, as Teams tracks it."""
+
+    id: str
+    conversation_id: str
+    sequence: int
+    started: float = field(default_factory=time.monotonic)
+    informative: list[str] = field(default_factory=list)  # the progress texts shown, in order
+    streamed: str = ""  # the text streamed so far
+    final: Call | None = None  # the message that ended it
+    stopped: bool = False  # the user pressed Stop
+
+
+def stream_info(body: Any) -> dict[str, Any] | None:
+    entities = body.get("entities") if isinstance(body, dict) else None
+    return next((e for e in entities or [] if isinstance(e, dict) and e.get("type") == "streaminfo"), None)
+
+
 def _treatment_targeted(body: Any) -> bool:
     entities = body.get("entities") if isinstance(body, dict) else None
     return any(
@@ -107,7 +138,9 @@ class FakeBotFramework:
     fail_card_posts: int = 0  # the next N posts carrying a card get a 500
     rooms: dict[str, Room] = field(default_factory=dict)  # channel and group chat ids (without ;messageid=)
     refuse_targeted: bool = False  # the tenant has no targeted messages: every targeted send is refused
-    refused: list[Call] = field(default_factory=list)  # targeted sends the stand-in turned down
+    refused: list[Call] = field(default_factory=list)  # targeted and streaming sends the stand-in turned down
+    streams: dict[str, Stream] = field(default_factory=dict)  # by stream id
+    stream_seconds: float = STREAM_SECONDS
     kid: str = "bf-key-1"
 
     def __post_init__(self) -> None:
@@ -242,8 +275,70 @@ class FakeBotFramework:
                 return refusal
         elif _treatment_targeted(call.body):  # marked for one member but sent to all: Teams would show it to all
             return _error(400, "BadArgument", "a targeted activity needs isTargetedActivity=true")
+        info = stream_info(call.body)
+        if info is not None:
+            with self._lock:
+                refusal = self._streaming_refusal(call, info)
+                if refusal is not None:
+                    self.refused.append(call)
+                    return refusal
         self._record(call)
         return web.json_response({"id": call.response_id}, status=201)
+
+    def stop_streams(self) -> None:
+        """The user presses Stop on every open stream."""
+        with self._lock:
+            for stream in self.streams.values():
+                stream.stopped = True
+
+    def _streaming_refusal(self, call: Call, info: dict[str, Any]) -> web.Response | None:
+        """Why Teams would refuse this streaming activity (None: taken, and the stream's state moved on)."""
+        conversation = call.conversation_id.split(";", 1)[0]
+        if conversation in self.rooms:
+            return _error(400, "BadArgument", "Streaming API is not enabled for this conversation")
+        kind, stream_id = info.get("streamType", "streaming"), info.get("streamId")
+        sequence: Any = info.get("streamSequence")
+        body = call.body
+        if kind == "final":
+            if call.type != "message" or not stream_id or sequence is not None:
+                return _error(400, "BadArgument", "a final stream message is a message with a streamId and no sequence")
+        elif kind in ("informative", "streaming"):
+            if call.type != "typing" or not isinstance(sequence, int) or sequence < 1:
+                return _error(400, "BadArgument", "a stream update is a typing activity with a streamSequence")
+            text = str(body.get("text") or "")
+            if kind == "informative" and not 0 < len(text) <= INFORMATIVE_LIMIT:
+                return _error(400, "BadArgument", f"an informative update has 1 to {INFORMATIVE_LIMIT} characters")
+        else:
+            return _error(400, "BadArgument", f"unknown streamType {kind!r}")
+        if not stream_id:  # a new stream (a final names its stream): its id is this activity's
+            started = self.streams[call.response_id] = Stream(call.response_id, conversation, int(sequence))
+            return self._apply(started, kind, body, call)
+        stream = self.streams.get(str(stream_id))
+        if stream is None or stream.conversation_id != conversation:
+            return _error(404, "NotFound", "no such stream in this conversation")
+        if stream.final is not None or stream.stopped:
+            return _error(403, "ContentStreamNotAllowed", "Content stream was cancelled or has ended.")
+        if time.monotonic() - stream.started > self.stream_seconds:
+            return _error(403, "ContentStreamNotAllowed", "Content stream finished due to exceeded streaming time.")
+        if kind != "final":
+            if int(sequence) <= stream.sequence:
+                return _error(400, "ContentStreamSequenceOrderPreConditionFailed", "streamSequence must rise")
+            stream.sequence = int(sequence)
+        return self._apply(stream, kind, body, call)
+
+    @staticmethod
+    def _apply(stream: Stream, kind: str, body: dict[str, Any], call: Call) -> web.Response | None:
+        text = str(body.get("text") or "")
+        if kind != "informative" and stream.streamed and not text.startswith(stream.streamed):
+            return _error(403, "ContentStreamNotAllowed",
+                          "Request streamed content should contain the previously streamed content")
+        if kind == "informative":
+            stream.informative.append(text)
+        elif kind == "streaming":
+            stream.streamed = text
+        else:
+            stream.final = call
+        return None
 
     def _targeting_refusal(self, call: Call) -> web.Response | None:
         """Why Teams would not show this targeted message to its recipient only (None: it would)."""

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 from microsoft_agents.activity import (
@@ -29,8 +29,11 @@ from microsoft_agents.activity import (
     Attachment,
     ChannelAccount,
     ConversationAccount,
+    ResourceResponse,
+    StreamInfo,
 )
 from microsoft_agents.hosting.core import ActivityHandler, TurnContext
+from microsoft_agents.hosting.core.app.streaming import StreamingResponse
 from microsoft_agents.hosting.core.connector import ConnectorClientBase
 
 from adapters.ports import Memory
@@ -84,6 +87,7 @@ from bot.model import (
 log = logging.getLogger(__name__)
 
 TYPING_EVERY_SECONDS = 3.0
+INFORMING = "Searching your documents…"  # Teams' informative update in personal chat (at most 1000 characters)
 CARD_MEMORY_SECONDS = 24 * 3600  # a rating after a day still counts; only the card is no longer redrawn
 NOTHING_SENT = "Nothing was sent."
 LINK_SENT = "I sent you a sign-in link in our private chat. Sign in there once, then ask me again here."
@@ -130,14 +134,26 @@ def message_of(message: TeamsMessage) -> IncomingMessage:
     )
 
 
+def _stream_info(activity: Activity) -> StreamInfo | None:
+    return next((e for e in activity.entities or () if isinstance(e, StreamInfo)), None)
+
+
 def notice_text(notice: Notice) -> str:
     lines = [notice.text, *(f"{note.name}: {note.error}" for note in notice.failed_attachments)]
     return "\n".join(lines)
 
 
 class TeamsTurn:
-    """The core's turn port for one Teams message: typing as progress (renewed every few seconds, since Teams
-    drops it, until the turn ends), the roster's email, downloads of the files attached in personal chat."""
+    """The core's turn port for one Teams message: progress, the roster's email, downloads of the files attached
+    in personal chat.
+
+    Progress in personal chat is Teams' informative update ("Searching your documents…", a progress bar above the
+    compose box), sent by the Agents SDK's StreamingResponse; the stream it opens is ended by the first message
+    of the reply itself (its `streaminfo` entity of type final), so the answer card replaces the progress bar.
+    The SDK's own `end_stream` would put a text of its own ("end stream response") above the card, so the reply
+    carries the final entity instead. Teams streams only in 1:1 chats: elsewhere, and where the stream is
+    refused, progress is typing, renewed every few seconds (Teams drops it) until the turn ends.
+    """
 
     signs_in_itself = False
 
@@ -153,6 +169,9 @@ class TeamsTurn:
         self._http = http
         self._file_hosts = file_hosts
         self._typing: asyncio.Task[None] | None = None
+        self._stream: StreamingResponse | None = None  # the SDK's, once an informative update was queued
+        self._stream_id: str | None = None  # Teams' id of the open stream, from its answer to the update
+        self._stream_ended = False
 
     async def __aenter__(self) -> TeamsTurn:
         return self
@@ -162,11 +181,56 @@ class TeamsTurn:
             self._typing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._typing
+        if self._stream is not None:  # the update is out (or refused) before the reply can end its stream
+            try:
+                await self._stream.wait_for_queue()
+            except Exception as exc:  # the reply goes out as a plain message
+                log.info("Teams refused the informative update: %s", type(exc).__name__)
 
     async def show_progress(self, *, private: bool) -> None:
-        if self._typing is None:
-            await self._type()
-            self._typing = asyncio.create_task(self._keep_typing())
+        if self._typing is not None or self._stream is not None:
+            return
+        if self._message.scope is Scope.PERSONAL and self._inform():
+            return
+        await self._type()
+        self._typing = asyncio.create_task(self._keep_typing())
+
+    def _inform(self) -> bool:
+        """Queue the informative update (False where the SDK knows the conversation cannot stream)."""
+        stream = self._context.streaming_response
+        if not isinstance(stream, StreamingResponse) or not stream.is_streaming_channel:
+            return False
+        self._context.on_send_activities(self._through_stream)
+        stream.queue_informative_update(INFORMING)
+        self._stream = stream
+        return True
+
+    async def _through_stream(
+        self, context: TurnContext, activities: list[Activity], send: Callable[[], Awaitable[list[ResourceResponse]]]
+    ) -> list[ResourceResponse]:
+        """Learns the stream's id from Teams' answer to the informative update, and ends the stream with the first
+        message sent after it; if Teams refuses that ending (the stream timed out, the user stopped it), the
+        message is sent again as a plain one (only when Teams answered with a refusal, so nothing was shown): the
+        reply is never lost to its progress bar."""
+        if self._stream_id is None:
+            responses = await send()
+            if responses and responses[0].id and _stream_info(activities[0]) is not None:
+                self._stream_id = responses[0].id
+            return responses
+        first = next((a for a in activities if a.type == ActivityTypes.message), None)
+        if first is None or self._stream_ended:
+            return await send()
+        self._stream_ended = True  # one final only, whatever Teams answers
+        plain = list(first.entities or [])
+        first.entities = [*plain, StreamInfo(stream_type="final", stream_id=self._stream_id)]
+        try:
+            return await send()
+        except aiohttp.ClientResponseError as exc:
+            if not 400 <= exc.status < 500:  # Teams may have shown it: not sent twice
+                raise
+            log.info("Teams refused the reply as the end of its stream (%s); sending it plainly", exc.status)
+            first.entities = plain
+            return await send()
 
     async def _type(self) -> None:
         try:
