@@ -134,6 +134,11 @@ def message_of(message: TeamsMessage) -> IncomingMessage:
     )
 
 
+def _log_refused_update(drained: asyncio.Task[None]) -> None:
+    if not drained.cancelled() and drained.exception() is not None:  # the reply goes out as a plain message
+        log.info("Teams refused the informative update: %s", type(drained.exception()).__name__)
+
+
 def _stream_info(activity: Activity) -> StreamInfo | None:
     return next((e for e in activity.entities or () if isinstance(e, StreamInfo)), None)
 
@@ -172,6 +177,7 @@ class TeamsTurn:
         self._stream: StreamingResponse | None = None  # the SDK's, once an informative update was queued
         self._stream_id: str | None = None  # Teams' id of the open stream, from its answer to the update
         self._stream_ended = False
+        self._informed = asyncio.Event()  # Teams answered the informative update (accepted or refused)
 
     async def __aenter__(self) -> TeamsTurn:
         return self
@@ -181,11 +187,17 @@ class TeamsTurn:
             self._typing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._typing
-        if self._stream is not None:  # the update is out (or refused) before the reply can end its stream
-            try:
-                await self._stream.wait_for_queue()
-            except Exception as exc:  # the reply goes out as a plain message
-                log.info("Teams refused the informative update: %s", type(exc).__name__)
+        if self._stream is not None:  # Teams answers the update before the reply can end its stream
+            await self._update_answered(self._stream)
+
+    async def _update_answered(self, stream: StreamingResponse) -> None:
+        """Until Teams has answered the informative update (so the stream's id is known), but not through the
+        pause the SDK takes after each streaming send (a second in Teams): a quick answer is not held up."""
+        informed = asyncio.create_task(self._informed.wait())
+        drained = asyncio.create_task(stream.wait_for_queue())  # ends early if the SDK never sent the update
+        drained.add_done_callback(_log_refused_update)
+        await asyncio.wait({informed, drained}, return_when=asyncio.FIRST_COMPLETED)
+        informed.cancel()
 
     async def show_progress(self, *, private: bool) -> None:
         if self._typing is not None or self._stream is not None:
@@ -213,7 +225,10 @@ class TeamsTurn:
         message is sent again as a plain one (only when Teams answered with a refusal, so nothing was shown): the
         reply is never lost to its progress bar."""
         if self._stream_id is None:
-            responses = await send()
+            try:
+                responses = await send()
+            finally:
+                self._informed.set()
             if responses and responses[0].id and _stream_info(activities[0]) is not None:
                 self._stream_id = responses[0].id
             return responses
