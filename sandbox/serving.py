@@ -19,7 +19,7 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError:
         sock.close()
         raise
-    sock.listen(128)
+    sock.listen(1024)  # a burst of thousands of connections at once must not stall in the accept queue
     sock.setblocking(False)
     return sock
 
