@@ -175,6 +175,7 @@ class TurnWorkers:
         self._block_ms = max(1, int(block_seconds * 1000))
         self._on_claimed = on_claimed
         self._in_work: dict[str, asyncio.Task[None]] = {}
+        self._finishing: set[str] = set()  # in work, answered, being acknowledged (gone from the pending list)
         self._room = asyncio.Event()
         self._room.set()
         self._loops: list[asyncio.Task[None]] = []
@@ -289,7 +290,7 @@ class TurnWorkers:
         )
         ours = {p["message_id"].decode() if isinstance(p["message_id"], bytes) else p["message_id"] for p in pending}
         mine: list[Any] = [ident for ident in self._in_work if ident in ours]
-        lost = len(self._in_work) - len(mine)
+        lost = len(self._in_work) - len(mine) - len(self._finishing - ours)
         if lost:
             log.warning("%d turn(s) in work here were taken over by another worker", lost)
         if mine:
@@ -305,6 +306,7 @@ class TurnWorkers:
 
     def _done(self, ident: str) -> None:
         self._in_work.pop(ident, None)
+        self._finishing.discard(ident)
         self._room.set()
 
     async def _work(self, ident: str, fields: Mapping[bytes, bytes] | None, attempt: int) -> None:
@@ -320,6 +322,7 @@ class TurnWorkers:
             raise  # stopping: the entry stays pending and another worker claims it
         except Exception:
             log.exception("turn %s failed; it is not run again", ident)
+        self._finishing.add(ident)
         await self._finish(ident)
 
     async def _finish(self, ident: str) -> None:
