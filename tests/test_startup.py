@@ -11,20 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet
 
 from bot.config import Settings
 from qbot.cli import build_parser, main
 from qbot.startup import redacted_url, surfaces_line
 from tests.conftest import refusing_socket
-
-COMPLETE = {
-    "QBOT_OIDC_ISSUER": "https://idp.example.com",
-    "QBOT_OIDC_CLIENT_ID": "qbot",
-    "QBOT_ROLE_ARN": "arn:aws:iam::123456789012:role/qbot-user",
-    "QBOT_Q_APP_ID": "5a4db0a1-1b0e-4f43-9d5c-0e7f3b6a2c11",
-    "QBOT_TOKEN_KEYS": Fernet.generate_key().decode(),
-}
+from tests.test_configuration import COMPLETE  # a complete OIDC configuration
 
 
 @pytest.fixture

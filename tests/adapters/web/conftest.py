@@ -3,6 +3,7 @@ that signs in through the web console the way a browser does."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.fernet import Fernet
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from bot.config import Settings
 from qbot.app import GRAPH, BotGraph, build_app
@@ -103,3 +105,37 @@ def make_web_bot(
 @pytest.fixture
 def web_bot(make_web_bot: Callable[..., WebBot]) -> WebBot:
     return make_web_bot()
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    """Debian's chromium, driven by Playwright (no `playwright install`: no browser download); one per module."""
+    executable = CHROMIUM if shutil.which(CHROMIUM) else shutil.which("chromium")
+    if executable is None:
+        pytest.fail("the browser tests need Debian's chromium: apt-get install -y chromium")
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, timeout=30_000)
+        yield browser
+        browser.close()
+
+
+def signed_in_page(chromium: Browser, web_bot: WebBot, user: str = "alice", **options: Any) -> tuple[Page, list[str]]:
+    """A new browser context signed in as `user` by clicking; the page's errors collect in the list returned."""
+    context = chromium.new_context(**options)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.goto(web_bot.url + "/")
+    page.get_by_test_id("sign-in").click()
+    page.click(f'button[name="username"][value="{user}"]')
+    expect(page.get_by_test_id("signed-in-as")).to_have_text(f"Signed in as {user}@example.com")
+    return page, problems

@@ -4,20 +4,16 @@ and a cancel send nothing; in a real Chromium the form is built, edited and run 
 
 from __future__ import annotations
 
-import shutil
 import urllib.parse
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from bot.plugins import NOT_YOUR_ACTION, NOTHING_RUN, REVIEW_GONE
-from tests.adapters.web.conftest import WebBot
+from tests.adapters.web.conftest import WebBot, signed_in_page
 
 TICKET = "qplugin jira create a ticket: my badge does not open the garage"
-CHROMIUM = "/usr/bin/chromium"
 
 
 def _signed_in(bot: WebBot, username: str) -> tuple[httpx.Client, dict[str, Any]]:
@@ -84,28 +80,8 @@ def test_someone_elses_run_a_missing_value_and_cancel_send_nothing(web_bot: WebB
     assert web_bot.sandbox.q.plugin_actions == [] and web_bot.sandbox.q.stats.operations["ChatSync"] == 1
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    executable = CHROMIUM if shutil.which(CHROMIUM) else shutil.which("chromium")
-    if executable is None:
-        pytest.fail("the browser tests need Debian's chromium: apt-get install -y chromium")
-    with sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=executable, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"])
-        yield browser
-        browser.close()
-
-
 def test_in_a_browser_the_form_is_edited_and_run(web_bot: WebBot, chromium: Browser) -> None:
-    context = chromium.new_context()
-    context.set_default_timeout(10_000)
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    page.goto(web_bot.url + "/")
-    page.get_by_test_id("sign-in").click()
-    page.click('button[name="username"][value="alice"]')
-    expect(page.get_by_test_id("signed-in-as")).to_have_text("Signed in as alice@example.com")
+    page, problems = signed_in_page(chromium, web_bot)
     page.get_by_test_id("input").fill(TICKET)
     page.get_by_test_id("send").click()
 
@@ -125,7 +101,7 @@ def test_in_a_browser_the_form_is_edited_and_run(web_bot: WebBot, chromium: Brow
     (executed,) = web_bot.sandbox.q.plugin_actions
     assert executed.payload["fields.notifyWatchers"] is False and executed.payload["fields.project"] == "ENG"
     assert problems == []
-    context.close()
+    page.context.close()
 
 
 def test_authorizing_a_plugin_from_the_console_then_asking_again_answers(web_bot: WebBot) -> None:
