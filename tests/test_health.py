@@ -4,7 +4,7 @@ port), never the shared one the other tests use."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -14,12 +14,6 @@ from bot.metrics import Metrics
 from qbot.embedded_redis import EmbeddedRedis
 from qbot.health import health_routes
 from sandbox.serving import Served, bind
-
-
-@pytest.fixture
-def private_redis() -> Iterator[EmbeddedRedis]:
-    with EmbeddedRedis() as server:
-        yield server
 
 
 @pytest.fixture

@@ -60,12 +60,7 @@ class SlackBot:
 
     def event(self, event: dict[str, Any], *, event_id: str | None = None,
               headers: dict[str, str] | None = None) -> httpx.Response:
-        body = json.dumps({
-            "token": "unused", "team_id": TEAM, "api_app_id": "A0TEST", "type": "event_callback",
-            "event_id": event_id or f"Ev{next(_ids):08d}", "event_time": int(time.time()),
-            "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}], "event": event,
-        })
-        response = self.post(body, "application/json", headers=headers)
+        response = self.post(event_body(event, event_id), "application/json", headers=headers)
         assert response.status_code == 200, response.text
         return response
 
@@ -168,6 +163,15 @@ class SlackBot:
 
     def run(self, coro: Any) -> Any:
         return self.servers.run(coro)
+
+
+def event_body(event: dict[str, Any], event_id: str | None = None) -> str:
+    """The Events API envelope Slack posts around `event` (as JSON text, to sign and post)."""
+    return json.dumps({
+        "token": "unused", "team_id": TEAM, "api_app_id": "A0TEST", "type": "event_callback",
+        "event_id": event_id or f"Ev{next(_ids):08d}", "event_time": int(time.time()),
+        "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}], "event": event,
+    })
 
 
 def link_url(message: dict[str, Any]) -> str:

@@ -3,10 +3,8 @@ the thread title, answers in the thread through the durable turn stream; the cla
 
 from __future__ import annotations
 
-import json
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,9 +15,9 @@ from adapters.slack.settings import DEFAULT_SUGGESTED_PROMPTS, SlackSettings
 from bot.config import problems_of
 from bot.errors import ConfigError
 from qbot.embedded_redis import EmbeddedRedis
-from sandbox.slack import BOT_TOKEN, BOT_USER, SIGNING_SECRET, TEAM, FakeSlack
+from sandbox.slack import BOT_TOKEN, SIGNING_SECRET, TEAM, FakeSlack
 from sandbox.world import Sandbox
-from tests.adapters.slack.conftest import CHANNEL, SlackBot, new_ts, start_slack_bot
+from tests.adapters.slack.conftest import CHANNEL, SlackBot, event_body, new_ts, start_slack_bot
 from tests.conftest import LoopThread
 
 AURORA = "What is Project Aurora?"
@@ -124,12 +122,6 @@ def test_where_slack_refuses_the_status_the_placeholder_is_shown_and_channels_ke
     assert len(assistant.fake.calls_to("assistant.threads.setStatus")) == 1  # none for the channel
 
 
-@pytest.fixture
-def private_redis() -> Iterator[EmbeddedRedis]:
-    with EmbeddedRedis() as server:
-        yield server
-
-
 def test_a_question_in_an_assistant_thread_redis_cannot_take_is_not_acknowledged(
     servers: LoopThread, sandbox: Sandbox, bot_socket: socket.socket, fake_slack: FakeSlack,
     private_redis: EmbeddedRedis,
@@ -141,11 +133,7 @@ def test_a_question_in_an_assistant_thread_redis_cannot_take_is_not_acknowledged
         ts = new_ts()
         event = {"type": "message", "channel_type": "im", "channel": channel, "user": "U_ALICE", "text": AURORA,
                  "ts": ts, "thread_ts": thread, "event_ts": ts, "team": TEAM}
-        body = json.dumps({
-            "token": "unused", "team_id": TEAM, "api_app_id": "A0TEST", "type": "event_callback",
-            "event_id": "EvASSISTANTDOWN", "event_time": int(time.time()),
-            "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}], "event": event,
-        })
+        body = event_body(event, "EvASSISTANTDOWN")
         private_redis.stop()
         assert bot.post(body, "application/json").status_code >= 500  # no ack: Slack retries
         private_redis.start()

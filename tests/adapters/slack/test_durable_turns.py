@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import re
 import signal
@@ -14,7 +13,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -26,9 +24,9 @@ from bot.model import ChatIdentity
 from qbot.embedded_redis import EmbeddedRedis
 from sandbox.directory import sample_directory
 from sandbox.serving import url_of
-from sandbox.slack import BOT_USER, TEAM, FakeSlack
+from sandbox.slack import TEAM, FakeSlack
 from sandbox.world import Sandbox, SandboxPorts
-from tests.adapters.slack.conftest import SlackBot, new_ts, start_slack_bot
+from tests.adapters.slack.conftest import SlackBot, event_body, new_ts, start_slack_bot
 from tests.conftest import LoopThread
 
 CLAIM_SECONDS = "1"
@@ -134,12 +132,6 @@ def test_a_worker_killed_mid_answer_loses_nothing_and_nothing_is_answered_twice(
     assert slack_web.run(slack_web.graph.redis.xlen("{qbot:turns}:stream")) == 0
 
 
-@pytest.fixture
-def private_redis() -> Iterator[EmbeddedRedis]:
-    with EmbeddedRedis() as server:
-        yield server
-
-
 def test_an_event_redis_cannot_take_is_not_acknowledged_and_slacks_retry_is_answered(
     servers: LoopThread, sandbox: Sandbox, bot_socket: socket.socket, fake_slack: FakeSlack,
     private_redis: EmbeddedRedis,
@@ -150,11 +142,7 @@ def test_an_event_redis_cannot_take_is_not_acknowledged_and_slacks_retry_is_answ
         ts = new_ts()
         event = {"type": "message", "channel_type": "im", "channel": "DU_ALICE", "user": "U_ALICE",
                  "text": "What is Project Aurora?", "ts": ts, "event_ts": ts, "team": TEAM}
-        body = json.dumps({
-            "token": "unused", "team_id": TEAM, "api_app_id": "A0TEST", "type": "event_callback",
-            "event_id": "EvREDISDOWN", "event_time": int(time.time()),
-            "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}], "event": event,
-        })
+        body = event_body(event, "EvREDISDOWN")
         private_redis.stop()
         refused = bot.post(body, "application/json")
         assert refused.status_code >= 500  # no ack: Slack retries

@@ -4,20 +4,12 @@ Redis), and once Redis is back the next message is answered as usual."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from qbot.embedded_redis import EmbeddedRedis
 from tests.adapters.teams.conftest import ALICE, TeamsBot
 
 AURORA = "What is Project Aurora?"
-
-
-@pytest.fixture
-def private_redis() -> Iterator[EmbeddedRedis]:
-    with EmbeddedRedis() as server:
-        yield server
 
 
 @pytest.fixture
