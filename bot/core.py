@@ -248,16 +248,19 @@ class Core:
         async with self.downloads.turn(identity.key) as allowance:
             # One turn at a time per (user, thread), across processes: each turn's parent is the previous answer,
             # and files are read only once it is this message's turn, so waiting messages hold no file bytes.
-            async with self._turns.hold(identity.key, message.channel, message.thread, self._client_token(message)):
+            client_token = self._client_token(message)
+            async with self._turns.hold(identity.key, message.channel, message.thread, client_token):
                 files, notes = await read_files(message.offered, allowance, turn.download)
                 if not message.text.strip() and not message.files and not files:
                     return Notice(NoticeKind.INFO, NOTHING_READABLE, private=private, failed_attachments=notes)
-                answer = await self._chat(dataclasses.replace(message, files=message.files + files), policy, plugin)
+                with_files = dataclasses.replace(message, files=message.files + files)
+                answer = await self._chat(with_files, client_token, policy, plugin)
         self._metrics.answer_latency.observe(time.perf_counter() - started)
-        # An action to review or a plugin to authorize: kept for the asker (only they may act on it).
-        answer = await self.plugins.keep(
-            message, answer, private=private, plugin=plugin.name if plugin else "", address=turn.address()
-        )
+        if answer.action_review is not None or answer.plugin_auth is not None:
+            # An action to review or a plugin to authorize: kept for the asker (only they may act on it).
+            answer = await self.plugins.keep(
+                message, answer, private=private, plugin=plugin.name if plugin else "", address=turn.address()
+            )
         if private:  # the asker may share it in the thread later: keep it (sealed) for a day
             try:
                 await self._private_answers.keep(identity, message.channel, message.thread, answer)
@@ -268,12 +271,15 @@ class Core:
         )
 
     async def _chat(
-        self, message: IncomingMessage, policy: ChannelPolicy = NO_POLICY, plugin: PluginInfo | None = None
+        self,
+        message: IncomingMessage,
+        client_token: str,
+        policy: ChannelPolicy = NO_POLICY,
+        plugin: PluginInfo | None = None,
     ) -> Answer:
         identity = message.identity
         with self._stage("credentials", identity.platform):
             credentials = await self._broker.credentials(identity)
-        client_token = self._client_token(message)
         conversation = await self._conversations.begin_turn(identity, message.channel, message.thread, client_token)
         ask = partial(
             self._q.chat, text=message.text, files=message.files,
