@@ -179,7 +179,7 @@ class TurnWorkers:
         self._room = asyncio.Event()
         self._room.set()
         self._loops: list[asyncio.Task[None]] = []
-        self._stopping = False
+        self._stopping = asyncio.Event()  # (waited on between claim ticks: a stop is never slept through)
         self.claimed = 0  # turns taken over from workers that died, since start
         self._claim_cursor = "0-0"
 
@@ -192,7 +192,7 @@ class TurnWorkers:
             await self.queue.ensure_group()
         except RedisError as exc:  # Redis is away at start-up: the read loop makes the group once it is back
             log.warning("turn stream not ready yet (%s)", type(exc).__name__)
-        self._stopping = False
+        self._stopping.clear()
         self._loops = [
             asyncio.create_task(self._keep(self._read_once, "read")),
             asyncio.create_task(self._keep(self._renew_and_claim, "claim", every=self._tick)),
@@ -200,7 +200,7 @@ class TurnWorkers:
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
         """Stop reading; let turns in work finish briefly; the rest stay pending and another worker takes them."""
-        self._stopping = True
+        self._stopping.set()
         for loop in self._loops:
             loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
@@ -218,12 +218,13 @@ class TurnWorkers:
     async def _keep(self, step: Callable[[], Awaitable[None]], what: str, every: float = 0.0) -> None:
         """Run `step` forever; Redis being away is waited out with capped backoff, never the end of the loop."""
         backoff = 0.1
-        while not self._stopping:
+        while not self._stopping.is_set():
             try:
                 await step()
                 backoff = 0.1
                 if every:
-                    await asyncio.sleep(every)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), every)
             except asyncio.CancelledError:
                 raise
             except RedisError as exc:
