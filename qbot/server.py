@@ -172,6 +172,9 @@ class BotServer:
             access_log=None,
             handle_signals=False,
             keepalive_timeout=limits.header_timeout_seconds,
+            # Every body is read by body_deadline, so a body still unread is one that did not arrive in time: the
+            # connection closes after its 408 rather than lingering (aiohttp's default: 10 s) to read the rest.
+            lingering_time=0,
             logger=_ClientErrorsAreNotOurs(logging.getLogger("aiohttp.server"), {}),
         )
         self._site: _CappedSite | None = None
