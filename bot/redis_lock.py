@@ -17,7 +17,6 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import random
@@ -28,6 +27,8 @@ from types import TracebackType
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from bot.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class RedisLock:
         self._wait_seconds = wait_seconds
         self._renew = renew
         self._renewal: asyncio.Task[None] | None = None
+        self._released = False  # the renewal's stop signal: a cancel a Redis call swallows must not outlive us
         # A named holder (the same piece of work, run again by another process after its first runner died)
         # takes the lock over at once instead of waiting for the dead runner's lease to lapse.
         self._token = hashlib.sha256(holder.encode()).hexdigest()[:32] if holder else secrets.token_hex(16)
@@ -107,6 +109,7 @@ class RedisLock:
             delay = min(delay * 2, MAX_DELAY)
         if self._renew:
             self.lost.clear()
+            self._released = False
             self._renewal = asyncio.create_task(self._keep_renewed(), name=f"lease {self.key}")
         return True
 
@@ -123,9 +126,8 @@ class RedisLock:
         """Stop renewing and let the lock go if it is still ours; False if it had expired (and maybe been taken
         by another), or if Redis could not be told (then it frees itself when its TTL runs out)."""
         if self._renewal is not None:
-            self._renewal.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewal
+            self._released = True
+            await cancel_and_wait(self._renewal)
             self._renewal = None
         try:
             return bool(await self._release(keys=[self.key], args=[self._token]))
@@ -137,7 +139,10 @@ class RedisLock:
         """The lease's heartbeat: renew every third of the TTL, so two renewals may fail before it lapses."""
         ttl = self._ttl_ms / 1000
         renewed_at = time.monotonic()
-        while True:
+        # Checked as well as cancelled: the cancel `release` sends can be lost inside the Redis client (seen under
+        # pool pressure: the call returned instead), and renewing on would hold the lock, and the turn waiting for
+        # this task, forever.
+        while not self._released:
             await asyncio.sleep(ttl / 3)
             try:
                 held = await self.extend()

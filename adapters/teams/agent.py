@@ -15,7 +15,6 @@ while the core works, and renders the reply where it belongs in Teams:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
@@ -83,6 +82,7 @@ from bot.model import (
     ProfileEmail,
     Usefulness,
 )
+from bot.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -184,9 +184,7 @@ class TeamsTurn:
 
     async def __aexit__(self, *_: object) -> None:
         if self._typing is not None:
-            self._typing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._typing
+            await cancel_and_wait(self._typing)
         if self._stream is not None:  # Teams answers the update before the reply can end its stream
             await self._update_answered(self._stream)
 

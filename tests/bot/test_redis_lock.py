@@ -161,3 +161,34 @@ async def test_leaving_a_lock_while_redis_is_down_does_not_raise(private_redis: 
     private_redis.start()
     assert await client.exists(KEY) == 0  # and the restarted Redis holds no lock (it lapses with the lease anyway)
     await client.aclose()
+
+
+class LosesCancels(Redis):
+    """A client whose lease renewals, once started, finish even when their task is cancelled: how a cancel was seen
+    to vanish inside redis-py under pool pressure (the call returned, the task went on), which once left turns
+    waiting forever on a renewal that renewed forever."""
+
+    renewing = asyncio.Event()
+    extend_sha = ""
+
+    async def evalsha(self, sha: str, numkeys: int, *keys_and_args: object) -> object:  # type: ignore[override]
+        if sha != self.extend_sha:
+            return await super().evalsha(sha, numkeys, *keys_and_args)
+        self.renewing.set()
+        try:
+            await asyncio.sleep(0.2)
+        except asyncio.CancelledError:
+            pass  # the cancel is lost, the renewal goes on
+        return await super().evalsha(sha, numkeys, *keys_and_args)
+
+
+async def test_a_release_ends_the_renewal_even_if_the_client_loses_its_cancel(redis_url: str) -> None:
+    client = LosesCancels.from_url(redis_url)
+    lease = RedisLock(client, KEY, ttl_seconds=0.9, renew=True)
+    client.extend_sha = lease._extend.sha
+    assert await lease.acquire()
+    await client.renewing.wait()  # a renewal is in flight
+    async with asyncio.timeout(10):  # (a bound on a hang, not on speed)
+        assert await lease.release()
+    assert await client.exists(KEY) == 0
+    await client.aclose()
