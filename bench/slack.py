@@ -19,6 +19,8 @@ import json
 import multiprocessing
 import resource
 import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -39,6 +41,19 @@ from sandbox.slack import (
     FakeSlack,
     signed_headers,
 )
+
+
+def redis_commands(url: str) -> Counter[str]:
+    """Commands Redis has run so far, by name (INFO commandstats)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        stats: dict[str, Any] = client.info("commandstats")
+    finally:
+        client.close()
+    return Counter({name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()})
+
 
 # -- the bot, in a child process --------------------------------------------------------------------------------
 
@@ -95,6 +110,10 @@ async def _bot_main(conn: Connection, env: dict[str, str], port: int) -> None:
         elif command == "cpu":
             usage = resource.getrusage(resource.RUSAGE_SELF)
             conn.send(usage.ru_utime + usage.ru_stime)
+        elif command == "tasks":  # a stall's diagnosis: where every task of the bot waits, printed
+            for task in asyncio.all_tasks():
+                task.print_stack(limit=6)
+            conn.send(len(asyncio.all_tasks()))
         elif command == "threads":
             import threading
 
@@ -145,6 +164,7 @@ class Load:
         self.url = bot_url + "/slack/events"
         self.fake = fake
         self._n = 0
+        self.on_stall: Callable[[], Awaitable[Any]] | None = None
 
     def _event(self, user: str) -> tuple[str, str]:
         self._n += 1
@@ -211,10 +231,12 @@ class Load:
         await asyncio.gather(*posts)
         return latencies, in_flight
 
-    async def until_answered(self, target: int, patience: float = 300) -> float:
+    async def until_answered(self, target: int, patience: float = 120) -> float:
         deadline = time.perf_counter() + patience
         while self.answered() < target:
             if time.perf_counter() > deadline:
+                if self.on_stall is not None:
+                    await self.on_stall()
                 methods = sorted({c.method for c in self.fake.calls})
                 raise TimeoutError(f"{self.answered()}/{target} answered; Slack saw {methods}")
             await asyncio.sleep(0.005)
@@ -287,6 +309,7 @@ async def main(users: int, fast_questions: int, slow_questions: int, rate: float
     )
     sandbox, fake, bot = world.sandbox, world.fake, world.bot
     load = Load(bot.url, fake)
+    load.on_stall = lambda: bot.call("tasks")
     connector = aiohttp.TCPConnector(limit=256)
     try:
         async with aiohttp.ClientSession(connector=connector) as session:
@@ -304,12 +327,14 @@ async def main(users: int, fast_questions: int, slow_questions: int, rate: float
             if profile:
                 await bot.call("profile", True)
             rss_before, _ = await bot.call("rss", True)
+            commands_before = redis_commands(world.redis_server.url)
             cpu_before = await world.cpu()
             acks, _, started = await load.burst(session, linked, fast_questions, 64)
             done = await load.until_answered(target)
             cpu = (await world.cpu() - cpu_before) / fast_questions * 1000
             if profile:
                 await bot.call("profile", False)
+            commands = redis_commands(world.redis_server.url) - commands_before
             print(f"instant Q: {fast_questions} answered in {done - started:.2f} s = "
                   f"{fast_questions / (done - started):.0f} answered/s (ack p50 {pct(acks, 0.5):.1f} ms, "
                   f"p99 {pct(acks, 0.99):.1f} ms); the bot process spent {cpu:.2f} ms CPU per answered message "
@@ -319,6 +344,8 @@ async def main(users: int, fast_questions: int, slow_questions: int, rate: float
                   f"{rss_before / 2**20:.0f} MB before, {rss_after / 2**20:.0f} MB after (peak "
                   f"{rss_peak / 2**20:.0f} MB): growth {(rss_after - rss_before) / 2**20:.0f} MB (target <= 50 MB); "
                   f"{await bot.call('threads')} threads")
+            print(f"  Redis: {sum(commands.values()) / fast_questions:.1f} commands per answered message ("
+                  + ", ".join(f"{name} {n / fast_questions:.2f}" for name, n in commands.most_common()) + ")")
 
             # 2. a 2 s back end and a steady stream of questions: ack latency with ~200 conversations in flight
             sandbox.call("delay", 2.0)
