@@ -24,6 +24,7 @@ from urllib.parse import quote
 from redis.asyncio import Redis
 
 from bot.model import ChatIdentity, ConversationRef
+from bot.redis_lock import RedisLock
 
 PREFIX = "qbot:"
 TURN_PIN_SECONDS = 24 * 3600
@@ -62,6 +63,22 @@ return value
 """
 
 
+# One round trip to end a turn: the thread's conversation saved (with its owner), and the turn's lock let go if it
+# is still ours, together, so the thread's next turn never starts before this one's answer is its parent. KEYS:
+# the identity's threads hash, the conversation's owner key, the lock (or none). ARGV: the thread's field, the
+# entry, ttl seconds, the identity key, the lock's token. Returns {threads kept, lock released}.
+_END_TURN = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[3])
+local released = 0
+if KEYS[3] and redis.call('GET', KEYS[3]) == ARGV[5] then
+  released = redis.call('DEL', KEYS[3])
+end
+return {redis.call('HLEN', KEYS[1]), released}
+"""
+
+
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
@@ -89,6 +106,7 @@ class Conversations:
         self._max = max_threads
         self._delete_if_owned = redis.register_script(_DELETE_IF_OWNED)
         self._begin_turn = redis.register_script(_BEGIN_TURN)
+        self._end_turn = redis.register_script(_END_TURN)
 
     @staticmethod
     def threads_key(identity: ChatIdentity) -> str:
@@ -111,17 +129,28 @@ class Conversations:
         return ConversationRef(entry[0], entry[1])
 
     async def save(
-        self, identity: ChatIdentity, channel: str, thread: str, conversation_id: str, parent_message_id: str
+        self, identity: ChatIdentity, channel: str, thread: str, conversation_id: str, parent_message_id: str,
+        *, turn: RedisLock | None = None,
     ) -> None:
-        """Record the thread's conversation and latest system message, and that `identity` owns it."""
+        """Record the thread's conversation and latest system message, and that `identity` owns it; with `turn`,
+        the thread's lock is let go in the same atomic step (the turn ends here)."""
         key = self.threads_key(identity)
         value = json.dumps([conversation_id, parent_message_id, int(time.time() * 1000)], separators=(",", ":"))
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, _field(channel, thread), value)
-            pipe.expire(key, self._ttl)
-            pipe.set(self.owner_key(conversation_id), identity.key, ex=self._ttl)
-            pipe.hlen(key)
-            *_, count = await pipe.execute()
+        keys = [key, self.owner_key(conversation_id)]
+        args: list[str | int] = [_field(channel, thread), value, self._ttl, identity.key]
+        count = 0
+
+        async def end() -> bool:
+            nonlocal count
+            count, released = await self._end_turn(
+                keys=keys + ([turn.key] if turn else []), args=args + ([turn.token] if turn else [])
+            )
+            return bool(released)
+
+        if turn is None:
+            await end()
+        else:
+            await turn.let_go_in(end)
         if int(count) > self._max:
             await self._prune(key)
 

@@ -56,6 +56,7 @@ from bot.pending_questions import PendingQuestion, PendingQuestions
 from bot.plugins import PLUGIN_USAGE, Plugins
 from bot.private_answers import PrivateAnswers
 from bot.qbusiness import ConversationGone, CredentialsRejected, QBusinessClient
+from bot.redis_lock import RedisLock
 from bot.turn import QuietTurn, Turn
 from bot.turn_lock import TurnLock
 from bot.vault import Vault
@@ -249,12 +250,12 @@ class Core:
             # One turn at a time per (user, thread), across processes: each turn's parent is the previous answer,
             # and files are read only once it is this message's turn, so waiting messages hold no file bytes.
             client_token = self._client_token(message)
-            async with self._turns.hold(identity.key, message.channel, message.thread, client_token):
+            async with self._turns.hold(identity.key, message.channel, message.thread, client_token) as lock:
                 files, notes = await read_files(message.offered, allowance, turn.download)
                 if not message.text.strip() and not message.files and not files:
                     return Notice(NoticeKind.INFO, NOTHING_READABLE, private=private, failed_attachments=notes)
                 with_files = dataclasses.replace(message, files=message.files + files)
-                answer = await self._chat(with_files, client_token, policy, plugin)
+                answer = await self._chat(with_files, client_token, policy, plugin, lock)
         self._metrics.answer_latency.observe(time.perf_counter() - started)
         if answer.action_review is not None or answer.plugin_auth is not None:
             # An action to review or a plugin to authorize: kept for the asker (only they may act on it).
@@ -276,6 +277,7 @@ class Core:
         client_token: str,
         policy: ChannelPolicy = NO_POLICY,
         plugin: PluginInfo | None = None,
+        lock: RedisLock | None = None,
     ) -> Answer:
         identity = message.identity
         with self._stage("credentials", identity.platform):
@@ -300,9 +302,9 @@ class Core:
                 fresh_token = self._client_token(message, fresh=True)
                 fresh = await self._conversations.pin_turn(fresh_token, None)
                 answer = await ask(credentials, conversation=fresh, client_token=fresh_token)
-        try:  # (the Redis client has already retried a few times, with backoff)
+        try:  # (the Redis client has already retried a few times, with backoff); the turn's lock goes with it
             await self._conversations.save(
-                identity, message.channel, message.thread, answer.conversation_id, answer.message_id
+                identity, message.channel, message.thread, answer.conversation_id, answer.message_id, turn=lock
             )
         except (RedisError, OSError) as exc:  # Q answered: deliver it, though the thread may lose its context
             log.warning("could not save the conversation of %s: %s", identity.key, type(exc).__name__)

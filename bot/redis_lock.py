@@ -85,6 +85,7 @@ class RedisLock:
         self._renew = renew
         self._renewal: asyncio.Task[None] | None = None
         self._released = False  # the renewal's stop signal: a cancel a Redis call swallows must not outlive us
+        self._let_go = False  # released inside another atomic step (`let_go_in`): nothing left to release
         # A named holder (the same piece of work, run again by another process after its first runner died)
         # takes the lock over at once instead of waiting for the dead runner's lease to lapse.
         self._token = hashlib.sha256(holder.encode()).hexdigest()[:32] if holder else secrets.token_hex(16)
@@ -107,6 +108,7 @@ class RedisLock:
                 return False
             await asyncio.sleep(delay * (0.5 + random.random()))  # jitter: waiters do not retry in lockstep
             delay = min(delay * 2, MAX_DELAY)
+        self._let_go = False
         if self._renew:
             self.lost.clear()
             self._released = False
@@ -122,13 +124,32 @@ class RedisLock:
         """Hold the lock for a full TTL from now; False if it is no longer ours (it expired meanwhile)."""
         return bool(await self._extend(keys=[self.key], args=[self._token, self._ttl_ms]))
 
-    async def release(self) -> bool:
-        """Stop renewing and let the lock go if it is still ours; False if it had expired (and maybe been taken
-        by another), or if Redis could not be told (then it frees itself when its TTL runs out)."""
+    @property
+    def token(self) -> str:
+        """This holder's value in the lock's key: a step that releases the lock compares it first."""
+        return self._token
+
+    async def let_go_in(self, step: Callable[[], Awaitable[bool]]) -> bool:
+        """Release the lock inside another atomic Redis step, saving a round trip: `step` must delete `key` only
+        if it still holds `token`, and say whether it did. The renewal stops first; if `step` fails, the lock is
+        still ours and `release` lets it go as usual."""
+        await self._stop_renewing()
+        released = await step()
+        self._let_go = True
+        return released
+
+    async def _stop_renewing(self) -> None:
         if self._renewal is not None:
             self._released = True
             await cancel_and_wait(self._renewal)
             self._renewal = None
+
+    async def release(self) -> bool:
+        """Stop renewing and let the lock go if it is still ours; False if it had expired (and maybe been taken
+        by another), or if Redis could not be told (then it frees itself when its TTL runs out)."""
+        await self._stop_renewing()
+        if self._let_go:
+            return False  # already let go with the step that ended the work under it
         try:
             return bool(await self._release(keys=[self.key], args=[self._token]))
         except (RedisError, OSError) as exc:

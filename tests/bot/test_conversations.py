@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from bot.conversations import Conversations
 from bot.model import ChatIdentity, ConversationRef
+from bot.redis_lock import RedisLock
 from tests.conftest import expire_now
 
 ALICE = ChatIdentity("slack", "T1", "U-alice")
@@ -186,3 +187,20 @@ async def test_begin_turn_treats_an_expired_or_broken_entry_as_a_new_conversatio
     assert await store.begin_turn(ALICE, "C1", "old", "tok-old") is None
     assert await store.begin_turn(ALICE, "C1", "broken", "tok-broken") is None
     assert await store.begin_turn(ALICE, "C1", "wrong", "tok-wrong") is None
+
+
+async def test_saving_a_turns_answer_lets_its_lock_go_in_the_same_step_only_if_still_ours(redis: Redis) -> None:
+    conversations = Conversations(redis, ttl_seconds=DAY)
+    lock = RedisLock(redis, "qbot:lock:turn:test", ttl_seconds=10, renew=True)
+    assert await lock.acquire()
+    await conversations.save(ALICE, "C1", "t", cid(1), "m-1", turn=lock)
+    assert await redis.exists(lock.key) == 0  # the thread's next turn may start: its parent is saved
+    assert await conversations.get(ALICE, "C1", "t") == ConversationRef(cid(1), "m-1")
+    assert not await lock.release()  # nothing left to let go
+
+    lapsed = RedisLock(redis, "qbot:lock:turn:test", ttl_seconds=10)
+    assert await lapsed.acquire()
+    await redis.set(lapsed.key, "another holder's token")  # it lapsed and another turn took the thread
+    await conversations.save(ALICE, "C1", "t", cid(1), "m-2", turn=lapsed)
+    assert await redis.get(lapsed.key) == b"another holder's token"  # not ours: left alone
+    assert await conversations.get(ALICE, "C1", "t") == ConversationRef(cid(1), "m-2")
