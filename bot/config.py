@@ -153,10 +153,10 @@ class Settings:
     require_email_match: bool = True
     channel_reply_mode: str = "private"  # channels and group chats without a policy: "private" | "thread"
     conversation_ttl_seconds: int = 7 * 24 * 3600
-    q_max_concurrency: int = 320
+    q_max_concurrency: int = 1024  # (coroutines and sockets, not threads: a thousand slow answers in flight)
     redis_max_connections: int = 64
     role: str = "all"  # this process: "web" takes turns in, "worker" answers them, "all" both (bot/turn_queue.py)
-    worker_concurrency: int = 256  # turns one process works on at once; the rest wait in the stream
+    worker_concurrency: int = 1024  # turns one process works on at once; the rest wait in the stream
     turn_claim_seconds: float = 15.0  # a turn its worker stopped renewing this long is run by another worker
     session_secret: str = ""
     # SAML mode (instead of OIDC) when either metadata setting is set; see `identity_mode`
@@ -226,10 +226,10 @@ class Settings:
             conversation_ttl_seconds=problems.read(
                 lambda: env_int(env, "QBOT_CONVERSATION_TTL_SECONDS", 7 * 24 * 3600), 7 * 24 * 3600
             ),
-            q_max_concurrency=problems.read(lambda: env_int(env, "QBOT_Q_MAX_CONCURRENCY", 320), 320),
+            q_max_concurrency=problems.read(lambda: env_int(env, "QBOT_Q_MAX_CONCURRENCY", 1024), 1024),
             redis_max_connections=problems.read(lambda: env_int(env, "QBOT_REDIS_MAX_CONNECTIONS", 64), 64),
             role=problems.read(lambda: _role(env), "all"),
-            worker_concurrency=problems.read(lambda: env_int(env, "QBOT_WORKER_CONCURRENCY", 256), 256),
+            worker_concurrency=problems.read(lambda: env_int(env, "QBOT_WORKER_CONCURRENCY", 1024), 1024),
             turn_claim_seconds=problems.read(
                 lambda: env_seconds(env, "QBOT_TURN_CLAIM_SECONDS", 15.0, minimum=0.1), 15.0
             ),
