@@ -18,6 +18,9 @@ import asyncio
 import json
 import multiprocessing
 import resource
+import os
+import signal
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -114,6 +117,8 @@ async def _bot_main(conn: Connection, env: dict[str, str], port: int) -> None:
             for task in asyncio.all_tasks():
                 task.print_stack(limit=6)
             conn.send(len(asyncio.all_tasks()))
+        elif command == "pid":
+            conn.send(os.getpid())
         elif command == "threads":
             import threading
 
@@ -303,7 +308,8 @@ async def start_slack_world(
 
 
 async def main(users: int, fast_questions: int, slow_questions: int, rate: float, profile: bool = False,
-               idle_seconds: float = 60.0, q_max_concurrency: int = 0, split: bool = False) -> None:
+               idle_seconds: float = 60.0, q_max_concurrency: int = 0, split: bool = False,
+               py_spy: str = "") -> None:
     world = await start_slack_world(
         users, {"QBOT_Q_MAX_CONCURRENCY": str(q_max_concurrency)} if q_max_concurrency else None, split=split
     )
@@ -326,6 +332,12 @@ async def main(users: int, fast_questions: int, slow_questions: int, rate: float
             target = load.answered() + fast_questions
             if profile:
                 await bot.call("profile", True)
+            sampler = None
+            if py_spy:  # a sampling profile of the bot process (collapsed stacks), without cProfile's overhead
+                sampler = subprocess.Popen(
+                    ["py-spy", "record", "--pid", str(await bot.call("pid")), "--format", "raw", "--rate", "250",
+                     "--nonblocking", "--output", py_spy], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )
             rss_before, _ = await bot.call("rss", True)
             commands_before = redis_commands(world.redis_server.url)
             cpu_before = await world.cpu()
@@ -334,6 +346,9 @@ async def main(users: int, fast_questions: int, slow_questions: int, rate: float
             cpu = (await world.cpu() - cpu_before) / fast_questions * 1000
             if profile:
                 await bot.call("profile", False)
+            if sampler is not None:
+                sampler.send_signal(signal.SIGINT)
+                await asyncio.to_thread(sampler.wait)
             commands = redis_commands(world.redis_server.url) - commands_before
             print(f"instant Q: {fast_questions} answered in {done - started:.2f} s = "
                   f"{fast_questions / (done - started):.0f} answered/s (ack p50 {pct(acks, 0.5):.1f} ms, "
@@ -391,7 +406,9 @@ if __name__ == "__main__":
     parser.add_argument("--profile", action="store_true", help="print the bot's cProfile of the instant phase")
     parser.add_argument("--idle-seconds", type=float, default=60.0, help="idle time before the last RSS reading")
     parser.add_argument("--q-max-concurrency", type=int, default=0, help="QBOT_Q_MAX_CONCURRENCY (0: the default)")
+    parser.add_argument("--py-spy", default="", metavar="FILE",
+                        help="sample the bot with py-spy (pip install py-spy) during the instant phase into FILE")
     parser.add_argument("--split", action="store_true", help="a --role web process takes events, a worker answers")
     args = parser.parse_args()
     run_async(main(args.users, args.fast_questions, args.slow_questions, args.rate, args.profile, args.idle_seconds,
-                   args.q_max_concurrency, args.split))
+                   args.q_max_concurrency, args.split, args.py_spy))
