@@ -40,10 +40,14 @@ test: lint browser
 	$(VENV)/bin/pytest
 
 # Mutation testing of the security-critical modules ([tool.mutmut] in pyproject.toml), run by hand like the
-# benchmarks: it prints the mutants no test killed. Slow (the suite once, then each mutant's tests).
+# benchmarks: it prints the mutants no test killed. Slow (the suite once, then each mutant's tests), so
+# MUTANTS narrows it to mutant-name patterns, e.g. `make mutants MUTANTS='bot.links.* bot.vault.*'`, and
+# MUTANT_WORKERS caps the parallel test runs (default: one per core). Results accumulate in ./mutants.
+MUTANTS ?=
+MUTANT_WORKERS ?=
 mutants: $(DEV)
 	$(VENV)/bin/pip install --quiet 'mutmut>=3.8,<4'
-	$(VENV)/bin/mutmut run || true
+	$(VENV)/bin/mutmut run $(if $(MUTANT_WORKERS),--max-children $(MUTANT_WORKERS)) $(foreach m,$(MUTANTS),'$(m)') || true
 	$(VENV)/bin/mutmut results
 
 clean:
