@@ -93,3 +93,21 @@ def test_keys_are_required_and_checked() -> None:
     with pytest.raises(ValueError):
         TokenCipher(["not-a-fernet-key"])
     assert TokenCipher(KEY_A).open("c", TokenCipher([KEY_A]).seal("c", {})) == {}  # a lone str is one key
+
+
+@pytest.mark.parametrize(
+    "plaintext",
+    [
+        b"not json at all",
+        b'{"c": "c", "p": "a string, not a payload"}',
+        b'{"c": "c"}',
+        b'{"p": {"token": "t"}}',
+        b'{"c": 5, "p": {"token": "t"}}',
+        b'{"c": null, "p": {"token": "t"}}',
+    ],
+)
+def test_a_blob_under_our_key_but_not_our_envelope_is_refused(plaintext: bytes) -> None:
+    """Only `seal`'s own envelope opens: a payload that is an object, bound to a context given as text."""
+    blob = Fernet(KEY_A.encode()).encrypt(plaintext)
+    with pytest.raises(CipherError):
+        TokenCipher([KEY_A]).open("c", blob)

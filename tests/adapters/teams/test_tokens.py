@@ -11,7 +11,14 @@ import pytest
 from aiohttp import web
 from joserfc.jwk import RSAKey
 
-from adapters.teams.tokens import UNKNOWN_KEY_REFETCH_SECONDS, BotFrameworkTokens, TokenRejected
+from adapters.teams.tokens import (
+    FAILED_FETCH_RETRY_SECONDS,
+    KEYS_MAX_AGE_SECONDS,
+    MAX_TOKEN_LENGTH,
+    UNKNOWN_KEY_REFETCH_SECONDS,
+    BotFrameworkTokens,
+    TokenRejected,
+)
 from sandbox.botframework import FakeBotFramework, rsa_key
 from sandbox.serving import Served, bind
 from tests.adapters.teams.conftest import APP_ID
@@ -22,6 +29,8 @@ class KeySource:
 
     def __init__(self) -> None:
         self.published = {"key-1": "bot-framework"}
+        self.extra_keys: list[Any] = []  # JWKS entries served as they are, before the published keys
+        self.down = False  # answer 503 to every request
         self.key_fetches = 0
         self.served = Served(self._app(), bind("127.0.0.1", 0))
         self.url = self.served.url
@@ -37,11 +46,13 @@ class KeySource:
         return app
 
     async def _metadata(self, _request: web.Request) -> web.Response:
+        if self.down:
+            return web.Response(status=503)
         return web.json_response({"issuer": "https://api.botframework.com", "jwks_uri": self.url + "/keys"})
 
     async def _keys(self, _request: web.Request) -> web.Response:
         self.key_fetches += 1
-        keys: list[dict[str, Any]] = []
+        keys: list[Any] = list(self.extra_keys)
         for kid, name in self.published.items():
             jwk = dict(RSAKey.import_key(rsa_key(name).public_key()).as_dict(private=False))
             keys.append({**jwk, "kid": kid, "use": "sig"})
@@ -94,6 +105,96 @@ async def test_unknown_key_ids_refetch_the_keys_at_most_once_a_minute(source: Ke
         # known keys never refetch, however much later (within the day the keys are cached for)
         clock.now += 3600
         await verify(tokens, source, source.token("key-1"))
+        assert source.key_fetches == 2
+    finally:
+        await tokens.close()
+
+
+async def test_a_failed_first_fetch_is_retried_after_a_few_seconds_not_on_every_token(source: KeySource) -> None:
+    clock = Clock()
+    tokens = BotFrameworkTokens(APP_ID, source.url + "/metadata", clock=clock)
+    try:
+        source.down = True
+        with pytest.raises(TokenRejected, match="unknown key"):
+            await verify(tokens, source, source.token("key-1"))
+        source.down = False
+        clock.now += FAILED_FETCH_RETRY_SECONDS - 1  # too soon: refused without asking the key source
+        with pytest.raises(TokenRejected, match="unknown key"):
+            await verify(tokens, source, source.token("key-1"))
+        assert source.key_fetches == 0
+        clock.now += 2
+        assert (await verify(tokens, source, source.token("key-1")))["aud"] == APP_ID
+        assert source.key_fetches == 1
+    finally:
+        await tokens.close()
+
+
+async def test_keys_are_refetched_after_a_day_and_kept_when_that_fails(source: KeySource) -> None:
+    clock = Clock()
+    tokens = BotFrameworkTokens(APP_ID, source.url + "/metadata", clock=clock)
+    try:
+        await verify(tokens, source, source.token("key-1"))
+        clock.now += KEYS_MAX_AGE_SECONDS
+        await verify(tokens, source, source.token("key-1"))
+        assert source.key_fetches == 1  # a day old, not older: still cached
+        clock.now += 1
+        source.published = {"key-2": "bot-framework-next"}  # key-1 retired
+        with pytest.raises(TokenRejected, match="unknown key"):
+            await verify(tokens, source, source.token("key-1"))
+        assert source.key_fetches == 2
+        assert (await verify(tokens, source, source.token("key-2", key="bot-framework-next")))["aud"] == APP_ID
+
+        # A day later the key source is down: the keys in hand keep verifying, and the next try is a minute
+        # away, not a few seconds (that fast retry is only for having no keys at all).
+        clock.now += KEYS_MAX_AGE_SECONDS + 1
+        source.down = True
+        await verify(tokens, source, source.token("key-2", key="bot-framework-next"))
+        source.down = False
+        clock.now += UNKNOWN_KEY_REFETCH_SECONDS
+        with pytest.raises(TokenRejected, match="unknown key"):
+            await verify(tokens, source, source.token("key-3", key="rogue"))
+        assert source.key_fetches == 2
+    finally:
+        await tokens.close()
+
+
+async def test_a_token_longer_than_the_limit_is_refused_unread(source: KeySource) -> None:
+    tokens = BotFrameworkTokens(APP_ID, source.url + "/metadata", clock=Clock())
+    try:
+        def padded(n: int, kid: str = "key-1") -> str:
+            return source.signer.token(APP_ID, kid=kid, pad="x" * n)
+
+        n = 0
+        for step in (1024, 64, 1):  # the longest padding that stays within the limit
+            while len(padded(n + step)) <= MAX_TOKEN_LENGTH:
+                n += step
+        # base64 skips some lengths: a key id a character or two longer reaches the limit exactly
+        source.published.update({"key-1a": "bot-framework", "key-1ab": "bot-framework"})
+        at_limit = next(t for kid in ("key-1", "key-1a", "key-1ab") for m in range(n - 6, n + 1)
+                        if len(t := padded(m, kid)) == MAX_TOKEN_LENGTH)
+        assert len(at_limit) == MAX_TOKEN_LENGTH
+        assert (await verify(tokens, source, f"Bearer {at_limit}"))["aud"] == APP_ID
+        longer = padded(n + 1)
+        assert MAX_TOKEN_LENGTH < len(longer) <= MAX_TOKEN_LENGTH + 2  # just over (base64 skips some lengths)
+        with pytest.raises(TokenRejected, match="too long"):
+            await verify(tokens, source, f"Bearer {longer}")
+    finally:
+        await tokens.close()
+
+
+async def test_unusable_jwks_entries_are_skipped_and_endorsements_kept(source: KeySource) -> None:
+    clock = Clock()
+    tokens = BotFrameworkTokens(APP_ID, source.url + "/metadata", clock=clock)
+    source.extra_keys = ["not an object", {"kty": "RSA"}, {"kid": 7, "kty": "RSA"}, {"kid": "broken", "kty": "RSA"}]
+    source.published = {"key-1": "bot-framework"}
+    try:
+        assert (await verify(tokens, source, source.token("key-1")))["aud"] == APP_ID
+        with pytest.raises(TokenRejected, match="unknown key"):
+            await verify(tokens, source, source.token("broken"))
+        # a JWKS with nothing usable in it keeps the keys in hand
+        source.published = {}
+        clock.now += KEYS_MAX_AGE_SECONDS + 1
+        assert (await verify(tokens, source, source.token("key-1")))["aud"] == APP_ID
         assert source.key_fetches == 2
     finally:
         await tokens.close()

@@ -10,9 +10,10 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 import redis
+from aiohttp import web
 
 from adapters.web.console import WebConsole, web_console
-from adapters.web.session import Session
+from adapters.web.session import Session, Sessions
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.link_deadlines import GRACE_SECONDS, KEY
@@ -165,3 +166,114 @@ def test_a_new_sign_in_replacing_an_ended_session_revokes_its_token(make_web_bot
     assert bot.sandbox.idp.live_refresh_tokens("alice") == []
     assert bot.servers.run(bot.graph.core.accounts.vault.load(ChatIdentity("web", "", old.sid))) is None
     assert len(bot.sandbox.idp.live_refresh_tokens("bob")) == 1
+
+
+# -- the cookie itself, on a clock the test moves ---------------------------------------------------------
+
+SECRET = b"0123456789abcdef0123456789abcdef"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def sessions_on(clock: Clock, *, secure: bool = False, secret: bytes = SECRET) -> Sessions:
+    return Sessions(secret, secure=secure, ttl_seconds=TTL, idle_seconds=IDLE, clock=clock)
+
+
+def test_a_short_secret_or_a_lifetime_under_a_second_is_refused() -> None:
+    with pytest.raises(ValueError):
+        Sessions(b"x" * 15, secure=False, ttl_seconds=60, idle_seconds=60)
+    for ttl, idle in ((0, 60), (60, 0)):
+        with pytest.raises(ValueError):
+            Sessions(SECRET, secure=False, ttl_seconds=ttl, idle_seconds=idle)
+    one_second = Sessions(b"x" * 16, secure=False, ttl_seconds=1, idle_seconds=1)  # the least that is allowed
+    assert one_second.live(one_second.new())
+
+
+def test_a_session_is_live_until_the_second_either_lifetime_ends() -> None:
+    clock = Clock()
+    sessions = sessions_on(clock)
+    session = sessions.new()
+    assert (session.issued_at, session.seen_at) == (int(clock.now), int(clock.now))
+    clock.now += IDLE - 1
+    assert sessions.live(session) and sessions.lifetime_left(session) == 1
+    clock.now += 1
+    assert not sessions.live(session)  # idle lifetime over
+    used = Session(session.sid, session.issued_at, int(clock.now) - 10)
+    clock.now = session.issued_at + TTL - 1
+    used = sessions.used(used)
+    assert used.seen_at == int(clock.now) and used.issued_at == session.issued_at
+    assert sessions.ends_at(used) == session.issued_at + TTL and sessions.live(used)
+    clock.now += 1
+    assert not sessions.live(used)  # absolute lifetime over, however recently used
+
+
+def test_only_an_untouched_cookie_of_this_secret_verifies() -> None:
+    clock = Clock()
+    sessions = sessions_on(clock)
+    session = sessions.new()
+    value = sessions.cookie_value(session)
+    assert sessions.verify(value) == session
+    sid, issued, seen, mac = value.split(".")
+    forged_mac = mac[:-1] + ("A" if mac[-1] != "A" else "B")
+    for forged in (
+        f"{sid}.{issued}.{seen}.{forged_mac}",
+        f"{sid}.{int(issued) + TTL}.{seen}.{mac}",  # a later issue time under the old MAC
+        f"{sid}.{issued}.{seen}",
+        f"{value}.extra",
+        f"{sid}x.{issued}.{seen}.{mac}",
+        f"{sid[:-1]}.{issued}.{seen}.{mac}",
+        f"{sid}.{issued}.1{'0' * 12}.{mac}",
+        f"{sid}.-{issued}.{seen}.{mac}",
+        "",
+    ):
+        assert sessions.verify(forged) is None, forged
+    assert sessions_on(clock, secret=b"another secret, 32 bytes long!!!").verify(value) is None
+    now = int(clock.now)
+    for ill_formed in (Session(sid[:-1], now, now), Session(sid + "x", now, now), Session(sid, -1, now),
+                       Session(sid, now, 10**12)):  # signed with the secret, yet not a session we issue
+        assert sessions.verify(sessions.cookie_value(ill_formed)) is None, ill_formed
+    # the CSRF token is a MAC of the id too, but under its own label: it never passes for a session's MAC
+    assert sessions.verify(f"{sid}.{issued}.{seen}.{sessions.csrf_token(f'{sid}.{issued}.{seen}')}") is None
+
+
+def test_the_csrf_token_belongs_to_one_session_and_one_secret() -> None:
+    clock = Clock()
+    sessions = sessions_on(clock)
+    mine, theirs = sessions.new().sid, sessions.new().sid
+    token = sessions.csrf_token(mine)
+    assert sessions.csrf_ok(mine, token)
+    assert not sessions.csrf_ok(theirs, token)
+    assert not sessions.csrf_ok(mine, sessions_on(clock, secret=b"another secret, 32 bytes long!!!").csrf_token(mine))
+    assert not sessions.csrf_ok(mine, "")
+
+
+@pytest.mark.parametrize("secure", [False, True])
+def test_the_cookie_lives_until_the_absolute_end_and_a_cleared_one_at_once(secure: bool) -> None:
+    clock = Clock()
+    sessions = sessions_on(clock, secure=secure)
+    assert sessions.cookie_name == ("__Host-qbot_session" if secure else "qbot_session")
+    session = sessions.new()
+    clock.now += 100
+    response = web.Response()
+    sessions.set(response, sessions.used(session))
+    cookie = response.cookies[sessions.cookie_name]
+    assert sessions.verify(cookie.value) == Session(session.sid, session.issued_at, int(clock.now))
+    assert (cookie["max-age"], cookie["path"], cookie["httponly"], cookie["samesite"]) == (
+        str(TTL - 100), "/", True, "Lax")
+    assert cookie["secure"] is secure
+    clock.now = session.issued_at + TTL + 5
+    response = web.Response()
+    sessions.set(response, session)
+    assert response.cookies[sessions.cookie_name]["max-age"] == "0"  # never a negative Max-Age
+    response = web.Response()
+    sessions.clear(response)
+    cleared = response.cookies[sessions.cookie_name]
+    assert (cleared.value, cleared["max-age"], cleared["path"], cleared["httponly"], cleared["samesite"]) == (
+        "", "0", "/", True, "Lax")
+    assert cleared["secure"] is secure
