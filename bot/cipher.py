@@ -34,7 +34,7 @@ class TokenCipher:
     @classmethod
     def ephemeral(cls) -> TokenCipher:
         """A cipher under a fresh random key, for the sandbox and tests: its blobs die with the process."""
-        return cls([Fernet.generate_key().decode("ascii")])
+        return cls([Fernet.generate_key().decode("ascii")])  # pragma: no mutate - "ASCII" is the same codec
 
     def seal(self, context: str, payload: dict[str, Any]) -> bytes:
         """Encrypt and authenticate `payload` (JSON-serialisable) with `context`, under the first key."""

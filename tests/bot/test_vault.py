@@ -173,6 +173,24 @@ async def test_delete_returns_the_account_and_drops_credentials(redis: Redis) ->
     assert await vault.load_credentials(ALICE) is None
     assert await vault.delete(ALICE) is None
     assert unstamped(await vault.load(BOB)) == account("rt-bob", "bob@corp.example")
+    # nothing of Alice's link stays behind in Redis, not even sealed: not its generation, not its credentials
+    assert sorted(await redis.keys()) == sorted([Vault.account_key(BOB).encode(), Vault.generation_key(BOB).encode()])
+
+
+async def transactions(redis: Redis) -> int:
+    """MULTI/EXEC blocks the server has run so far."""
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_exec", {}).get("calls", 0))
+
+
+async def test_linking_extending_and_unlinking_are_each_one_transaction(redis: Redis) -> None:
+    """Each writes several keys (account, generation, credentials) that must change together: another
+    client never sees a link without its generation, or credentials outliving their unlink."""
+    vault = Vault(redis, TokenCipher([KEY_A]))
+    for step in (vault.store(ALICE, account()), vault.touch(ALICE, 600), vault.delete(ALICE)):
+        before = await transactions(redis)
+        await step
+        assert await transactions(redis) == before + 1
 
 
 async def test_delete_of_undecryptable_entry_still_removes_it(redis: Redis) -> None:

@@ -176,8 +176,9 @@ async def test_a_token_longer_than_the_limit_is_refused_unread(source: KeySource
         assert (await verify(tokens, source, f"Bearer {at_limit}"))["aud"] == APP_ID
         longer = padded(n + 1)
         assert MAX_TOKEN_LENGTH < len(longer) <= MAX_TOKEN_LENGTH + 2  # just over (base64 skips some lengths)
-        with pytest.raises(TokenRejected, match="too long"):
+        with pytest.raises(TokenRejected, match="too long") as refused:
             await verify(tokens, source, f"Bearer {longer}")
+        assert refused.value.reason == "token too long"  # what the route logs
     finally:
         await tokens.close()
 
@@ -196,5 +197,20 @@ async def test_unusable_jwks_entries_are_skipped_and_endorsements_kept(source: K
         clock.now += KEYS_MAX_AGE_SECONDS + 1
         assert (await verify(tokens, source, source.token("key-1")))["aud"] == APP_ID
         assert source.key_fetches == 2
+    finally:
+        await tokens.close()
+
+
+async def test_a_key_endorsed_for_some_channels_signs_only_for_those(source: KeySource) -> None:
+    tokens = BotFrameworkTokens(APP_ID, source.url + "/metadata", clock=Clock())
+    source.published = {}
+    jwk = dict(RSAKey.import_key(rsa_key("bot-framework").public_key()).as_dict(private=False))
+    source.extra_keys = [{**jwk, "kid": "key-1", "use": "sig", "endorsements": ["msteams", "skype"]}]
+    try:
+        for channel in ("msteams", "skype"):
+            claims = await tokens.verify(source.token("key-1"), channel_id=channel, service_url=source.url)
+            assert claims["aud"] == APP_ID
+        with pytest.raises(TokenRejected, match="not endorsed"):
+            await tokens.verify(source.token("key-1"), channel_id="webchat", service_url=source.url + "/")
     finally:
         await tokens.close()
