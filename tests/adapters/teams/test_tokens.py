@@ -122,6 +122,7 @@ async def test_a_failed_first_fetch_is_retried_after_a_few_seconds_not_on_every_
         with pytest.raises(TokenRejected, match="unknown key"):
             await verify(tokens, source, source.token("key-1"))
         assert source.key_fetches == 0
+        await tokens.close()  # closing drops the HTTP session; the next fetch opens a new one
         clock.now += 2
         assert (await verify(tokens, source, source.token("key-1")))["aud"] == APP_ID
         assert source.key_fetches == 1
