@@ -18,6 +18,7 @@ from adapters.teams.tokens import (
     UNKNOWN_KEY_REFETCH_SECONDS,
     BotFrameworkTokens,
     TokenRejected,
+    VerifiedToken,
 )
 from sandbox.botframework import FakeBotFramework, rsa_key
 from sandbox.serving import Served, bind
@@ -215,3 +216,21 @@ async def test_a_key_endorsed_for_some_channels_signs_only_for_those(source: Key
             await tokens.verify(source.token("key-1"), channel_id="webchat", service_url=source.url + "/")
     finally:
         await tokens.close()
+
+
+def test_the_serviceurl_binds_ignoring_only_case_and_trailing_slashes() -> None:
+    def binds(claimed: object, activity: str) -> bool:
+        try:
+            BotFrameworkTokens.bind(VerifiedToken({"serviceurl": claimed}, None), channel_id="msteams",
+                                    service_url=activity)
+        except TokenRejected:
+            return False
+        return True
+
+    assert binds("https://smba.trafficmanager.net/amer/", "https://smba.trafficmanager.net/amer")
+    assert binds("https://SMBA.trafficmanager.net/Amer", "https://smba.trafficmanager.net/amer//")
+    assert not binds("https://smba.trafficmanager.net/amerX", "https://smba.trafficmanager.net/amer")
+    assert not binds("https://smba.trafficmanager.net/amer", "https://smba.trafficmanager.net/amerx/")
+    assert not binds("/https://smba.trafficmanager.net/amer", "https://smba.trafficmanager.net/amer")
+    assert not binds("https://smba.trafficmanager.net/amer ", "https://smba.trafficmanager.net/amer")
+    assert not binds(None, "https://smba.trafficmanager.net/amer")
