@@ -114,7 +114,7 @@ class LinkTokens:
 
     async def create(self, pending: PendingLink) -> str:
         """A new random token (256 bits) bound to `pending`, valid for `ttl_seconds`, usable once."""
-        token = secrets.token_urlsafe(32)
+        token = secrets.token_urlsafe(32)  # equivalent mutant: token_urlsafe(None) draws 32 bytes too
         key = self.key_for(token)
         await self._redis.set(key, self._cipher.seal(key, _pending_to_dict(pending)), ex=self._ttl)
         return token
@@ -161,7 +161,7 @@ class LoginStates:
     ) -> tuple[str, str]:
         """A new random `state` (256 bits; SAML's RelayState) and the sealed login state for the browser's
         cookie, valid for `ttl_seconds`. Nothing is stored."""
-        state = secrets.token_urlsafe(32)
+        state = secrets.token_urlsafe(32)  # equivalent mutant: token_urlsafe(None) draws 32 bytes too
         payload = {
             "l": _pending_to_dict(pending),
             "n": nonce,

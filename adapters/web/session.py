@@ -71,7 +71,7 @@ class Sessions:
 
     def new(self) -> Session:
         now = self._now()
-        return Session(secrets.token_urlsafe(32), now, now)
+        return Session(secrets.token_urlsafe(32), now, now)  # equivalent mutant: token_urlsafe(None) is 32 bytes
 
     def used(self, session: Session) -> Session:
         """The same session, last used now."""

@@ -49,7 +49,7 @@ async def all_keys_and_values(redis: Redis) -> list[bytes]:
 async def test_link_token_round_trip(redis: Redis) -> None:
     links = LinkTokens(redis, 600, CIPHER)
     token = await links.create(pending())
-    assert len(token) >= 43  # secrets.token_urlsafe(32): 256 bits
+    assert len(token) == 43  # secrets.token_urlsafe(32): 256 bits
     assert await links.consume(token) == pending()
 
 
@@ -166,7 +166,7 @@ class Clock:
 async def test_login_state_round_trip_stores_nothing(redis: Redis) -> None:
     states = LoginStates(redis, TokenCipher.ephemeral(), ttl_seconds=300)
     state, sealed = states.seal(pending(expires_in=3600), nonce="n-123", code_verifier="verifier-SECRET-xyz")
-    assert len(state) >= 43
+    assert len(state) == 43  # 256 bits
     login = states.open(state, sealed)
     assert login.pending == pending(expires_in=3600)
     assert (login.nonce, login.code_verifier) == ("n-123", "verifier-SECRET-xyz")
@@ -244,3 +244,13 @@ async def test_concurrent_spenders_exactly_one_wins(redis: Redis) -> None:
     results = await asyncio.gather(*(states.spend(state, login) for _ in range(20)), return_exceptions=True)
     assert results.count(None) == 1
     assert sum(isinstance(r, LoginStateInvalid) for r in results) == 19
+
+
+async def test_lifetimes_under_a_second_are_refused(redis: Redis) -> None:
+    for make in (lambda ttl: LinkTokens(redis, ttl, CIPHER), lambda ttl: LoginStates(redis, CIPHER, ttl)):
+        with pytest.raises(ValueError):
+            make(0)
+        make(1)  # the shortest allowed
+    token = await LinkTokens(redis, 1, CIPHER).create(pending())
+    assert 0 < await redis.pttl(LinkTokens.key_for(token)) <= 1000
+    assert LoginStates(redis, CIPHER, 1).ttl_seconds == 1
