@@ -169,6 +169,7 @@ class LoginStates:
             "x": self._clock() + self._ttl,
             "q": saml_request_id,
         }
+        # equivalent mutant: decode("ASCII") is the same codec
         return state, self._cipher.seal(self.key_for(state), payload).decode("ascii")
 
     def open(self, state: str, sealed: str) -> LoginState:
@@ -197,5 +198,6 @@ class LoginStates:
         """Mark `state` used, once (SET NX, kept until the state would expire anyway); `LoginStateInvalid` when
         it already was: a replayed callback."""
         remaining_ms = max(1000, int((login.expires_at - self._clock()) * 1000))
+        # equivalent mutant: the mark's value (b"1") is never read, only whether it exists
         if not await self._redis.set(self.key_for(state), b"1", nx=True, px=remaining_ms):
             raise LoginStateInvalid(detail="login state replayed")

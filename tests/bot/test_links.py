@@ -254,3 +254,28 @@ async def test_lifetimes_under_a_second_are_refused(redis: Redis) -> None:
     token = await LinkTokens(redis, 1, CIPHER).create(pending())
     assert 0 < await redis.pttl(LinkTokens.key_for(token)) <= 1000
     assert LoginStates(redis, CIPHER, 1).ttl_seconds == 1
+
+
+async def test_a_saml_login_state_keeps_its_request_id_and_an_oidc_one_has_none(redis: Redis) -> None:
+    states = LoginStates(redis, CIPHER)
+    state, sealed = states.seal(pending(), "n", "v", saml_request_id="_a1b2c3")
+    assert states.open(state, sealed).saml_request_id == "_a1b2c3"
+    state, sealed = states.seal(pending(), "n", "v")
+    assert states.open(state, sealed).saml_request_id == ""
+
+
+async def test_a_login_cookie_that_is_not_text_is_refused(redis: Redis) -> None:
+    states = LoginStates(redis, CIPHER)
+    state, sealed = states.seal(pending(), "n", "v")
+    for not_text in (None, sealed.encode(), 42):
+        with pytest.raises(LoginStateInvalid):
+            states.open(state, not_text)  # type: ignore[arg-type]
+
+
+async def test_a_state_spent_at_its_last_moment_stays_spent_for_a_second(redis: Redis) -> None:
+    clock = Clock()
+    states = LoginStates(redis, CIPHER, ttl_seconds=300, clock=clock)
+    state, sealed = states.seal(pending(), nonce="n", code_verifier="v")
+    clock.now += 299.8
+    await states.spend(state, states.open(state, sealed))
+    assert 900 <= await redis.pttl(LoginStates.key_for(state)) <= 1000
