@@ -32,6 +32,7 @@ _CSRF_LABEL = b"qbot web csrf\x00"
 
 def _mac(secret: bytes, label: bytes, text: str) -> str:
     digest = hmac.new(secret, label + text.encode(), hashlib.sha256).digest()
+    # equivalent mutant: rstrip(b"XX=XX") also strips "X", which never ends the base64 of 32 bytes
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 

@@ -4,6 +4,7 @@ out of, or is replaced by a new sign-in in the same browser."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 
@@ -277,3 +278,13 @@ def test_the_cookie_lives_until_the_absolute_end_and_a_cleared_one_at_once(secur
     assert (cleared.value, cleared["max-age"], cleared["path"], cleared["httponly"], cleared["samesite"]) == (
         "", "0", "/", True, "Lax")
     assert cleared["secure"] is secure
+
+
+def test_macs_are_unpadded_url_safe_base64() -> None:
+    """Cookie and header values stay plain tokens: no '=' padding (which cookie parsers may quote or cut)."""
+    sessions = sessions_on(Clock())
+    sids = [f"{n:043d}" for n in range(20)]
+    macs = [sessions.cookie_value(Session(sid, 1, 2)).rsplit(".", 1)[1] for sid in sids]
+    for sid, mac in zip(sids, macs, strict=True):
+        assert re.fullmatch(r"[A-Za-z0-9_-]{43}", mac) and re.fullmatch(r"[A-Za-z0-9_-]{43}", sessions.csrf_token(sid))
+        assert sessions.verify(f"{sid}.1.2.{mac}") == Session(sid, 1, 2)
