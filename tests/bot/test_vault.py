@@ -322,3 +322,13 @@ async def test_a_link_with_a_lifetime_expires_with_its_generation(redis: Redis) 
     assert 50 < await redis.ttl(Vault.generation_key(ALICE)) <= 60
     assert not await vault.touch(BOB, 60)
     assert await redis.exists(Vault.generation_key(BOB)) == 0
+
+
+async def test_a_link_from_before_generations_still_caches_and_uses_credentials(redis: Redis) -> None:
+    """Such a link has no generation key; it reads as the empty generation its credentials are minted for."""
+    vault = Vault(redis, TokenCipher([KEY_A]))
+    await vault.store(ALICE, account())
+    await redis.delete(Vault.generation_key(ALICE))
+    assert await vault.store_credentials(ALICE, credentials(), generation="")
+    assert await vault.load_credentials(ALICE) == credentials()
+    assert not await vault.store_credentials(ALICE, credentials(), generation="some-link")
