@@ -120,7 +120,7 @@ class Sessions:
             self.cookie_name,
             self.cookie_value(session),
             max_age=max(0, session.issued_at + self.ttl_seconds - self._now()),
-            path="/",
+            path="/",  # equivalent mutant: without it, aiohttp's default path is "/" too
             secure=self.secure,
             httponly=True,
             samesite="Lax",
