@@ -127,6 +127,7 @@ class Sessions:
         )
 
     def clear(self, response: web.StreamResponse) -> None:
+        # equivalent mutant: dropping path="/" leaves aiohttp's default, "/"
         response.set_cookie(
             self.cookie_name, "", max_age=0, path="/", secure=self.secure, httponly=True, samesite="Lax"
         )
