@@ -129,6 +129,8 @@ async def test_a_failed_first_fetch_is_retried_after_a_few_seconds_not_on_every_
         assert source.key_fetches == 1
     finally:
         await tokens.close()
+    await tokens.close()  # closing again, or a cache that never fetched, is harmless
+    await BotFrameworkTokens(APP_ID, source.url + "/metadata").close()
 
 
 async def test_keys_are_refetched_after_a_day_and_kept_when_that_fails(source: KeySource) -> None:
@@ -231,6 +233,7 @@ def test_the_serviceurl_binds_ignoring_only_case_and_trailing_slashes() -> None:
     assert binds("https://SMBA.trafficmanager.net/Amer", "https://smba.trafficmanager.net/amer//")
     assert not binds("https://smba.trafficmanager.net/amerX", "https://smba.trafficmanager.net/amer")
     assert not binds("https://smba.trafficmanager.net/amer", "https://smba.trafficmanager.net/amerx/")
+    assert not binds("https://smba.trafficmanager.net/amer", "https://smba.trafficmanager.net/amerX")
     assert not binds("/https://smba.trafficmanager.net/amer", "https://smba.trafficmanager.net/amer")
     assert not binds("https://smba.trafficmanager.net/amer ", "https://smba.trafficmanager.net/amer")
     assert not binds(None, "https://smba.trafficmanager.net/amer")
