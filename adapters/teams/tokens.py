@@ -94,6 +94,7 @@ class BotFrameworkTokens:
 
     async def authenticate(self, authorization: str | None) -> VerifiedToken:
         """Step one, before the body is even parsed: a Bearer token signed by Bot Framework for this app."""
+        # equivalent mutant: (authorization or "XXXX") is refused the same way, "XXXX" not being "bearer"
         scheme, _, token = (authorization or "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:

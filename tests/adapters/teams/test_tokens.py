@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import jwt as pyjwt
 import pytest
 from aiohttp import web
 from joserfc.jwk import RSAKey
@@ -237,3 +238,29 @@ def test_the_serviceurl_binds_ignoring_only_case_and_trailing_slashes() -> None:
     assert not binds("/https://smba.trafficmanager.net/amer", "https://smba.trafficmanager.net/amer")
     assert not binds("https://smba.trafficmanager.net/amer ", "https://smba.trafficmanager.net/amer")
     assert not binds(None, "https://smba.trafficmanager.net/amer")
+
+
+async def test_only_a_bearer_token_with_a_key_id_and_every_claim_is_accepted(source: KeySource) -> None:
+    tokens = BotFrameworkTokens(APP_ID, source.url + "/metadata", clock=Clock())
+    try:
+        signed = source.signer.token(APP_ID, kid="key-1")
+        no_kid = pyjwt.encode({"aud": APP_ID}, rsa_key("bot-framework"), algorithm="RS256")
+        empty_kid = pyjwt.encode({"aud": APP_ID}, rsa_key("bot-framework"), algorithm="RS256", headers={"kid": ""})
+        for authorization, reason in (
+            (f"Basic {signed}", "no bearer token"),
+            ("Bearer  ", "no bearer token"),
+            ("", "no bearer token"),
+            (f"Bearer {no_kid}", "token names no signing key"),
+            (f"Bearer {empty_kid}", "token names no signing key"),
+        ):
+            with pytest.raises(TokenRejected) as refused:
+                await verify(tokens, source, authorization)
+            assert refused.value.reason == reason, authorization
+        assert source.key_fetches == 0  # none of those made the bot fetch keys
+        assert (await verify(tokens, source, f"bearer  {signed} "))["aud"] == APP_ID  # scheme case, spacing
+        for claims in ({"iss": "https://sts.windows.net/evil/"}, {"aud": "another-app"}, {"exp": None},
+                       {"iss": None}, {"aud": None}):
+            with pytest.raises(TokenRejected, match="invalid token"):
+                await verify(tokens, source, f"Bearer {source.signer.token(APP_ID, kid='key-1', **claims)}")
+    finally:
+        await tokens.close()
