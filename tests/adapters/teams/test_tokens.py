@@ -4,6 +4,7 @@ OpenID metadata + JWKS server that counts its fetches; the key cache's clock is 
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -258,8 +259,12 @@ async def test_only_a_bearer_token_with_a_key_id_and_every_claim_is_accepted(sou
             assert refused.value.reason == reason, authorization
         assert source.key_fetches == 0  # none of those made the bot fetch keys
         assert (await verify(tokens, source, f"bearer  {signed} "))["aud"] == APP_ID  # scheme case, spacing
+        now = int(time.time())
+        # Bot Framework's clocks may be up to 5 minutes off ours: a token that expired a minute ago still passes
+        late = source.signer.token(APP_ID, kid="key-1", exp=now - 60, nbf=now - 3600)
+        assert (await verify(tokens, source, f"Bearer {late}"))["aud"] == APP_ID
         for claims in ({"iss": "https://sts.windows.net/evil/"}, {"aud": "another-app"}, {"exp": None},
-                       {"iss": None}, {"aud": None}):
+                       {"iss": None}, {"aud": None}, {"exp": now - 600, "nbf": now - 3600}):
             with pytest.raises(TokenRejected, match="invalid token"):
                 await verify(tokens, source, f"Bearer {source.signer.token(APP_ID, kid='key-1', **claims)}")
     finally:
