@@ -156,6 +156,7 @@ class Vault:
         `previous` — a relink or another refresh got there first — nothing is written and it returns False.
         """
         key = self.account_key(identity)
+        # equivalent mutants: transaction=False/None; the explicit pipe.multi() below makes it MULTI/EXEC anyway
         async with self._redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
