@@ -78,11 +78,12 @@ def make_bot(
     """Start a bot with extra QBOT_* settings; several bots may run at once (processes sharing Redis)."""
     started: list[RunningBot] = []
     sockets = [bot_socket]
+    keys = Fernet.generate_key().decode()  # the bots of one test are processes of one deployment: one key
 
     def make(**env: str) -> RunningBot:
         """The first bot gets the socket the IdP knows; later ones (restarts) a fresh port."""
         sock = sockets.pop() if sockets else bind("127.0.0.1", 0)
-        running = start_bot(servers, sandbox, sock, redis_url, **env)
+        running = start_bot(servers, sandbox, sock, redis_url, **{"QBOT_TOKEN_KEYS": keys, **env})
         started.append(running)
         return running
 

@@ -221,10 +221,11 @@ def make_slack_bot(
     servers: LoopThread, sandbox: Sandbox, bot_socket: socket.socket, redis_url: str, fake_slack: FakeSlack
 ) -> Iterator[Callable[..., SlackBot]]:
     started: list[tuple[SlackBot, Served]] = []
+    keys = Fernet.generate_key().decode()  # the bots of one test are processes of one deployment: one key
 
     def make(**env: str) -> SlackBot:
         sock = bot_socket if not started else bind("127.0.0.1", 0)
-        bot, served = start_slack_bot(servers, sandbox, sock, redis_url, fake_slack, **env)
+        bot, served = start_slack_bot(servers, sandbox, sock, redis_url, fake_slack, **{"QBOT_TOKEN_KEYS": keys, **env})
         started.append((bot, served))
         return bot
 
