@@ -315,7 +315,7 @@ async def start_slack_world(
 
 async def main(users: int, fast_questions: int, slow_questions: int, rate: float, profile: bool = False,
                idle_seconds: float = 60.0, q_max_concurrency: int = 0, split: bool = False,
-               py_spy: str = "") -> None:
+               py_spy: str = "", slow_seconds: float = 2.0) -> None:
     world = await start_slack_world(
         users, {"QBOT_Q_MAX_CONCURRENCY": str(q_max_concurrency)} if q_max_concurrency else None, split=split
     )
@@ -381,14 +381,15 @@ async def main(users: int, fast_questions: int, slow_questions: int, rate: float
                   + (f"; with >= 200 in flight ({len(loaded)} acks): p50 {pct(loaded, 0.5):.1f} ms, "
                      f"p99 {pct(loaded, 0.99):.1f} ms" if loaded else "; never 200 in flight"))
 
-            # 3. a burst of questions against the 2 s back end, until the last answer is in Slack
+            # 3. a burst of questions against the slow back end, until the last answer is in Slack
+            sandbox.call("delay", slow_seconds)
             sandbox.call("stats")
             target = load.answered() + slow_questions
             acks, _, started = await load.burst(session, linked, slow_questions, 16)
             done = await load.until_answered(target)
             stats = sandbox.call("stats")
             slow_wall = done - started
-            print(f"2 s Q: {slow_questions} questions answered in {slow_wall:.2f} s (ack p50 "
+            print(f"{slow_seconds:g} s Q: {slow_questions} questions answered in {slow_wall:.2f} s (ack p50 "
                   f"{pct(acks, 0.5):.1f} ms, p99 {pct(acks, 0.99):.1f} ms); max ChatSync in flight "
                   f"{stats['max_in_flight']} (target: 2,000 from 1,000 users within 3 s, "
                   f">= 1,000 in flight); {await bot.call('threads')} threads")
@@ -412,7 +413,8 @@ async def main(users: int, fast_questions: int, slow_questions: int, rate: float
                  "127 MB (120 -> 247 MB)"),
                 (f"RSS after {idle_seconds:.0f} s idle", "within 20%", f"{(rss_idle / rss_before - 1) * 100:+.0f}%",
                  "+106% (stayed at 247 MB)"),
-                (f"{slow_questions} questions vs a 2 s Q", "<= 3 s", f"{slow_wall:.1f} s", "-"),
+                (f"{slow_questions} questions vs a {slow_seconds:g} s Q", f"<= {slow_seconds + 1:g} s",
+                 f"{slow_wall:.1f} s", "-"),
                 ("ChatSync in flight at once", ">= 1,000", f"{stats['max_in_flight']}",
                  "320 (one thread each)"),
                 ("ack p99, 2 s Q, >= 200 in flight", "<= 50 ms", f"{paced_ack_p99:.0f} ms", "229 ms (30 at once)"),
@@ -432,6 +434,8 @@ if __name__ == "__main__":
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--fast-questions", type=int, default=5000)
     parser.add_argument("--slow-questions", type=int, default=2000)
+    parser.add_argument("--slow-seconds", type=float, default=2.0,
+                        help="how long Q takes in the burst phase (longer: more ChatSync in flight at once)")
     parser.add_argument("--rate", type=float, default=110.0, help="questions per second in the ack phase")
     parser.add_argument("--profile", action="store_true", help="print the bot's cProfile of the instant phase")
     parser.add_argument("--idle-seconds", type=float, default=60.0, help="idle time before the last RSS reading")
@@ -441,4 +445,4 @@ if __name__ == "__main__":
     parser.add_argument("--split", action="store_true", help="a --role web process takes events, a worker answers")
     args = parser.parse_args()
     run_async(main(args.users, args.fast_questions, args.slow_questions, args.rate, args.profile, args.idle_seconds,
-                   args.q_max_concurrency, args.split, args.py_spy))
+                   args.q_max_concurrency, args.split, args.py_spy, args.slow_seconds))
