@@ -128,7 +128,8 @@ def test_make_run_installs_only_what_running_needs_and_make_test_the_dev_extras(
     assert any("apt-get install" in line and "chromium" in line for line in test), "the browser test's Chromium"
 
     dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["dev"]
-    assert {"pytest", "pytest-xdist", "mypy", "ruff", "playwright", "moto[server]"} <= {re.split(r"[<>=;, ]", d)[0] for d in dev}
+    names = {re.split(r"[<>=;, ]", d)[0] for d in dev}
+    assert {"pytest", "pytest-xdist", "mypy", "ruff", "playwright", "moto[server]"} <= names
 
 
 def test_make_run_ports_are_passed_to_the_sandbox(tmp_path: Path) -> None:

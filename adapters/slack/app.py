@@ -150,6 +150,11 @@ class SlackAdapter:
 
     # -- the Adapter protocol -------------------------------------------------------------------------------
 
+    @property
+    def in_work(self) -> int:
+        """Commands, clicks and kept questions being worked on in this process (questions run as turns)."""
+        return len(self._tasks)
+
     def routes(self) -> list[web.RouteDef]:
         return [] if self.slack.socket_mode else [web.post(EVENTS_PATH, self.events)]
 

@@ -16,8 +16,9 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
-from adapters.slack.app import slack_adapter
+from adapters.slack.app import SlackAdapter, slack_adapter
 from bot.config import Settings
+from bot.turn_queue import STREAM
 from qbot.app import GRAPH, BotGraph, build_app
 from sandbox.serving import Served, bind, url_of
 from sandbox.slack import (
@@ -30,7 +31,7 @@ from sandbox.slack import (
     signed_headers,
 )
 from sandbox.world import Sandbox
-from tests.conftest import LoopThread
+from tests.conftest import LoopThread, until
 from tests.signin import follow_link
 
 CHANNEL = "C0GENERAL"
@@ -50,6 +51,17 @@ class SlackBot:
     servers: LoopThread
     fake: FakeSlack
     http: httpx.Client
+
+    def settle(self) -> None:
+        """Until the bot has nothing left to do: no question in the turn stream (waiting or in work: an entry is
+        deleted only once answered, whichever process took it) and no spawned task (a command, a click) running.
+        What it would still do is then done: how a test knows nothing else happened, without sleeping."""
+        adapters = [a for a in self.graph.adapters if isinstance(a, SlackAdapter)]
+
+        async def idle() -> bool:
+            return not await self.graph.redis.xlen(STREAM) and not any(a.in_work for a in adapters)
+
+        self.run(until(idle))
 
     # -- raw requests ----------------------------------------------------------------------------------------
 

@@ -57,7 +57,7 @@ def test_unsigned_badly_signed_and_stale_requests_get_401_and_nothing_happens(sl
     form = urllib.parse.urlencode({"command": "/qlink", "user_id": "U_ALICE", "team_id": TEAM,
                                    "response_url": f"{slack.fake.url}/response/x", "trigger_id": "t"})
     assert slack.post(form, "application/x-www-form-urlencoded", secret="wrong").status_code == 401
-    time.sleep(0.2)
+    slack.settle()
     assert web_api_calls(slack) == []
     assert slack.run(slack.graph.deliveries.first("slack", "event:Ev1"))  # not even de-duplicated
 
@@ -88,7 +88,7 @@ def test_garbage_is_refused_before_parsing_and_never_an_error(
     for body, content_type in ((deep, "application/json"), (deep_form, "application/x-www-form-urlencoded"),
                                ("not json", "application/json")):
         assert slack.post(body, content_type).status_code == 400, body[:20]
-    time.sleep(0.2)
+    slack.settle()
     assert web_api_calls(slack) == []
     assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info or r.exc_text] == []
 
@@ -128,7 +128,7 @@ def test_a_retried_event_is_answered_once_even_by_two_processes(make_slack_bot: 
     first.answer_in(CHANNEL, ts)
     # The same message under another event id is one question too (de-duplicated on channel and ts).
     second.event(event, event_id="EvOther")
-    time.sleep(0.3)
+    first.settle()
     assert len(placeholders(first)) == 1
     assert len(first.fake.calls_to("chat.update")) == 1
     assert first.sandbox.q.stats.chat_calls["alice@example.com"] == 1
@@ -188,7 +188,7 @@ def test_socket_mode_serves_the_same_listeners_and_dedups_retry_attempts(make_sl
     assert "[1]" in slack.answer_in(CHANNEL, ts)["text"]
     fake.wait_for(lambda: {a.get("envelope_id") for a in fake.socket_acks} >= {"env-1", "env-ev0", "env-ev1",
                                                                                  "env-ev2"})
-    time.sleep(0.2)
+    slack.settle()
     assert len(placeholders(slack)) == 1 and slack.sandbox.q.stats.chat_calls["alice@example.com"] == 1
 
 
