@@ -134,6 +134,7 @@ class BotFrameworkTokens:
         return token.claims
 
     async def _key(self, kid: str) -> _Key:
+        # equivalent mutants: _refresh_due(None) in either check; the other check, with `kid`, still decides
         if self._refresh_due(kid):
             async with self._lock:
                 if self._refresh_due(kid):

@@ -34,6 +34,7 @@ class KeySource:
         self.published = {"key-1": "bot-framework"}
         self.extra_keys: list[Any] = []  # JWKS entries served as they are, before the published keys
         self.down = False  # answer 503 to every request
+        self.jwks_uri: object = None  # what the metadata names as jwks_uri, if not the real one
         self.key_fetches = 0
         self.served = Served(self._app(), bind("127.0.0.1", 0))
         self.url = self.served.url
@@ -51,7 +52,8 @@ class KeySource:
     async def _metadata(self, _request: web.Request) -> web.Response:
         if self.down:
             return web.Response(status=503)
-        return web.json_response({"issuer": "https://api.botframework.com", "jwks_uri": self.url + "/keys"})
+        jwks_uri = self.url + "/keys" if self.jwks_uri is None else self.jwks_uri
+        return web.json_response({"issuer": "https://api.botframework.com", "jwks_uri": jwks_uri})
 
     async def _keys(self, _request: web.Request) -> web.Response:
         self.key_fetches += 1
@@ -267,5 +269,17 @@ async def test_only_a_bearer_token_with_a_key_id_and_every_claim_is_accepted(sou
                        {"iss": None}, {"aud": None}, {"exp": now - 600, "nbf": now - 3600}):
             with pytest.raises(TokenRejected, match="invalid token"):
                 await verify(tokens, source, f"Bearer {source.signer.token(APP_ID, kid='key-1', **claims)}")
+    finally:
+        await tokens.close()
+
+
+@pytest.mark.parametrize("jwks_uri", ["", 5, ["/keys"]])
+async def test_metadata_without_a_usable_jwks_uri_refuses_tokens_cleanly(source: KeySource, jwks_uri: object) -> None:
+    source.jwks_uri = jwks_uri
+    tokens = BotFrameworkTokens(APP_ID, source.url + "/metadata", clock=Clock())
+    try:
+        with pytest.raises(TokenRejected, match="unknown key"):
+            await verify(tokens, source, source.token("key-1"))
+        assert source.key_fetches == 0
     finally:
         await tokens.close()
