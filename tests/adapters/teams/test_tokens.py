@@ -11,7 +11,7 @@ from typing import Any
 import jwt as pyjwt
 import pytest
 from aiohttp import web
-from joserfc.jwk import RSAKey
+from joserfc.jwk import ECKey, RSAKey
 
 from adapters.teams.tokens import (
     FAILED_FETCH_RETRY_SECONDS,
@@ -194,12 +194,15 @@ async def test_a_token_longer_than_the_limit_is_refused_unread(source: KeySource
 async def test_unusable_jwks_entries_are_skipped_and_endorsements_kept(source: KeySource) -> None:
     clock = Clock()
     tokens = BotFrameworkTokens(APP_ID, source.url + "/metadata", clock=clock)
-    source.extra_keys = ["not an object", {"kty": "RSA"}, {"kid": 7, "kty": "RSA"}, {"kid": "broken", "kty": "RSA"}]
+    ec_key = {**ECKey.generate_key("P-256").as_dict(private=False), "kid": "ec-1"}  # not an RSA key: no use
+    source.extra_keys = ["not an object", {"kty": "RSA"}, {"kid": 7, "kty": "RSA"}, {"kid": "broken", "kty": "RSA"},
+                         ec_key]
     source.published = {"key-1": "bot-framework"}
     try:
         assert (await verify(tokens, source, source.token("key-1")))["aud"] == APP_ID
-        with pytest.raises(TokenRejected, match="unknown key"):
-            await verify(tokens, source, source.token("broken"))
+        for unusable in ("broken", "ec-1"):
+            with pytest.raises(TokenRejected, match="unknown key"):
+                await verify(tokens, source, source.token(unusable))
         # a JWKS with nothing usable in it keeps the keys in hand
         source.published = {}
         clock.now += KEYS_MAX_AGE_SECONDS + 1
