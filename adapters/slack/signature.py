@@ -21,6 +21,8 @@ class SlackSignature:
         self._verifier = SignatureVerifier(signing_secret)
 
     def signed(self, body: bytes, headers: Mapping[str, str]) -> bool:
+        # Equivalent mutants here: header names in another case (aiohttp's headers ignore case), a default other
+        # than "" (neither a timestamp nor Slack's HMAC), "UTF-8" for "utf-8" (the same codec).
         timestamp = headers.get("X-Slack-Request-Timestamp") or ""
         signature = headers.get("X-Slack-Signature") or ""
         if not _TIMESTAMP.fullmatch(timestamp) or not signature:

@@ -107,7 +107,7 @@ class Sessions:
 
     def genuine(self, request: web.Request) -> Session | None:
         """This browser's session if its cookie is ours, whether or not it has ended."""
-        return self.verify(request.cookies.get(self.cookie_name, ""))
+        return self.verify(request.cookies.get(self.cookie_name, ""))  # equivalent mutant: "XXXX", as malformed
 
     def read(self, request: web.Request) -> Session | None:
         """This browser's session if its cookie is ours and the session has not ended."""
