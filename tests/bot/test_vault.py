@@ -332,3 +332,13 @@ async def test_a_link_from_before_generations_still_caches_and_uses_credentials(
     assert await vault.store_credentials(ALICE, credentials(), generation="")
     assert await vault.load_credentials(ALICE) == credentials()
     assert not await vault.store_credentials(ALICE, credentials(), generation="some-link")
+
+
+async def test_a_rotated_refresh_token_keeps_the_links_lifetime(redis: Redis) -> None:
+    """A web console link ends with its session even when the IdP rotates its refresh token meanwhile."""
+    vault = Vault(redis, TokenCipher([KEY_A]))
+    await vault.store(ALICE, account("rt-1"), ttl_seconds=600)
+    assert await vault.replace_refresh_token(ALICE, "rt-2", previous="rt-1")
+    loaded = await vault.load(ALICE)
+    assert loaded is not None and loaded.refresh_token == "rt-2"
+    assert 590 < await redis.ttl(Vault.account_key(ALICE)) <= 600
