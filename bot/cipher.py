@@ -56,6 +56,7 @@ class TokenCipher:
         if not isinstance(envelope, dict) or not isinstance(envelope.get("p"), dict):
             raise CipherError("blob does not hold a sealed payload")
         sealed_for = envelope.get("c")
+        # equivalent mutants: encode("UTF-8") on either side is the same codec
         if not isinstance(sealed_for, str) or not hmac.compare_digest(
             sealed_for.encode("utf-8"), context.encode("utf-8")
         ):
