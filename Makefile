@@ -49,7 +49,7 @@ MUTANT_WORKERS ?=
 mutants: $(DEV)
 	$(VENV)/bin/pip install --quiet 'mutmut>=3.8,<4'
 	$(VENV)/bin/mutmut run $(if $(MUTANT_WORKERS),--max-children $(MUTANT_WORKERS)) $(foreach m,$(MUTANTS),'$(m)') || true
-	$(VENV)/bin/mutmut results
+	$(VENV)/bin/mutmut results | grep -v ': not checked$$' || echo "no surviving mutant among those checked"
 
 clean:
 	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache mutants
