@@ -342,3 +342,15 @@ async def test_a_rotated_refresh_token_keeps_the_links_lifetime(redis: Redis) ->
     loaded = await vault.load(ALICE)
     assert loaded is not None and loaded.refresh_token == "rt-2"
     assert 590 < await redis.ttl(Vault.account_key(ALICE)) <= 600
+
+
+async def test_an_entry_from_before_groups_and_generations_still_opens(redis: Redis) -> None:
+    """Entries written by older releases lack "g" and "n": they read as no groups and the empty generation,
+    not as unreadable (which would make the user link again)."""
+    cipher = TokenCipher([KEY_A])
+    key = Vault.account_key(ALICE)
+    old = {"r": "rt-alice-0001", "e": "alice@corp.example", "s": "sub-alice", "i": "http://127.0.0.1:3979", "t": 1.5}
+    await redis.set(key, cipher.seal(key, old))
+    loaded = await Vault(redis, cipher).load(ALICE)
+    assert loaded == LinkedAccount("rt-alice-0001", "alice@corp.example", "sub-alice", "http://127.0.0.1:3979",
+                                   linked_at=1.5, groups=(), generation="")
