@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from joserfc.jwk import RSAKey
+
 from sandbox.credentials import (
     ACCOUNT_ID,
     ADMIN_ACCESS_KEY_ID,
@@ -56,6 +58,9 @@ class Sandbox:
     #: the bot's SAML entity id (default `<bot_public_url>/auth/saml/metadata`)
     saml_sp_entity_id: str | None = None
     saml_session_seconds: int = SAML_SESSION_SECONDS
+    #: the IdP's token signing key; None draws a fresh one (~0.1 s: a test suite starting a sandbox per test
+    #: hands in one key for all of them, each sandbox being another issuer)
+    signing_key: RSAKey | None = None
 
     def __post_init__(self) -> None:
         self._socks = {
@@ -68,7 +73,7 @@ class Sandbox:
         self.q_url = url_of(self._socks["q"])
         self.credentials = CredentialRegistry()
 
-        self.idp = SandboxIdP(issuer=self.idp_url, directory=self.directory)
+        self.idp = SandboxIdP(issuer=self.idp_url, directory=self.directory, signing_key=self.signing_key)
         self.sts = SandboxSTS(self.credentials)
         self.q = SandboxQBusiness(self.credentials, region=REGION)
         self.q.plugins.redirect_uri = self.bot_public_url + "/auth/plugin/callback"  # the plugin OAuth return

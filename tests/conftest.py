@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 
 if TYPE_CHECKING:
+    from joserfc.jwk import RSAKey
     from redis import Redis as SyncRedis
     from redis.asyncio import Redis as AsyncRedis
 
@@ -73,13 +74,23 @@ def refused_url() -> Iterator[str]:
         yield url_of(sock)
 
 
+@pytest.fixture(scope="session")
+def idp_signing_key() -> RSAKey:
+    """One RSA key for every test's sandbox IdP (each is another issuer): generating one per test cost ~0.1 s."""
+    from joserfc.jwk import RSAKey
+
+    return RSAKey.generate_key(2048, parameters={"use": "sig", "alg": "RS256"}, private=True)
+
+
 @pytest.fixture
-def sandbox(servers: LoopThread, bot_socket: socket.socket) -> Iterator[Sandbox]:
+def sandbox(servers: LoopThread, bot_socket: socket.socket, idp_signing_key: RSAKey) -> Iterator[Sandbox]:
     """A fresh sandbox per test: no fault switch or conversation leaks from one test into another."""
     from sandbox.serving import url_of
     from sandbox.world import Sandbox, SandboxPorts
 
-    world = Sandbox(ports=SandboxPorts(idp=0, sts=0, q=0), bot_public_url=url_of(bot_socket))
+    world = Sandbox(
+        ports=SandboxPorts(idp=0, sts=0, q=0), bot_public_url=url_of(bot_socket), signing_key=idp_signing_key
+    )
     servers.run(world.start())
     yield world
     servers.run(world.stop())
