@@ -354,3 +354,12 @@ async def test_an_entry_from_before_groups_and_generations_still_opens(redis: Re
     loaded = await Vault(redis, cipher).load(ALICE)
     assert loaded == LinkedAccount("rt-alice-0001", "alice@corp.example", "sub-alice", "http://127.0.0.1:3979",
                                    linked_at=1.5, groups=(), generation="")
+
+
+async def test_exists_tells_linked_from_unlinked(redis: Redis) -> None:
+    vault = Vault(redis, TokenCipher([KEY_A]))
+    await vault.store(ALICE, account())
+    assert await vault.exists(ALICE) is True
+    assert await vault.exists(BOB) is False
+    await vault.delete(ALICE)
+    assert await vault.exists(ALICE) is False
