@@ -215,7 +215,7 @@ class Vault:
         False (nothing stored) when that link is no longer the current one, or the credentials have expired."""
         if creds.expiration.tzinfo is None:
             raise ValueError("AwsCredentials.expiration must be timezone-aware")
-        ttl_ms = int(creds.seconds_left() * 1000)
+        ttl_ms = int(creds.seconds_left() * 1000)  # mutants `< 0`/`<= 1` below differ only within one ms of expiry
         key = self.credentials_key(identity)
         if ttl_ms <= 0:
             await self._redis.delete(key)

@@ -239,7 +239,7 @@ async def test_expired_credentials_are_not_stored(redis: Redis) -> None:
     vault = Vault(redis, TokenCipher([KEY_A]))
     await vault.store(ALICE, account())
     await cache(vault, ALICE, credentials(minutes=60))
-    await cache(vault, ALICE, credentials(minutes=-1))
+    assert await cache(vault, ALICE, credentials(minutes=-1)) is False
     assert await vault.load_credentials(ALICE) is None
     assert await redis.exists(Vault.credentials_key(ALICE)) == 0
 
@@ -363,3 +363,13 @@ async def test_exists_tells_linked_from_unlinked(redis: Redis) -> None:
     assert await vault.exists(BOB) is False
     await vault.delete(ALICE)
     assert await vault.exists(ALICE) is False
+
+
+async def test_concurrent_unconditional_replacements_all_land_by_retrying(redis: Redis) -> None:
+    """Without `previous`, a write that lost the WATCH race reads again and writes: none is dropped."""
+    vault = Vault(redis, TokenCipher([KEY_A]))
+    await vault.store(ALICE, account("rt-old"))
+    results = await asyncio.gather(*(vault.replace_refresh_token(ALICE, f"rt-new-{i}") for i in range(10)))
+    assert results == [True] * 10
+    loaded = await vault.load(ALICE)
+    assert loaded is not None and loaded.refresh_token in {f"rt-new-{i}" for i in range(10)}
