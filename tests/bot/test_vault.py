@@ -373,3 +373,18 @@ async def test_concurrent_unconditional_replacements_all_land_by_retrying(redis:
     assert results == [True] * 10
     loaded = await vault.load(ALICE)
     assert loaded is not None and loaded.refresh_token in {f"rt-new-{i}" for i in range(10)}
+
+
+async def test_credentials_past_their_expiry_are_not_used_even_if_redis_still_holds_them(redis: Redis) -> None:
+    """Redis expires the entry with the credentials, but a clock that disagrees must not hand out dead ones."""
+    cipher = TokenCipher([KEY_A])
+    vault = Vault(redis, cipher)
+    await vault.store(ALICE, account())
+    linked = await vault.load(ALICE)
+    assert linked is not None
+    key = Vault.credentials_key(ALICE)
+    expired = credentials(minutes=-1)
+    payload = {"a": expired.access_key_id, "s": expired.secret_access_key, "t": expired.session_token,
+               "x": expired.expiration.timestamp(), "g": linked.generation}
+    await redis.set(key, cipher.seal(key, payload), ex=3600)
+    assert await vault.load_credentials(ALICE) is None
