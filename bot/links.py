@@ -197,6 +197,7 @@ class LoginStates:
     async def spend(self, state: str, login: LoginState) -> None:
         """Mark `state` used, once (SET NX, kept until the state would expire anyway); `LoginStateInvalid` when
         it already was: a replayed callback."""
+        # not killed: a floor of 1001 ms instead of 1000 is only visible by timing Redis's PTTL to the millisecond
         remaining_ms = max(1000, int((login.expires_at - self._clock()) * 1000))
         # equivalent mutant: the mark's value (b"1") is never read, only whether it exists
         if not await self._redis.set(self.key_for(state), b"1", nx=True, px=remaining_ms):

@@ -254,6 +254,7 @@ async def test_lifetimes_under_a_second_are_refused(redis: Redis) -> None:
     token = await LinkTokens(redis, 1, CIPHER).create(pending())
     assert 0 < await redis.pttl(LinkTokens.key_for(token)) <= 1000
     assert LoginStates(redis, CIPHER, 1).ttl_seconds == 1
+    assert LoginStates(redis, CIPHER).ttl_seconds == 600  # ten minutes to sign in, unless configured
 
 
 async def test_a_saml_login_state_keeps_its_request_id_and_an_oidc_one_has_none(redis: Redis) -> None:
