@@ -166,6 +166,7 @@ class BotFrameworkTokens:
 
     async def _get_json(self, url: str) -> Mapping[str, Any]:
         if self._http is None:
+            # not killed: another timeout (or aiohttp's 5-minute default) only shows by waiting it out in a test
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         async with self._http.get(url) as response:
             if response.status != 200:
