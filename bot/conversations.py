@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from urllib.parse import quote
 
 from redis.asyncio import Redis
@@ -66,16 +67,15 @@ return value
 # One round trip to end a turn: the thread's conversation saved (with its owner), and the turn's lock let go if it
 # is still ours, together, so the thread's next turn never starts before this one's answer is its parent. KEYS:
 # the identity's threads hash, the conversation's owner key, the lock (or none). ARGV: the thread's field, the
-# entry, ttl seconds, the identity key, the lock's token. Returns {threads kept, lock released}.
+# entry, ttl seconds, the identity key, the lock's token. Returns the number of threads kept.
 _END_TURN = """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[3])
-local released = 0
 if KEYS[3] and redis.call('GET', KEYS[3]) == ARGV[5] then
-  released = redis.call('DEL', KEYS[3])
+  redis.call('DEL', KEYS[3])
 end
-return {redis.call('HLEN', KEYS[1]), released}
+return redis.call('HLEN', KEYS[1])
 """
 
 
@@ -136,21 +136,13 @@ class Conversations:
         the thread's lock is let go in the same atomic step (the turn ends here)."""
         key = self.threads_key(identity)
         value = json.dumps([conversation_id, parent_message_id, int(time.time() * 1000)], separators=(",", ":"))
-        keys = [key, self.owner_key(conversation_id)]
         args: list[str | int] = [_field(channel, thread), value, self._ttl, identity.key]
-        count = 0
-
-        async def end() -> bool:
-            nonlocal count
-            count, released = await self._end_turn(
-                keys=keys + ([turn.key] if turn else []), args=args + ([turn.token] if turn else [])
-            )
-            return bool(released)
-
-        if turn is None:
-            await end()
-        else:
-            await turn.let_go_in(end)
+        end = partial(
+            self._end_turn,
+            keys=[key, self.owner_key(conversation_id)] + ([turn.key] if turn else []),
+            args=args + ([turn.token] if turn else []),
+        )
+        count = await (turn.let_go_in(end) if turn else end())
         if int(count) > self._max:
             await self._prune(key)
 

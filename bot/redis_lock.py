@@ -24,6 +24,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -31,6 +32,8 @@ from redis.exceptions import RedisError
 from bot.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _RELEASE_IF_HELD = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -129,14 +132,14 @@ class RedisLock:
         """This holder's value in the lock's key: a step that releases the lock compares it first."""
         return self._token
 
-    async def let_go_in(self, step: Callable[[], Awaitable[bool]]) -> bool:
+    async def let_go_in(self, step: Callable[[], Awaitable[T]]) -> T:
         """Release the lock inside another atomic Redis step, saving a round trip: `step` must delete `key` only
-        if it still holds `token`, and say whether it did. The renewal stops first; if `step` fails, the lock is
+        if it still holds `token`; its result is returned. The renewal stops first; if `step` fails, the lock is
         still ours and `release` lets it go as usual."""
         await self._stop_renewing()
-        released = await step()
+        result = await step()
         self._let_go = True
-        return released
+        return result
 
     async def _stop_renewing(self) -> None:
         if self._renewal is not None:
