@@ -23,24 +23,19 @@ from tests.sandbox.idp.flow import (
 )
 
 
-@pytest.fixture(scope="package")
-def signing_key() -> RSAKey:
-    return RSAKey.generate_key(2048, parameters={"use": "sig", "alg": "RS256"}, private=True)
-
-
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
 
 
 @pytest.fixture
-def idp(servers: LoopThread, clock: Clock, signing_key: RSAKey) -> Iterator[SandboxIdP]:
+def idp(servers: LoopThread, clock: Clock, idp_signing_key: RSAKey) -> Iterator[SandboxIdP]:
     sock = bind("127.0.0.1", 0)
     provider = SandboxIdP(
         issuer=url_of(sock),
         directory=sample_directory(),
         clock=clock,
-        signing_key=signing_key,
+        signing_key=idp_signing_key,
         id_token_ttl=120,
         code_ttl=60,
         access_token_ttl=300,
