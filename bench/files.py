@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.slack import start_slack_world
+from bench.slack_world import start_slack_world
 from qbot.cli import run_async
 from sandbox.slack import TEAM, FakeSlack, signed_headers
 
