@@ -39,6 +39,7 @@ from bot.config import env_flag, env_seconds
 from bot.errors import ConfigError
 from bot.groups import IndexGroups, normalise_members
 from bot.redis_lock import RedisLock
+from bot.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +197,7 @@ class GroupSync:
         self._retry = retry_seconds
         self._lock_seconds = lock_seconds
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def observe(self, email: str, groups: Sequence[str]) -> None:
@@ -215,16 +217,21 @@ class GroupSync:
 
     async def start(self) -> None:
         if self._task is None:
+            self._stopping.clear()
             self._task = asyncio.create_task(self._run(), name="group sync")
 
-    async def stop(self) -> None:
+    async def stop(self, grace_seconds: float = 5.0) -> None:
+        """Let a pass in progress finish (a PutGroup is not cut in half): the drainer ends by itself at its next
+        wait, without a cancel (one lost in a library under load once left a shutdown waiting forever). Only a
+        pass still running after `grace_seconds` is cancelled."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        if task is None:
+            return
+        self._stopping.set()
+        self._wake.set()
+        _done, running = await asyncio.wait([task], timeout=grace_seconds)
+        if running:
+            await cancel_and_wait(task)
 
     async def _run(self) -> None:
         wait = 0.0  # catch up at once: changes a crashed process recorded but never wrote
@@ -234,6 +241,8 @@ class GroupSync:
                     await asyncio.wait_for(self._wake.wait(), timeout=wait)
                 except TimeoutError:
                     pass
+            if self._stopping.is_set():  # checked after every wait: see stop()
+                return
             if self._wake.is_set():
                 self._wake.clear()
                 await asyncio.sleep(self._debounce)  # let a burst of sign-ins settle into one write per group

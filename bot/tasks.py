@@ -5,9 +5,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+RECANCEL_SECONDS = 1.0
+
 
 async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
     """Cancel `task` and wait until it has ended. Unlike awaiting it under `suppress(CancelledError)`, a cancel of
-    the caller itself (a shutdown, a timeout) is not swallowed: it still propagates from here."""
-    task.cancel()
-    await asyncio.wait([task])
+    the caller itself (a shutdown, a timeout) is not swallowed: it still propagates from here.
+
+    A cancel can be lost: a library catching CancelledError at the wrong moment (it happens under load, in
+    Python 3.11's asyncio and in client libraries) leaves the task running, and a caller waiting for it would
+    wait forever. So the cancel is repeated until the task has ended."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=RECANCEL_SECONDS)

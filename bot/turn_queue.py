@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from bot.cipher import CipherError, TokenCipher
+from bot.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -201,15 +202,11 @@ class TurnWorkers:
     async def stop(self, grace_seconds: float = 10.0) -> None:
         """Stop reading; let turns in work finish briefly; the rest stay pending and another worker takes them."""
         self._stopping.set()
-        for loop in self._loops:
-            loop.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        await asyncio.gather(*(cancel_and_wait(loop) for loop in self._loops))
         self._loops = []
         if self._in_work:
             _done, pending = await asyncio.wait(set(self._in_work.values()), timeout=grace_seconds)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            await asyncio.gather(*(cancel_and_wait(task) for task in pending))
 
     @property
     def _tick(self) -> float:

@@ -53,6 +53,7 @@ from bot.config import Settings
 from bot.core import Core
 from bot.errors import QBotError
 from bot.model import ChatIdentity, Notice, NoticeKind
+from bot.tasks import cancel_and_wait
 from bot.turn_queue import QueuedTurn
 
 log = logging.getLogger(__name__)
@@ -180,9 +181,7 @@ class SlackAdapter:
             self._socket = None
         if self._tasks:
             _done, pending = await asyncio.wait(set(self._tasks), timeout=DRAIN_SECONDS)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            await asyncio.gather(*(cancel_and_wait(task) for task in pending))
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -82,6 +82,7 @@ class QFaults:
     subscription_error_first_call: bool = False
     conversation_ttl: float = DEFAULT_CONVERSATION_TTL
     control_plane_delay: float = 0.0
+    put_group_delay_seconds: float = 0.0  # each PutGroup (a write still in flight when its caller stops)
 
     def reset(self) -> None:
         for spec in fields(self):
@@ -280,6 +281,7 @@ class SandboxQBusiness:
         async def handle(credentials: IssuedCredentials, params: dict[str, Any], request_id: str) -> dict[str, Any]:
             if operation == "PutGroup":
                 self.stats.put_group_calls += 1
+                await asyncio.sleep(self.faults.put_group_delay_seconds)
             result: dict[str, Any] = method(params)
             return result
 

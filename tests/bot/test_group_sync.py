@@ -39,7 +39,8 @@ def members_at_q(sandbox: Sandbox, group: str) -> list[str] | None:
 
 
 def make_sync(redis: Redis, sandbox: Sandbox, **options: object) -> GroupSync:
-    return GroupSync(redis, index_groups(sandbox), debounce_seconds=0.05, sweep_seconds=0.2, **options)  # type: ignore[arg-type]
+    options = {"debounce_seconds": 0.05, "sweep_seconds": 0.2, **options}
+    return GroupSync(redis, index_groups(sandbox), **options)  # type: ignore[arg-type]
 
 
 async def test_observing_marks_only_changed_groups_and_drain_writes_them(redis: Redis, sandbox: Sandbox) -> None:
@@ -166,16 +167,54 @@ async def test_a_drainer_that_lost_its_lock_stops_and_leaves_the_rest(
 
 
 async def test_a_burst_of_sign_ins_is_one_putgroup_per_group(redis: Redis, sandbox: Sandbox) -> None:
-    sync = make_sync(redis, sandbox)
+    # No sweep to race the burst; the debounce is many times what twenty observations take even on a loaded
+    # machine (a 0.05 s debounce next to 0.2 s sweeps once made three writes under load).
+    sync = make_sync(redis, sandbox, debounce_seconds=0.5, sweep_seconds=3600)
     await sync.start()
     try:
-        for n in range(20):
-            await sync.observe(f"user{n:02d}@example.com", ["core-team"])
-        await until(lambda: len(members_at_q(sandbox, "core-team") or []) == 20)
+        await sync.observe("first@example.com", ["core-team"])  # past the drainer's catch-up pass at start
+        await until(lambda: members_at_q(sandbox, "core-team") == ["first@example.com"])
+        before = sandbox.q.stats.put_group_calls
+
+        await asyncio.gather(*(sync.observe(f"user{n:02d}@example.com", ["core-team"]) for n in range(20)))
+
+        await until(lambda: len(members_at_q(sandbox, "core-team") or []) == 21)
         assert await redis.hlen(DIRTY) == 0
     finally:
         await sync.stop()
-    assert sandbox.q.stats.put_group_calls <= 2  # debounced (a sweep may race the burst once)
+    assert sandbox.q.stats.put_group_calls == before + 1
+
+
+async def test_a_stop_lets_the_putgroup_in_flight_finish_and_then_ends_the_drainer(
+    redis: Redis, sandbox: Sandbox
+) -> None:
+    sandbox.q.faults.put_group_delay_seconds = 0.3
+    sync = make_sync(redis, sandbox, sweep_seconds=3600)
+    await sync.observe("alice@example.com", ["core-team"])
+    await sync.start()
+    await until(lambda: sandbox.q.stats.put_group_calls == 1)  # the write is at Q now
+
+    # The drainer must end by itself (a cancel can be lost under load): the bound only turns a hang into a failure.
+    await asyncio.wait_for(sync.stop(grace_seconds=3600), 60)
+
+    assert members_at_q(sandbox, "core-team") == ["alice@example.com"]
+    assert await sync.memberships.dirty() == {}  # written and marked, not cut in half
+    assert sandbox.q.stats.put_group_calls == 1
+
+
+async def test_a_pass_stuck_past_the_grace_is_cancelled_and_its_group_stays_dirty(
+    redis: Redis, sandbox: Sandbox
+) -> None:
+    sandbox.q.faults.put_group_delay_seconds = 1.5  # (its thread still waits for Q's answer after the cancel)
+    sync = make_sync(redis, sandbox)
+    await sync.observe("alice@example.com", ["core-team"])
+    await sync.start()
+    await until(lambda: sandbox.q.stats.put_group_calls == 1)
+
+    await sync.stop(grace_seconds=0.1)
+
+    assert set(await sync.memberships.dirty()) == {"core-team"}  # kept for the next process
+    assert await redis.get(DRAIN_LOCK) is None  # the pass ended, releasing its lock on the way out
 
 
 def test_settings_and_the_composition_hook(redis_url: str) -> None:
