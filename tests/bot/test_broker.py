@@ -13,7 +13,15 @@ from redis.asyncio import Redis
 
 from bot.broker import LOCK_PREFIX, CredentialBroker, role_session_name
 from bot.cipher import TokenCipher
-from bot.errors import EmailTagMismatch, EmailTagMissing, LinkExpired, NotLinked, QUnavailable
+from bot.errors import (
+    EmailTagMismatch,
+    EmailTagMissing,
+    IdentityProviderError,
+    IdTokenInvalid,
+    LinkExpired,
+    NotLinked,
+    QUnavailable,
+)
 from bot.metrics import Metrics
 from bot.model import ChatIdentity
 from bot.vault import Vault
@@ -325,7 +333,10 @@ async def test_a_refreshed_token_whose_email_tag_changed_is_refused(bot: Process
     }
     with pytest.raises(EmailTagMismatch) as caught:
         await bot.broker.credentials(ALICE)
-    assert "qlink" in caught.value.user_message
+    assert caught.value.user_message == (
+        "Your sign-in now gives AWS a different email address than the one you linked with, so I won't answer "
+        "as it. Run qlink to link again; if this keeps happening, ask your administrator."
+    )
     assert sum(sandbox.sts.stats.calls.values()) == 0
     assert await bot.redis.exists(Vault.credentials_key(ALICE)) == 0
 
@@ -338,6 +349,49 @@ async def test_a_refreshed_token_whose_email_differs_from_its_tag_is_refused(
     with pytest.raises(EmailTagMismatch):
         await bot.broker.credentials(ALICE)
     assert sum(sandbox.sts.stats.calls.values()) == 0
+
+
+# issue 17 table: bot/broker.py: the refreshed id_token's sub/iss no longer compared with the linked account
+async def test_a_refreshed_token_naming_another_subject_is_refused(bot: Process, sandbox: Sandbox) -> None:
+    """Same issuer, same email and Email tag, another `sub`: another account at the IdP, so not this link."""
+    account, _ = await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    sandbox.idp.faults.id_token_claims = {"sub": sandbox.idp.subject("bob")}
+    with pytest.raises(IdTokenInvalid) as caught:
+        await bot.broker.credentials(ALICE)
+    assert caught.value.detail.startswith("sub/iss:")
+    assert caught.value.user_message == "The sign-in service returned an identity we could not verify. Run qlink again."
+    assert sum(sandbox.sts.stats.calls.values()) == 0
+    assert await bot.redis.exists(Vault.credentials_key(ALICE)) == 0
+    stored = await bot.vault.load(ALICE)
+    assert stored is not None and stored.subject == account.subject
+
+
+async def test_an_idp_refusing_a_refresh_for_another_reason_keeps_the_link(bot: Process, sandbox: Sandbox) -> None:
+    """Not invalid_grant: the IdP is unwell, not the sign-in dead. The link and its refresh token stay; the user
+    reads the IdP's own error; the refresh is counted as an error, not as an expiry."""
+    account, _ = await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    sandbox.idp.faults.refresh_error = "temporarily_unavailable"
+    with pytest.raises(IdentityProviderError) as caught:
+        await bot.broker.credentials(ALICE)
+    assert caught.value.user_message == (
+        "The sign-in service refused to renew your sign-in "
+        "(temporarily_unavailable: Refused by a sandbox fault switch.)."
+    )
+    assert bot.count("idp_refreshes", "error") == 1
+    assert bot.count("idp_refreshes", "expired") == 0 and bot.count("idp_refreshes", "ok") == 0
+    stored = await bot.vault.load(ALICE)
+    assert stored is not None and stored.refresh_token == account.refresh_token
+    assert sum(sandbox.sts.stats.calls.values()) == 0
+
+
+async def test_cached_credentials_are_served_without_taking_the_lock(bot: Process, sandbox: Sandbox) -> None:
+    """The cache is read before the credential lock: a cached answer costs one read, no lock, no IdP, no STS."""
+    await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    minted = await bot.broker.credentials(ALICE)
+    attempts = await lock_attempts(bot.redis)
+    assert await bot.broker.credentials(ALICE) == minted
+    assert await lock_attempts(bot.redis) == attempts
+    assert sandbox.idp.stats.refreshes["alice"] == 1 and sandbox.sts.stats.calls[ALICE_EMAIL] == 1
 
 
 def test_role_session_names_fit_sts() -> None:
