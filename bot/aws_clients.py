@@ -12,15 +12,29 @@ from a named profile (`--profile` / `QBOT_AWS_PROFILE`). Endpoints: `QBOT_IAM_EN
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 _CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 5})
+
+
+@functools.cache
+def credentialless_session() -> botocore.session.Session:
+    """The process's one botocore session for the clients that hold no credentials of their own: STS's
+    AssumeRoleWith* calls (unsigned) and ChatSync (signed per request with the asking user's); nothing in it
+    belongs to a user. Sharing it parses the endpoint rules and service models and registers botocore's event
+    handlers once, not per client (about a tenth of a second of CPU each).
+
+    Clients are made from it directly: a boto3.Session around it would add its handlers and search path to it
+    again each time."""
+    return botocore.session.get_session()
 
 
 @dataclass(frozen=True)

@@ -30,14 +30,14 @@ import logging
 import re
 from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-import boto3
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from redis.asyncio import Redis
 
+from bot.aws_clients import credentialless_session
 from bot.errors import (
     EmailTagMismatch,
     EmailTagMissing,
@@ -128,7 +128,7 @@ class CredentialBroker:
         self._lock_ttl = lock_lease_seconds
         self._wait_seconds = flight_timeout_seconds + 10 if lock_wait_seconds is None else lock_wait_seconds
         # STS AssumeRoleWithWebIdentity is unsigned: no AWS credentials are looked up for this client.
-        self._sts: STSClient = boto3.session.Session().client(
+        self._sts = cast("STSClient", credentialless_session().create_client(
             "sts",
             region_name=region,
             endpoint_url=sts_endpoint_url,
@@ -139,7 +139,7 @@ class CredentialBroker:
                 retries={"mode": "standard", "max_attempts": 3},
                 max_pool_connections=50,
             ),
-        )
+        ))
         self._flights: dict[str, asyncio.Task[AwsCredentials]] = {}
 
     async def credentials(self, identity: ChatIdentity) -> AwsCredentials:

@@ -26,6 +26,7 @@ from joserfc.errors import BadSignatureError, InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
 from bot.errors import IdentityProviderError, IdTokenInvalid, LinkExpired
+from bot.tls import tls_context
 
 with warnings.catch_warnings():
     # authlib >= 1.7 prefers the `httpx2` distribution and warns when it falls back to httpx, which it
@@ -116,6 +117,7 @@ class OidcClient:
             redirect_uri=redirect_uri,
             code_challenge_method="S256",
             timeout=DEFAULT_TIMEOUT,
+            verify=tls_context(),
         )
         self._metadata: dict[str, Any] | None = None
         self._metadata_lock = asyncio.Lock()

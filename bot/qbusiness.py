@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
-import botocore.session
+import botocore
 from botocore import UNSIGNED
 from botocore.awsrequest import HeadersDict, create_request_object, prepare_request_dict
 from botocore.config import Config
@@ -52,6 +52,7 @@ from botocore.serialize import create_serializer
 from botocore.signers import RequestSigner
 from yarl import URL
 
+from bot.aws_clients import credentialless_session
 from bot.errors import QBotError, QRefused, QThrottled, QUnavailable
 from bot.metrics import Metrics
 from bot.model import (
@@ -203,7 +204,7 @@ class QBusinessClient:
         # An unsigned botocore client, built once, resolves the endpoint, loads the service model and owns the
         # event hooks the signer runs (they refer to it weakly: it lives as long as we do). Its own blocking
         # sending is never used, and it holds no credentials: each call brings its user's.
-        self._botocore = botocore.session.get_session().create_client(
+        self._botocore = credentialless_session().create_client(
             "qbusiness", region_name=region, endpoint_url=endpoint_url, config=Config(signature_version=UNSIGNED)
         )
         self.endpoint_url: str = self._botocore.meta.endpoint_url

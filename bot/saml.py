@@ -45,6 +45,7 @@ from bot.errors import (
     SamlResponseInvalid,
     SamlSignatureInvalid,
 )
+from bot.tls import tls_context
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ class SamlMetadataSource:
                 if self._http is not None:
                     response = await self._http.get(self._url, timeout=DEFAULT_TIMEOUT)
                 else:
-                    async with httpx.AsyncClient(timeout=DEFAULT_TIMEOUT) as http:
+                    async with httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, verify=tls_context()) as http:
                         response = await http.get(self._url)
                 response.raise_for_status()
             except httpx.HTTPError as err:

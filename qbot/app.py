@@ -38,6 +38,7 @@ from bot.private_answers import PrivateAnswers
 from bot.qbusiness import QBusinessClient
 from bot.redaction import configured_secrets, install_redaction
 from bot.saml import AssertionLedger, SamlMetadataSource, SamlServiceProvider
+from bot.tls import tls_context
 from bot.turn_lock import TurnLock
 from bot.turn_metrics import TurnStreamMetrics
 from bot.turn_queue import TurnQueue, TurnWorkers
@@ -96,7 +97,7 @@ def build_app(settings: Settings, adapters: list[AdapterFactory] | None = None) 
     cipher = TokenCipher(settings.token_keys)
     # Blocking boto3 calls only: STS (once per user per credential lifetime) and group sync. ChatSync is async.
     executor = ThreadPoolExecutor(max_workers=AWS_THREADS, thread_name_prefix="aws")
-    http = httpx.AsyncClient(timeout=httpx.Timeout(15.0))
+    http = httpx.AsyncClient(timeout=httpx.Timeout(15.0), verify=tls_context())
     vault = Vault(redis, cipher)
     group_sync = build_group_sync(  # None unless QBOT_GROUP_SYNC=true
         settings.extra, redis, application_id=settings.q_app_id, region=settings.aws_region, executor=executor

@@ -9,6 +9,7 @@ import httpx
 from redis.asyncio import Redis
 
 from bot.model import ChatIdentity
+from bot.tls import tls_context
 from sandbox.idp.pages import login_form
 from sandbox.idp.saml_routes import posted_form
 
@@ -17,7 +18,7 @@ class Browser:
     """One person's browser: keeps cookies, follows what a person would click."""
 
     def __init__(self) -> None:
-        self.http = httpx.Client(follow_redirects=False, timeout=10)
+        self.http = httpx.Client(follow_redirects=False, timeout=10, verify=tls_context())
         self.acs_form: tuple[str, dict[str, str]] = ("", {})
         self.cookies_at_acs: dict[str, str] = {}  # what the browser sent with its post to the ACS
         self.idp_form: tuple[str, dict[str, str]] = ("", {})  # the IdP's sign-in form, as posted

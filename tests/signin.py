@@ -6,6 +6,7 @@ from urllib.parse import urljoin
 
 import httpx
 
+from bot.tls import tls_context
 from sandbox.idp.pages import login_form
 
 
@@ -21,7 +22,7 @@ def sign_in_at_idp(http: httpx.Client, authorize_url: str, username: str) -> htt
 
 def follow_link(link_url: str, username: str) -> httpx.Response:
     """A user opens a one-time qlink URL in a browser and signs in; returns the bot's callback response."""
-    with httpx.Client(follow_redirects=False, timeout=10) as http:
+    with httpx.Client(follow_redirects=False, timeout=10, verify=tls_context()) as http:
         start = http.get(link_url)
         if start.status_code != 302:
             return start

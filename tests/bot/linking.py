@@ -6,9 +6,7 @@ so the tokens they produce are the ones production code would hold.
 
 from __future__ import annotations
 
-import functools
 import secrets
-import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -18,16 +16,10 @@ import httpx
 
 from bot.model import ChatIdentity
 from bot.oidc import IdClaims, OidcClient, TokenSet
+from bot.tls import tls_context
 from bot.vault import LinkedAccount, Vault
 from sandbox.idp.pages import login_form
 from sandbox.world import Sandbox
-
-
-@functools.cache
-def _tls() -> ssl.SSLContext:
-    """One TLS context for every test browser: building one per httpx client costs ~40 ms."""
-    return ssl.create_default_context()
-
 
 DEFAULT_SCOPES = ("openid", "email", "profile", "offline_access")
 
@@ -63,7 +55,7 @@ async def sign_in(oidc: OidcClient, username: str = "alice") -> SignIn:
     """Open the authorization URL, post the IdP's login form as `username`, and read the redirect."""
     state, nonce, verifier = secrets.token_urlsafe(16), secrets.token_urlsafe(16), secrets.token_urlsafe(48)
     url = await oidc.authorization_url(state, nonce, verifier)
-    async with httpx.AsyncClient(follow_redirects=False, timeout=10, verify=_tls()) as browser:
+    async with httpx.AsyncClient(follow_redirects=False, timeout=10, verify=tls_context()) as browser:
         page = await browser.get(url)
         if page.status_code == 200:
             action, form = login_form(page.text, username)

@@ -18,6 +18,7 @@ from cryptography.fernet import Fernet
 
 from adapters.slack.app import SlackAdapter, slack_adapter
 from bot.config import Settings
+from bot.tls import tls_context
 from bot.turn_queue import STREAM
 from qbot.app import GRAPH, BotGraph, build_app
 from sandbox.serving import Served, bind, url_of
@@ -212,7 +213,7 @@ def start_slack_bot(servers: LoopThread, sandbox: Sandbox, sock: socket.socket, 
     app = build_app(settings, [slack_adapter])
     served = Served(app, sock)
     servers.run(served.start())
-    http = httpx.Client(base_url=served.url, timeout=10)
+    http = httpx.Client(base_url=served.url, timeout=10, verify=tls_context())
     return SlackBot(served.url, app[GRAPH], sandbox, servers, fake, http), served
 
 

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from bot.tls import tls_context
 from sandbox.botframework import Call, FakeBotFramework, Member, Room
 from sandbox.serving import Served, bind, url_of
 from sandbox.world import APP_ID as APP_ID_OF_Q
@@ -61,7 +62,7 @@ class TeamsBot:
     bot: RunningBot
     bf: FakeBotFramework
     sandbox: Sandbox
-    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=15))
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=15, verify=tls_context()))
 
     # -- activities as Teams builds them --------------------------------------------------------------
 

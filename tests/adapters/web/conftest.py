@@ -15,6 +15,7 @@ from cryptography.fernet import Fernet
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from bot.config import Settings
+from bot.tls import tls_context
 from qbot.app import GRAPH, BotGraph, build_app
 from sandbox.serving import Served, url_of
 from sandbox.world import Sandbox
@@ -34,7 +35,7 @@ class WebBot:
 
     def browser(self) -> httpx.Client:
         """A fresh 'browser': its own cookie jar, redirects followed by hand so each hop can be checked."""
-        client = httpx.Client(base_url=self.url, follow_redirects=False, timeout=15)
+        client = httpx.Client(base_url=self.url, follow_redirects=False, timeout=15, verify=tls_context())
         self.clients.append(client)
         return client
 
