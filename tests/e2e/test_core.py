@@ -5,11 +5,24 @@ what a channel's policy sends to Q, who sees what, what is counted. A whole bot,
 from __future__ import annotations
 
 from bot.channel_policy import KEY, ChannelPolicies, ChannelPolicy, channel_field
-from bot.model import Answer, ChatIdentity, IncomingMessage, Notice, NoticeKind, SharedAnswer
+from bot.commands import CONSOLE_HELP_TEXT, HELP_TEXT
+from bot.core import FEEDBACK_THANKS, SIGN_IN_IS_THE_LINK
+from bot.errors import NotLinked, ProfileEmailUnknown
+from bot.model import (
+    Answer,
+    ChatIdentity,
+    IncomingMessage,
+    Notice,
+    NoticeKind,
+    ProfileEmail,
+    SharedAnswer,
+    Usefulness,
+)
 from bot.plugins import PLUGIN_USAGE
 from tests.bot.test_qbusiness import DIRECTOR, PRICING, from_source
 from tests.e2e.conftest import RunningBot
 from tests.e2e.test_chain import AURORA, link
+from tests.e2e.test_turn import PlatformTurn, message
 
 ALICE = ChatIdentity("test", "T1", "U-ALICE")
 SLACK_ALICE = ChatIdentity("slack", "T1", "U-ALICE")  # channel policies are per platform (Slack, Teams)
@@ -76,3 +89,69 @@ def test_every_refused_share_is_said_privately_in_words_that_say_why(bot: Runnin
     assert bot.run(bot.core.share(SLACK_BOB, *ids)) == Notice(NoticeKind.INFO, GONE, private=True)
     never_kept = bot.run(bot.core.share(SLACK_ALICE, answer.conversation_id, "no-such-message"))
     assert never_kept == Notice(NoticeKind.INFO, GONE, private=True)
+
+
+def test_feedback_is_thanked_or_refused_privately_and_only_what_q_took_is_counted(bot: RunningBot) -> None:
+    link(bot, ALICE, "alice")
+    answer = bot.ask(ALICE, AURORA)
+    assert isinstance(answer, Answer)
+
+    def rate(reason: str | None = None) -> Notice:
+        return bot.run(bot.core.feedback(
+            ALICE, answer.conversation_id, answer.message_id, Usefulness.USEFUL, reason=reason))
+
+    assert rate("HELPFUL") == Notice(NoticeKind.INFO, FEEDBACK_THANKS, private=True)  # a reason a 👍 may give
+    assert bot.sandbox.q.stats.feedback[-1].reason == "HELPFUL"
+    bot.run(bot.graph.broker.forget(ALICE))  # the rating needs fresh credentials...
+    bot.sandbox.sts.faults.outage = "ServiceUnavailable"  # ... and AWS is not issuing any
+    outage = rate()
+    assert outage.kind is NoticeKind.ERROR and outage.private and outage.details["request_id"]
+    assert outage.text == ("AWS is not issuing credentials right now. Please try again in a minute. "
+                           f"(request id {outage.details['request_id']})")
+    bot.sandbox.sts.faults.outage = None
+    bot.sandbox.idp.revoke_user("alice")  # the sign-in ends at the IdP: the link is gone
+    unlinked = rate()
+    assert unlinked.kind is NoticeKind.NOT_LINKED and unlinked.private and "qlink" in unlinked.text
+    assert len(bot.sandbox.q.stats.feedback) == 1
+    labels = {"platform": "test", "usefulness": "USEFUL", "reason": "HELPFUL"}
+    assert bot.graph.metrics.registry.get_sample_value("qbot_feedback_total", labels) == 1
+
+
+def test_qlink_where_signing_in_is_the_link_hands_out_no_link(bot: RunningBot) -> None:
+    """The web console: a link could be forwarded to someone else's browser, and signing in is the link there."""
+    console = PlatformTurn(bot.sandbox, email="alice@example.com", signs_in_itself=True)
+    before = bot.run(bot.core.handle(message("qlink"), console))
+    assert before == Notice(NoticeKind.NOT_LINKED, SIGN_IN_IS_THE_LINK, private=True)
+    link(bot, ALICE, "alice")
+    after = bot.run(bot.core.handle(message("qlink", message_id="m2"), console))
+    assert after == Notice(NoticeKind.INFO, "You're already signed in as alice@example.com; that is your link. "
+                           "To use another account, sign out and sign in again.", private=True)
+    assert bot.run(bot.graph.redis.keys("qbot:link:*")) == []
+    assert bot.run(bot.core.handle(message("help", message_id="m3"), console)).text == CONSOLE_HELP_TEXT
+    assert bot.run(bot.core.handle(message("help", message_id="m4"), PlatformTurn(bot.sandbox))).text == HELP_TEXT
+
+
+class SilentProfileTurn(PlatformTurn):
+    """A platform that gives no email and no reason why."""
+
+    async def profile_email(self) -> ProfileEmail:
+        return ProfileEmail(None, "")
+
+
+def test_qlink_without_a_profile_email_says_so_privately_with_the_platforms_reason(bot: RunningBot) -> None:
+    hidden = bot.run(bot.core.handle(message("qlink"), PlatformTurn(bot.sandbox)))
+    assert hidden == Notice(
+        NoticeKind.ERROR, f"{ProfileEmailUnknown.user_message} (the profile hides its email.)", private=True)
+    silent = bot.run(bot.core.handle(message("qlink", message_id="m2"), SilentProfileTurn(bot.sandbox)))
+    assert silent == Notice(NoticeKind.ERROR, ProfileEmailUnknown.user_message, private=True)
+    told = bot.run(bot.core.handle(message("qlink", message_id="m3", profile_email="alice@example.com"),
+                                   SilentProfileTurn(bot.sandbox)))  # an email the platform sent with the message
+    assert isinstance(told, Notice) and told.kind is NoticeKind.LINK and told.url
+
+
+def test_a_question_before_any_link_is_told_to_link_and_nothing_is_kept(bot: RunningBot) -> None:
+    """Only an expired SAML sign-in gets a one-click link with the question kept: never a user who never linked."""
+    reply = bot.ask(ALICE, AURORA, profile_email="alice@example.com")
+    assert reply == Notice(NoticeKind.NOT_LINKED, NotLinked.user_message, private=True)
+    assert bot.run(bot.core.take_pending_question(ALICE)) is None
+    assert bot.run(bot.graph.redis.keys("qbot:link:*")) == []
