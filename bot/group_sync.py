@@ -23,6 +23,7 @@ nothing, because many IdPs leave the claim out of refreshed tokens or when a use
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import functools
 import logging
@@ -245,7 +246,12 @@ class GroupSync:
                 return
             if self._wake.is_set():
                 self._wake.clear()
-                await asyncio.sleep(self._debounce)  # let a burst of sign-ins settle into one write per group
+                # Let a burst of sign-ins settle into one write per group; a stop meanwhile leaves the changes
+                # dirty in Redis for the next process.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=self._debounce)
+                if self._stopping.is_set():
+                    return
             try:
                 result = await self.drain()
             except (RedisError, OSError) as err:

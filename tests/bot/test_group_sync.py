@@ -202,6 +202,20 @@ async def test_a_stop_lets_the_putgroup_in_flight_finish_and_then_ends_the_drain
     assert sandbox.q.stats.put_group_calls == 1
 
 
+async def test_a_stop_while_a_burst_settles_ends_at_once_and_leaves_the_changes_for_the_next_process(
+    redis: Redis, sandbox: Sandbox
+) -> None:
+    sync = make_sync(redis, sandbox, debounce_seconds=3600, sweep_seconds=3600)
+    await sync.observe("alice@example.com", ["core-team"])
+    await sync.start()
+    await until(lambda: not sync._wake.is_set())  # the drainer took the wake-up: it lets the burst settle
+
+    await asyncio.wait_for(sync.stop(grace_seconds=3600), 60)  # not a pass: nothing to wait for (bound: a hang)
+
+    assert sandbox.q.stats.put_group_calls == 0
+    assert set(await sync.memberships.dirty()) == {"core-team"}
+
+
 async def test_a_pass_stuck_past_the_grace_is_cancelled_and_its_group_stays_dirty(
     redis: Redis, sandbox: Sandbox
 ) -> None:

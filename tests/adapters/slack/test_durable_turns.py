@@ -116,7 +116,7 @@ def test_a_worker_killed_mid_answer_loses_nothing_and_nothing_is_answered_twice(
 ) -> None:
     slack_web.linked("U_ALICE", "alice")
     first = workers()
-    slack_web.sandbox.q.faults.delay_seconds = 3.0  # the answer is in flight when the worker dies
+    slack_web.sandbox.q.faults.delay_next_seconds = 3.0  # the answer is in flight when the worker dies
     asked = slack_web.dm("U_ALICE", "What is Project Aurora?")
     [placeholder] = slack_web.fake.wait_for(lambda: bot_messages(slack_web, "DU_ALICE", asked))
     assert THINKING in placeholder["text"]
