@@ -13,7 +13,7 @@ import re
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -83,10 +83,11 @@ class QFaults:
     conversation_ttl: float = DEFAULT_CONVERSATION_TTL
     control_plane_delay: float = 0.0
     put_group_delay_seconds: float = 0.0  # each PutGroup (a write still in flight when its caller stops)
+    held: set[str] = field(default_factory=set)  # emails whose ChatSyncs wait until taken out (an answer in flight)
 
     def reset(self) -> None:
         for spec in fields(self):
-            setattr(self, spec.name, spec.default)
+            setattr(self, spec.name, spec.default_factory() if spec.default_factory is not MISSING else spec.default)
 
 
 @dataclass(frozen=True)
@@ -301,6 +302,8 @@ class SandboxQBusiness:
             delay, self.faults.delay_next_seconds = self.faults.delay_seconds + self.faults.delay_next_seconds, 0.0
             if delay > 0:
                 await asyncio.sleep(delay)
+            while email in self.faults.held:  # noqa: ASYNC110 (flipped from a test's thread: polled, not an Event)
+                await asyncio.sleep(0.01)
             app = self.control.application(params["applicationId"])
             self._check_subscription(app, email, request_id)
             return self.chat.take(app, email, params, request_id)

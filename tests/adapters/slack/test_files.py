@@ -153,14 +153,15 @@ def test_files_beyond_the_budget_are_left_out_with_a_note(make_slack_bot: Callab
     assert sorted(c.args["id"] for c in slack.fake.calls_to("file")) == ["F0", "F1", "F2"]
     for name in ("F3.txt", "F4.txt"):
         assert f"{name}: not read: the files of one message may total at most 1 MB" in _notes(answer)
-    # While alice's files fill the budget (Q is slow), bob's file finds no room: said, and his text answered.
-    slack.sandbox.q.faults.delay_seconds = 5.0
+    # While alice's files fill the budget (Q holds her answer), bob's file finds no room: said, and his text answered.
+    slack.sandbox.q.faults.held.add("alice@example.com")
     files = [_big_file(slack.fake, f"A{n}", 300 * KIB) for n in range(3)]
     alice = slack.dm("U_ALICE", "What is the Zephyr launch codename?", files=files)
     slack.fake.wait_for(lambda: len(slack.fake.calls_to("file")) == 6)
     bob = slack.dm("U_BOB", "What is the Zephyr launch codename?", files=[_big_file(slack.fake, "B0", 300 * KIB)])
     busy = slack.answer_in("DU_BOB", bob, timeout=30)
     assert "B0.txt: not read: I'm busy reading other files right now" in _notes(busy)
+    slack.sandbox.q.faults.held.clear()
     assert "BLUEBIRD" in slack.answer_in("DU_ALICE", alice, timeout=30)["text"]
     assert "B0" not in {c.args["id"] for c in slack.fake.calls_to("file")}
     assert slack.graph.core.downloads.held == 0
