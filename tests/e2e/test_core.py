@@ -5,7 +5,7 @@ what a channel's policy sends to Q, who sees what, what is counted. A whole bot,
 from __future__ import annotations
 
 from bot.channel_policy import KEY, ChannelPolicies, ChannelPolicy, channel_field
-from bot.commands import CONSOLE_HELP_TEXT, HELP_TEXT
+from bot.commands import CONSOLE_HELP_TEXT, HELP_TEXT, Command
 from bot.core import FEEDBACK_THANKS, SIGN_IN_IS_THE_LINK
 from bot.errors import NotLinked, ProfileEmailUnknown
 from bot.model import (
@@ -147,6 +147,9 @@ def test_qlink_without_a_profile_email_says_so_privately_with_the_platforms_reas
     told = bot.run(bot.core.handle(message("qlink", message_id="m3", profile_email="alice@example.com"),
                                    SilentProfileTurn(bot.sandbox)))  # an email the platform sent with the message
     assert isinstance(told, Notice) and told.kind is NoticeKind.LINK and told.url
+    no_platform = bot.run(bot.core.run_command(Command.LINK, message("qlink", message_id="m4")))  # no turn at all
+    shows_none = f"{ProfileEmailUnknown.user_message} (the chat profile shows no email address.)"
+    assert no_platform == Notice(NoticeKind.ERROR, shows_none, private=True)
 
 
 def test_a_question_before_any_link_is_told_to_link_and_nothing_is_kept(bot: RunningBot) -> None:
@@ -155,3 +158,11 @@ def test_a_question_before_any_link_is_told_to_link_and_nothing_is_kept(bot: Run
     assert reply == Notice(NoticeKind.NOT_LINKED, NotLinked.user_message, private=True)
     assert bot.run(bot.core.take_pending_question(ALICE)) is None
     assert bot.run(bot.graph.redis.keys("qbot:link:*")) == []
+
+
+def test_qnew_says_the_next_question_starts_afresh(bot: RunningBot) -> None:
+    link(bot, ALICE, "alice")
+    first = bot.ask(ALICE, AURORA)
+    assert bot.ask(ALICE, "qnew") == Notice(NoticeKind.INFO, "Started a new conversation. Ask away.")
+    fresh = bot.ask(ALICE, AURORA)
+    assert isinstance(first, Answer) and isinstance(fresh, Answer) and fresh.conversation_id != first.conversation_id

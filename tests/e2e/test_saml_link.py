@@ -27,6 +27,7 @@ from sandbox.serving import url_of
 from sandbox.world import Sandbox, SandboxPorts
 from tests.conftest import LoopThread
 from tests.e2e.conftest import RunningBot, start_bot
+from tests.e2e.test_turn import PlatformTurn
 from tests.saml_signin import Browser
 
 ALICE = ChatIdentity("test", "T1", "U-ALICE")
@@ -119,6 +120,19 @@ def test_files_sent_with_the_expired_question_are_not_kept_and_the_user_is_told(
     assert isinstance(reply, Notice) and reply.kind is NoticeKind.LINK and "files were not kept" in reply.text
     pending = saml_bot.run(saml_bot.graph.core.take_pending_question(ALICE))
     assert pending is not None and pending.message.offered == () and pending.message.files == ()
+
+
+def test_an_expired_sign_in_is_offered_its_link_by_the_messages_own_profile_email(saml_bot: RunningBot) -> None:
+    """The email the platform sent with the message serves; the platform is asked only when there is none."""
+    signed_in_then_expired(saml_bot)
+    message = IncomingMessage(ALICE, AURORA, channel="c1", thread="t1", message_id="m-1",
+                              profile_email="alice@example.com")
+    reply = saml_bot.run(saml_bot.graph.core.handle(message, PlatformTurn(saml_bot.sandbox)))  # profile: no email
+    assert isinstance(reply, Notice) and reply.kind is NoticeKind.LINK and reply.private and reply.url
+    hidden = dataclasses.replace(message, message_id="m-2", profile_email=None)
+    told = saml_bot.run(saml_bot.graph.core.handle(hidden, PlatformTurn(saml_bot.sandbox)))
+    assert isinstance(told, Notice) and told.kind is NoticeKind.NOT_LINKED and told.url is None
+    assert "sign-in has expired" in told.text and "qlink" in told.text
 
 
 @pytest.mark.parametrize(
