@@ -51,6 +51,8 @@ class IdPFaults:
     omit_email: bool = False
     #: the refresh grant answers this OAuth error code (after authenticating the client)
     refresh_error: str | None = None
+    #: no refresh token even with offline_access (an app the administrator did not allow offline access)
+    omit_refresh_token: bool = False
     #: the authorization endpoint redirects back to the client with this error instead of signing in
     authorize_error: str | None = None
     #: the token endpoint answers this many seconds late (a slow IdP); switching it off (or `reset`) releases
@@ -239,7 +241,7 @@ class SandboxIdP:
             "scope": allowed,
         }
         offline = "offline_access" in scope_to_list(allowed) or grant_type == "refresh_token"
-        if include_refresh_token and offline:
+        if include_refresh_token and offline and not self.faults.omit_refresh_token:
             token["refresh_token"] = generate_token(48)
         return token
 

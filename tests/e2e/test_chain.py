@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
 import redis
 
 from bot.links import LinkTokens
@@ -134,6 +136,24 @@ def test_forged_id_tokens_are_refused_and_store_nothing(bot: RunningBot) -> None
         assert bot.run(bot.core.accounts.vault.load(ALICE)) is None, case
     faults.reset()
     assert link(bot, ALICE, "alice").status_code == 200
+
+
+@pytest.mark.parametrize(("fault", "message"), [
+    ({"omit_email": True}, "Your sign-in has no email address, which Amazon Q needs. Ask your administrator."),
+    ({"id_token_claims": {"email_verified": False}},
+     "Your sign-in's email address is not verified. Ask your administrator."),
+    ({"omit_refresh_token": True}, "The sign-in service issued no refresh token, so qbot cannot act for you later. "
+                                   "Ask your administrator to allow offline_access for the qbot app."),
+], ids=["no email", "email not verified", "no refresh token"])
+def test_a_sign_in_qbot_cannot_use_says_why_and_keeps_nothing(
+    bot: RunningBot, fault: dict[str, Any], message: str
+) -> None:
+    for name, value in fault.items():
+        setattr(bot.sandbox.idp.faults, name, value)
+    page = link(bot, ALICE, "alice")
+    assert page.status_code == 400 and html.escape(message) in page.text
+    assert bot.run(bot.core.accounts.vault.load(ALICE)) is None
+    assert bot.sandbox.idp.live_refresh_tokens("alice") == []  # a refresh token it was given is revoked
 
 
 def test_missing_email_tag_says_what_to_fix(bot: RunningBot) -> None:
