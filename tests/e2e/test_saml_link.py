@@ -19,6 +19,7 @@ from lxml import etree
 
 from adapters.web.signin import login_cookie_name, set_login_cookie
 from bot.accounts import LoginStart
+from bot.core import SIGN_IN_AGAIN
 from bot.links import PendingLink
 from bot.model import Answer, ChatIdentity, IncomingMessage, Notice, NoticeKind, OfferedFile
 from sandbox.idp.pages import login_form
@@ -129,10 +130,19 @@ def test_an_expired_sign_in_is_offered_its_link_by_the_messages_own_profile_emai
                               profile_email="alice@example.com")
     reply = saml_bot.run(saml_bot.graph.core.handle(message, PlatformTurn(saml_bot.sandbox)))  # profile: no email
     assert isinstance(reply, Notice) and reply.kind is NoticeKind.LINK and reply.private and reply.url
+    assert reply.text == (f"{SIGN_IN_AGAIN} Open this link within 10 minutes to sign in with your company account. "
+                          "It works once and is only for you: don't share it.")
     hidden = dataclasses.replace(message, message_id="m-2", profile_email=None)
     told = saml_bot.run(saml_bot.graph.core.handle(hidden, PlatformTurn(saml_bot.sandbox)))
     assert isinstance(told, Notice) and told.kind is NoticeKind.NOT_LINKED and told.url is None
     assert "sign-in has expired" in told.text and "qlink" in told.text
+
+    from_the_platform = dataclasses.replace(message, message_id="m-3", profile_email=None)
+    platform = PlatformTurn(saml_bot.sandbox, email="alice@example.com")
+    assert saml_bot.run(saml_bot.graph.core.handle(from_the_platform, platform)).kind is NoticeKind.LINK
+    pending = saml_bot.run(saml_bot.graph.core.take_pending_question(ALICE))
+    assert pending is not None and pending.message.message_id == "m-3"
+    assert pending.message.profile_email == "alice@example.com"  # kept: the platform need not be asked again
 
 
 @pytest.mark.parametrize(
