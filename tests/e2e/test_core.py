@@ -4,6 +4,8 @@ what a channel's policy sends to Q, who sees what, what is counted. A whole bot,
 
 from __future__ import annotations
 
+import time
+
 from bot.channel_policy import KEY, ChannelPolicies, ChannelPolicy, channel_field
 from bot.commands import CONSOLE_HELP_TEXT, HELP_TEXT, Command
 from bot.core import FEEDBACK_THANKS, SIGN_IN_IS_THE_LINK
@@ -14,11 +16,13 @@ from bot.model import (
     IncomingMessage,
     Notice,
     NoticeKind,
+    PlacedReply,
     ProfileEmail,
     SharedAnswer,
     Usefulness,
 )
 from bot.plugins import PLUGIN_USAGE
+from tests.bot.test_plugins import alices_values
 from tests.bot.test_qbusiness import DIRECTOR, PRICING, from_source
 from tests.e2e.conftest import RunningBot
 from tests.e2e.test_chain import AURORA, link
@@ -27,6 +31,7 @@ from tests.e2e.test_turn import PlatformTurn, message
 ALICE = ChatIdentity("test", "T1", "U-ALICE")
 SLACK_ALICE = ChatIdentity("slack", "T1", "U-ALICE")  # channel policies are per platform (Slack, Teams)
 SLACK_BOB = ChatIdentity("slack", "T1", "U-BOB")
+TICKET = "Please open a ticket: my monitor flickers"  # Q picks the Jira plugin itself
 GONE = "This answer was already shared, or is more than a day old: ask again to share it."
 
 
@@ -71,7 +76,7 @@ def test_qplugin_without_a_request_is_told_how_privately(bot: RunningBot) -> Non
 def test_a_question_q_answers_with_an_action_is_kept_for_its_asker_without_qplugin(bot: RunningBot) -> None:
     """Q may pick a plugin itself (a question asking for a ticket): the review is kept and private all the same."""
     link(bot, ALICE, "alice")
-    answer = bot.ask(ALICE, "Please open a ticket: my monitor flickers")
+    answer = bot.ask(ALICE, TICKET)
     assert isinstance(answer, Answer) and answer.action_review is not None and answer.private
     review = answer.action_review
     assert review.review_id and bot.run(bot.core.action_review(ALICE, review.review_id)) == review
@@ -166,3 +171,33 @@ def test_qnew_says_the_next_question_starts_afresh(bot: RunningBot) -> None:
     assert bot.ask(ALICE, "qnew") == Notice(NoticeKind.INFO, "Started a new conversation. Ask away.")
     fresh = bot.ask(ALICE, AURORA)
     assert isinstance(first, Answer) and isinstance(fresh, Answer) and fresh.conversation_id != first.conversation_id
+
+
+def test_the_answer_latency_metric_records_each_answers_own_duration(bot: RunningBot) -> None:
+    """One observation per answer, never more than the time the whole call took (a bound, not a speed)."""
+    link(bot, ALICE, "alice")
+    registry = bot.graph.metrics.registry
+    started = time.perf_counter()
+    assert isinstance(bot.ask(ALICE, AURORA), Answer)
+    took = time.perf_counter() - started
+    assert registry.get_sample_value("qbot_answer_latency_seconds_count") == 1
+    assert 0 < registry.get_sample_value("qbot_answer_latency_seconds_sum") <= took
+
+
+def test_a_run_action_counts_as_answered_and_one_whose_link_is_gone_asks_to_link(bot: RunningBot) -> None:
+    link(bot, ALICE, "alice")
+    registry = bot.graph.metrics.registry
+    first = bot.ask(ALICE, TICKET, thread="t1")
+    second = bot.ask(ALICE, TICKET, thread="t2")
+    assert isinstance(first, Answer) and first.action_review and isinstance(second, Answer) and second.action_review
+
+    placed = bot.run(bot.core.submit_action(ALICE, first.action_review.review_id, alices_values(first.action_review)))
+    assert isinstance(placed, PlacedReply) and isinstance(placed.reply, Answer)
+    answered = {"platform": "test", "outcome": "answered"}
+    assert registry.get_sample_value("qbot_messages_total", answered) == 3  # two questions, one action
+
+    bot.run(bot.core.accounts.vault.delete(ALICE))  # the link (and its credentials) went meanwhile
+    gone = bot.run(bot.core.submit_action(ALICE, second.action_review.review_id, alices_values(second.action_review)))
+    assert gone == Notice(NoticeKind.NOT_LINKED, NotLinked.user_message, private=True)
+    assert len(bot.sandbox.q.plugin_actions) == 1
+    assert registry.get_sample_value("qbot_messages_total", answered) == 3
