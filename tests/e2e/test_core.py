@@ -201,3 +201,14 @@ def test_a_run_action_counts_as_answered_and_one_whose_link_is_gone_asks_to_link
     assert gone == Notice(NoticeKind.NOT_LINKED, NotLinked.user_message, private=True)
     assert len(bot.sandbox.q.plugin_actions) == 1
     assert registry.get_sample_value("qbot_messages_total", answered) == 3
+
+
+def test_a_delivery_id_is_one_platforms_own(bot: RunningBot) -> None:
+    """Slack's and Teams' ids are separate namespaces: the same id from two platforms is two messages."""
+    teams_alice = ChatIdentity("teams", "T1", "U-ALICE")
+    for identity in (ALICE, teams_alice):
+        link(bot, identity, "alice")
+    for identity in (ALICE, teams_alice):
+        asked = IncomingMessage(identity, AURORA, channel="c1", thread="t1", message_id="m1", delivery_ids=("Ev1",))
+        assert isinstance(bot.run(bot.core.handle(asked)), Answer)
+    assert sum(bot.sandbox.q.stats.chat_calls.values()) == 2
