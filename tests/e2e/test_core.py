@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import time
 
+from bot.attachments import DownloadBudget, FileRoom
 from bot.channel_policy import KEY, ChannelPolicies, ChannelPolicy, channel_field
 from bot.commands import CONSOLE_HELP_TEXT, HELP_TEXT, Command
 from bot.core import FEEDBACK_THANKS, SIGN_IN_IS_THE_LINK
 from bot.errors import NotLinked, ProfileEmailUnknown
 from bot.model import (
     Answer,
+    ChatFile,
     ChatIdentity,
+    FailedAttachment,
     IncomingMessage,
     Notice,
     NoticeKind,
+    OfferedFile,
     PlacedReply,
     ProfileEmail,
     SharedAnswer,
@@ -212,3 +216,25 @@ def test_a_delivery_id_is_one_platforms_own(bot: RunningBot) -> None:
         asked = IncomingMessage(identity, AURORA, channel="c1", thread="t1", message_id="m1", delivery_ids=("Ev1",))
         assert isinstance(bot.run(bot.core.handle(asked)), Answer)
     assert sum(bot.sandbox.q.stats.chat_calls.values()) == 2
+
+
+class BudgetWatchingTurn(PlatformTurn):
+    """A platform that notes, as each file is read, how many bytes the download budget holds for the asker."""
+
+    held: list[int]
+    budget: DownloadBudget
+
+    async def download(self, file: OfferedFile, room: FileRoom) -> ChatFile | FailedAttachment:
+        self.held.append(self.budget.held_by(ALICE.key))
+        return await super().download(file, room)
+
+
+def test_files_are_held_under_the_askers_own_share_of_the_download_budget(bot: RunningBot) -> None:
+    link(bot, ALICE, "alice")
+    turn = BudgetWatchingTurn(bot.sandbox, files={"0": b"a" * 10, "1": b"b" * 20})
+    turn.held, turn.budget = [], bot.core.downloads
+    offered = (OfferedFile("a.txt", 10, None, "0"), OfferedFile("b.txt", 20, None, "1"))
+    reply = bot.run(bot.core.handle(message("Summarize these", offered=offered), turn))
+    assert isinstance(reply, Answer)
+    assert turn.held == [30, 30]  # both files' room, reserved before either is read, is the asker's
+    assert bot.core.downloads.held_by(ALICE.key) == 0  # all given back when the turn ended
