@@ -140,7 +140,7 @@ class Core:
             return None
         # Files sent without a word are a question about them, not a request for help.
         command = parse_command(message.text, with_files=bool(message.files or message.offered))
-        private = False
+        private = False  # equivalent mutant: None, as falsy
         try:
             policy = await self._policy(message)
             private = message.shared and (policy.reply or self.settings.channel_reply_mode) == "private"
@@ -174,11 +174,14 @@ class Core:
         except QBotError as exc:
             log.warning("no sign-in link for %s after its sign-in expired: %s", message.identity.key, exc.detail)
             return None
+        # equivalent mutants: files/offered/delivery_ids None or left as they were; PendingQuestions keeps none of
+        # them (only the words, the place and the email)
         kept = dataclasses.replace(
             message, files=(), offered=(), delivery_ids=(), profile_email=profile.email
         )
         await self._pending.keep(kept, turn.address())
         text = f"{SIGN_IN_AGAIN} {link.text}{FILES_NOT_KEPT if message.files or message.offered else ''}"
+        # equivalent mutant: without private=True, as create_link's notice is private already
         return dataclasses.replace(link, text=text, private=True)
 
     def count_failure(self, stage: str, platform: str) -> None:
@@ -359,6 +362,7 @@ class Core:
         kept = await self._private_answers.peek(conversation_id, message_id)
         if kept is not None and kept.owner != identity.key:
             return Notice(NoticeKind.REFUSED, "Only the person who asked can share this answer.", private=True)
+        # equivalent mutant: (kept or True): where nothing was kept, there is nothing to take either
         taken = await self._private_answers.take(conversation_id, message_id) if kept else None
         if taken is None:
             return Notice(
@@ -417,7 +421,8 @@ class Core:
             placed = await self.plugins.submit(identity, review_id, values)
         except NotLinked as exc:
             return Notice(NoticeKind.NOT_LINKED, exc.user_message, private=True)
-        except QBotError as exc:
+        except QBotError as exc:  # not killed by a test: plugins.submit says Q's failures itself; what reaches
+            # here is the thread's turn lock not freed within its 150 s wait
             return dataclasses.replace(self._error_notice(exc), private=True)
         if isinstance(placed, PlacedReply):
             self._metrics.messages.labels(identity.platform, "answered").inc()
