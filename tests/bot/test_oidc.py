@@ -122,6 +122,23 @@ async def test_verify_refuses_each_bad_id_token(oidc: OidcClient, sandbox: Sandb
         assert tokens.id_token not in str(caught.value)
 
 
+# issue 17 table: bot/oidc.py: token leeway raised from 60 s to 30 min
+async def test_a_minute_of_clock_skew_is_allowed_and_no_more(oidc: OidcClient, sandbox: Sandbox) -> None:
+    """exp and iat are checked with a 60 s leeway each way: 30 s past either bound passes, 90 s past is refused
+    (half a minute of margin on each side for the test's own clock between minting and checking)."""
+    cases = [("exp", -30, None), ("exp", -90, "exp:"), ("iat", 30, None), ("iat", 90, "iat:")]
+    for claim, offset, refused in cases:
+        login = await sign_in(oidc)
+        sandbox.idp.faults.id_token_claims = {claim: int(time.time()) + offset}
+        tokens = await oidc.exchange_code(login.code, login.code_verifier)
+        if refused is None:
+            assert (await oidc.verify_id_token(tokens.id_token, nonce=login.nonce)).email == "alice@example.com"
+            continue
+        with pytest.raises(IdTokenInvalid) as caught:
+            await oidc.verify_id_token(tokens.id_token, nonce=login.nonce)
+        assert caught.value.detail.startswith(refused), (claim, offset, caught.value.detail)
+
+
 async def test_multiple_audiences_with_our_azp_pass(oidc: OidcClient, sandbox: Sandbox) -> None:
     login = await sign_in(oidc)
     sandbox.idp.faults.id_token_claims = {"aud": [CLIENT_ID, "other"], "azp": CLIENT_ID}
