@@ -4,12 +4,14 @@ what a channel's policy sends to Q, who sees what, what is counted. A whole bot,
 
 from __future__ import annotations
 
+import hashlib
 import time
+from typing import Any
 
 from bot.attachments import DownloadBudget, FileRoom
 from bot.channel_policy import KEY, ChannelPolicies, ChannelPolicy, channel_field
 from bot.commands import CONSOLE_HELP_TEXT, HELP_TEXT, Command
-from bot.core import FEEDBACK_THANKS, SIGN_IN_IS_THE_LINK
+from bot.core import FEEDBACK_THANKS, SIGN_IN_IS_THE_LINK, Core
 from bot.errors import NotLinked, ProfileEmailUnknown
 from bot.model import (
     Answer,
@@ -26,11 +28,12 @@ from bot.model import (
     Usefulness,
 )
 from bot.plugins import PLUGIN_USAGE
+from bot.turn_lock import TurnLock
 from tests.bot.test_plugins import alices_values
 from tests.bot.test_qbusiness import DIRECTOR, PRICING, from_source
 from tests.e2e.conftest import RunningBot
 from tests.e2e.test_chain import AURORA, link
-from tests.e2e.test_turn import PlatformTurn, message
+from tests.e2e.test_turn import ZEPHYR, PlatformTurn, message
 
 ALICE = ChatIdentity("test", "T1", "U-ALICE")
 SLACK_ALICE = ChatIdentity("slack", "T1", "U-ALICE")  # channel policies are per platform (Slack, Teams)
@@ -238,3 +241,27 @@ def test_files_are_held_under_the_askers_own_share_of_the_download_budget(bot: R
     assert isinstance(reply, Answer)
     assert turn.held == [30, 30]  # both files' room, reserved before either is read, is the asker's
     assert bot.core.downloads.held_by(ALICE.key) == 0  # all given back when the turn ended
+
+
+class LockWatchingTurn(PlatformTurn):
+    """A platform that notes, as a file is read (inside the turn), what holds the asker's thread in Redis."""
+
+    holders: list[str | None]
+    redis: Any
+
+    async def download(self, file: OfferedFile, room: FileRoom) -> ChatFile | FailedAttachment:
+        held = await self.redis.get(TurnLock.key(ALICE.key, "c1", "t1"))
+        self.holders.append(held.decode() if held else None)
+        return await super().download(file, room)
+
+
+def test_the_turn_is_the_askers_thread_held_in_the_messages_own_name(bot: RunningBot) -> None:
+    """Held under the message's name, a turn run again (its first worker died) takes over at once."""
+    link(bot, ALICE, "alice")
+    turn = LockWatchingTurn(bot.sandbox, files={"0": ZEPHYR})
+    turn.holders, turn.redis = [], bot.graph.redis
+    asked = message("Summarize this", offered=(OfferedFile("z.txt", len(ZEPHYR), None, "0"),))
+    assert isinstance(bot.run(bot.core.handle(asked, turn)), Answer)
+    named = hashlib.sha256(Core._client_token(asked).encode()).hexdigest()[:32]
+    assert turn.holders == [named]
+    assert bot.run(bot.graph.redis.exists(TurnLock.key(ALICE.key, "c1", "t1"))) == 0  # let go when it ended
