@@ -14,7 +14,7 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from bot.errors import IdentityProviderError, IdTokenInvalid, LinkExpired
-from bot.oidc import OidcClient
+from bot.oidc import AWS_TAGS_CLAIM, OidcClient
 from sandbox.world import CLIENT_ID, CLIENT_SECRET, Sandbox
 from tests.bot.linking import oidc_client, sign_in, tokens_for
 
@@ -105,6 +105,8 @@ REFUSALS: list[tuple[str, dict[str, Any]]] = [
     ("nonce", {"id_token_claims": {"nonce": "an-old-nonce"}}),
     ("nonce", {"id_token_claims": {"nonce": None}}),
     ("sub", {"id_token_claims": {"sub": None}}),
+    ("sub", {"id_token_claims": {"sub": ""}}),
+    ("iat", {"id_token_claims": {"iat": True}}),  # a JSON boolean is not a time
 ]
 
 
@@ -174,6 +176,18 @@ async def test_missing_email_and_tag_are_reported_not_refused(oidc: OidcClient, 
     tokens = await oidc.exchange_code(login.code, login.code_verifier)
     claims = await oidc.verify_id_token(tokens.id_token, nonce=login.nonce)
     assert claims.email_tag is None and claims.email is None and not claims.email_verified
+
+
+async def test_claims_of_the_wrong_type_are_dropped_not_passed_on(oidc: OidcClient, sandbox: Sandbox) -> None:
+    """An empty email, a name that is not text, groups that are not a list, an empty Email tag list: each reads
+    as absent, never as a value the rest of the bot would trust (or trip over)."""
+    login = await sign_in(oidc)
+    sandbox.idp.faults.id_token_claims = {
+        "email": "", "name": 42, "groups": "engineering", AWS_TAGS_CLAIM: {"principal_tags": {"Email": []}},
+    }  # fmt: skip
+    tokens = await oidc.exchange_code(login.code, login.code_verifier)
+    claims = await oidc.verify_id_token(tokens.id_token, nonce=login.nonce)
+    assert (claims.email, claims.name, claims.groups, claims.email_tag) == (None, None, (), None)
 
 
 async def test_exchange_refusals_carry_the_idp_error(oidc: OidcClient) -> None:
