@@ -1,7 +1,9 @@
 # qbot: `qbot serve`, the bot, configured from QBOT_* environment variables (README: For administrators).
 # Build: docker build -t qbot .        Run with Redis: docker compose up -d (compose.yaml)
 
-FROM python:3.11-slim-bookworm AS build
+# Python 3.13: on 3.11, asyncio.wait_for (which redis-py wraps around every socket write) can swallow a task's
+# cancel that lands as the write completes; stopping work then waits longer than it should (fixed in 3.12).
+FROM python:3.13-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -11,7 +13,7 @@ COPY qbot ./qbot
 COPY sandbox ./sandbox
 RUN python -m venv /opt/qbot && /opt/qbot/bin/pip install --no-cache-dir .
 
-FROM python:3.11-slim-bookworm
+FROM python:3.13-slim-bookworm
 ENV PATH=/opt/qbot/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -20,8 +22,8 @@ ENV PATH=/opt/qbot/bin:$PATH \
 RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin qbot
 COPY --from=build /opt/qbot /opt/qbot
 # The app manifests `qbot slack manifest` and `qbot teams package` fill in, where the installed code looks for them.
-COPY manifests/slack /opt/qbot/lib/python3.11/site-packages/manifests/slack
-COPY manifests/teams /opt/qbot/lib/python3.11/site-packages/manifests/teams
+COPY manifests/slack /opt/qbot/lib/python3.13/site-packages/manifests/slack
+COPY manifests/teams /opt/qbot/lib/python3.13/site-packages/manifests/teams
 USER 10001:10001
 WORKDIR /tmp
 EXPOSE 3978
