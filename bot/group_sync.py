@@ -23,7 +23,6 @@ nothing, because many IdPs leave the claim out of refreshed tokens or when a use
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fnmatch
 import functools
 import logging
@@ -40,7 +39,7 @@ from bot.config import env_flag, env_seconds
 from bot.errors import ConfigError
 from bot.groups import IndexGroups, normalise_members
 from bot.redis_lock import RedisLock
-from bot.tasks import cancel_and_wait
+from bot.tasks import cancel_and_wait, pause
 
 log = logging.getLogger(__name__)
 
@@ -248,9 +247,7 @@ class GroupSync:
                 self._wake.clear()
                 # Let a burst of sign-ins settle into one write per group; a stop meanwhile leaves the changes
                 # dirty in Redis for the next process.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), timeout=self._debounce)
-                if self._stopping.is_set():
+                if await pause(self._debounce, self._stopping):
                     return
             try:
                 result = await self.drain()

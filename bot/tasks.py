@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 RECANCEL_SECONDS = 1.0
+
+
+async def pause(seconds: float, stop: asyncio.Event) -> bool:
+    """Sleep `seconds`, or until `stop` is set if that comes first; True if it is set. A loop that pauses with it
+    between rounds never sleeps through a stop."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+    return stop.is_set()
 
 
 async def cancel_and_wait(task: asyncio.Task[Any]) -> None:

@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from bot.cipher import CipherError, TokenCipher
-from bot.tasks import cancel_and_wait
+from bot.tasks import cancel_and_wait, pause
 
 log = logging.getLogger(__name__)
 
@@ -220,8 +220,7 @@ class TurnWorkers:
                 await step()
                 backoff = 0.1
                 if every:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stopping.wait(), every)
+                    await pause(every, self._stopping)
             except asyncio.CancelledError:
                 raise
             except RedisError as exc:

@@ -31,7 +31,6 @@ render.py turns the reply into JSON, and the page (assets.py, static/) renders i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import Awaitable
@@ -65,6 +64,7 @@ from bot.feedback import WHY_NOT_USEFUL, InvalidFeedback, rating
 from bot.links import PendingLink
 from bot.model import ChatIdentity, IncomingMessage, NoticeKind, Usefulness
 from bot.qbusiness import ConversationGone
+from bot.tasks import pause
 from bot.turn import QuietTurn
 
 log = logging.getLogger(__name__)
@@ -166,8 +166,7 @@ class WebConsole:
                     log.info("ended %d web console link(s) whose session was over", ended)
             except Exception:  # Redis or the IdP briefly away: the next sweep tries again
                 log.exception("web session sweep failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.sweep_seconds)
+            await pause(self.sweep_seconds, self._stopping)
 
     # -- sign-in is the link -----------------------------------------------------------------------
 
