@@ -219,7 +219,7 @@ async def test_a_stop_while_a_burst_settles_ends_at_once_and_leaves_the_changes_
 async def test_a_pass_stuck_past_the_grace_is_cancelled_and_its_group_stays_dirty(
     redis: Redis, sandbox: Sandbox
 ) -> None:
-    sandbox.q.faults.put_group_delay_seconds = 1.5  # (its thread still waits for Q's answer after the cancel)
+    sandbox.q.faults.put_group_delay_seconds = 0.6  # (its thread still waits for Q's answer after the cancel)
     sync = make_sync(redis, sandbox)
     await sync.observe("alice@example.com", ["core-team"])
     await sync.start()
