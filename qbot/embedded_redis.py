@@ -17,9 +17,15 @@ import tempfile
 import time
 from pathlib import Path
 
+LOG_FILE = "redis.log"
+
 
 class RedisNotFound(RuntimeError):
     pass
+
+
+class RedisDidNotStart(RuntimeError):
+    """redis-server exited or never answered; the message ends with what it said, if anything."""
 
 
 def redis_server_binary() -> str:
@@ -77,7 +83,8 @@ class EmbeddedRedis:
             persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.durable else ["--appendonly", "no"]
             self._process = subprocess.Popen(  # noqa: S603 - fixed binary, fixed arguments
                 [binary, "--port", str(port), "--bind", self.host, "--save", "", *persistence,
-                 "--dir", self._dir.name, "--daemonize", "no", "--loglevel", "warning"],
+                 "--dir", self._dir.name, "--daemonize", "no", "--loglevel", "warning",
+                 "--logfile", str(Path(self._dir.name) / LOG_FILE)],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 preexec_fn=_die_with_parent,
@@ -85,10 +92,21 @@ class EmbeddedRedis:
             if self._wait_ready(port, timeout):
                 self.port = port
                 return self
+            said = self._last_words()
             self.stop()
             if self.port:  # a fixed port that does not come up will not come up on a retry either
                 break
-        raise RuntimeError(f"redis-server ({binary}) did not start")
+        raise RedisDidNotStart(f"redis-server ({binary}) did not start" + (f": {said}" if said else ""))
+
+    def _last_words(self) -> str:
+        """The last two things redis-server logged, which say why it stopped (e.g. "Could not create server TCP
+        listening socket 127.0.0.1:6379: bind: Address already in use", then "Failed listening ..., aborting.")."""
+        try:
+            lines = (Path(self._dir.name) / LOG_FILE).read_text(errors="replace").splitlines() if self._dir else []
+        except OSError:
+            return ""
+        said = [line.partition(" # ")[2].strip() or line.strip() for line in lines if line.strip()]
+        return " ".join(said[-2:])[-400:]
 
     def _wait_ready(self, port: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

@@ -5,9 +5,10 @@ import subprocess
 import sys
 import time
 
+import pytest
 import redis
 
-from qbot.embedded_redis import EmbeddedRedis
+from qbot.embedded_redis import EmbeddedRedis, RedisDidNotStart
 
 
 def _answers(port: int) -> bool:
@@ -46,3 +47,14 @@ def test_redis_dies_with_a_killed_parent() -> None:
             return
         time.sleep(0.05)
     raise AssertionError("redis-server outlived its killed parent")
+
+
+def test_a_taken_fixed_port_fails_at_once_saying_why_and_leaves_no_server() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = EmbeddedRedis(port=port)
+        with pytest.raises(RedisDidNotStart, match=r"did not start: .*[Aa]ddress already in use"):
+            server.start(timeout=30)  # (redis-server exits at once: no waiting it out)
+    assert server._process is None  # stopped and reaped
