@@ -13,6 +13,7 @@ from cryptography.fernet import Fernet
 
 from adapters.teams.adapter import TeamsAdapter
 from bot.config import Settings
+from bot.turn_queue import STREAM
 from qbot.app import GRAPH, build_app
 from sandbox.botframework import FakeBotFramework, rsa_key
 from tests.adapters.teams.conftest import ALICE, APP_ID, TENANT, TeamsBot, teams_env
@@ -88,6 +89,20 @@ def test_malformed_bodies_are_400_never_500(teams: TeamsBot) -> None:
     for body in (b"", b"not json", b"[]", b'{"type": 5}', b'{"type": "message"}', b'{"conversation": "x"}'):
         response = teams.http.post(url, content=body, headers={**token, "Content-Type": "application/json"})
         assert response.status_code == 400, (body, response.status_code, response.text)
+
+
+def test_an_activity_without_a_service_url_or_a_message_without_an_id_is_400_and_nothing_happens(
+    teams: TeamsBot,
+) -> None:
+    no_service_url = teams.message(ALICE, "help")
+    del no_service_url["serviceUrl"]
+    no_id = teams.message(ALICE, "help")
+    del no_id["id"]
+    for activity, why in ((no_service_url, "needs a serviceUrl"), (no_id, "a message activity needs an id")):
+        response = teams.post(activity)
+        assert response.status_code == 400 and why in response.text, response.text
+    assert teams.bot.run(teams.bot.graph.redis.xlen(STREAM)) == 0  # nothing taken in to be answered
+    assert teams.bf.calls == []
 
 
 def test_garbage_with_any_bearer_is_401_before_parsing_and_never_an_error(
