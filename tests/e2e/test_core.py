@@ -265,3 +265,16 @@ def test_the_turn_is_the_askers_thread_held_in_the_messages_own_name(bot: Runnin
     named = hashlib.sha256(Core._client_token(asked).encode()).hexdigest()[:32]
     assert turn.holders == [named]
     assert bot.run(bot.graph.redis.exists(TurnLock.key(ALICE.key, "c1", "t1"))) == 0  # let go when it ended
+
+
+def test_an_action_proposed_where_answers_are_private_runs_privately_back_to_where_it_was_asked(
+    bot: RunningBot,
+) -> None:
+    link(bot, ALICE, "alice")
+    turn = PlatformTurn(bot.sandbox)
+    proposed = bot.run(bot.core.handle(message(TICKET, shared=True), turn))  # a channel, private by default
+    assert isinstance(proposed, Answer) and proposed.action_review is not None and proposed.private
+    review = proposed.action_review
+    placed = bot.run(bot.core.submit_action(ALICE, review.review_id, alices_values(review)))
+    assert isinstance(placed, PlacedReply) and isinstance(placed.reply, Answer) and placed.reply.private
+    assert (placed.channel, placed.thread, placed.shared, placed.address) == ("c1", "t1", True, turn.address())
