@@ -164,7 +164,7 @@ def test_markdown_answers_copy_and_an_over_long_question(web_bot: WebBot, chromi
 def test_waiting_can_be_stopped_and_failures_retried(web_bot: WebBot, chromium: Browser) -> None:
     page, problems = signed_in_page(chromium, web_bot)
     q = web_bot.sandbox.q
-    q.faults.delay_next_seconds = 3  # a slow answer
+    q.faults.held.add("alice@example.com")  # a slow answer: Q holds it until the test lets go
     page.get_by_test_id("input").fill("What is Project Aurora?")
     page.get_by_test_id("send").click()
     thinking = page.get_by_test_id("thinking")
@@ -175,6 +175,7 @@ def test_waiting_can_be_stopped_and_failures_retried(web_bot: WebBot, chromium: 
     expect(thinking).to_have_count(0)
     expect(page.get_by_test_id("notice-text")).to_have_text("Stopped. The answer, if it comes, will not be shown.")
     expect(page.get_by_test_id("send")).to_be_enabled()
+    q.faults.held.clear()
     _wait_until(lambda: q.stats.chat_calls["alice@example.com"] == 1 and q.stats.in_flight == 0)
     page.get_by_test_id("retry").click()  # the same question again: Q hands back the answer it finished
     expect(page.get_by_test_id("answer-text")).to_contain_text("next-generation analytics platform")
