@@ -105,11 +105,13 @@ def test_every_request_is_acked_before_the_work_is_done(slack: SlackBot) -> None
     """Slack retries what isn't acked within 3 s: the ack never waits for Q (observed, not timed: when the
     mention's 200 arrives, Q is still working on it) nor for a command's reply."""
     slack.linked("U_ALICE", "alice")
-    slack.sandbox.q.faults.delay_seconds = 2.0
+    slack.sandbox.q.faults.held.add("alice@example.com")  # Q works on her question until the test lets go
     ts = slack.mention("U_ALICE", AURORA)  # asserts the 200
     assert not any(m.get("thread_ts") == ts and "[1]" in m["text"] for m in slack.fake.messages.values())
+    slack.fake.wait_for(lambda: slack.sandbox.q.stats.in_flight == 1 or None)
     hook = slack.command("U_ALICE", "/qstatus")  # acked while the question is still being answered
     assert "Linked as alice@example.com" in slack.responses(hook)[0]["text"]
+    slack.sandbox.q.faults.held.clear()
     answer = slack.answer_in(CHANNEL, ts)
     assert "[1]" in answer["text"]
 
