@@ -401,6 +401,11 @@ def test_role_session_names_fit_sts() -> None:
     assert len(long_name) == 64 and long_name != role_session_name(ChatIdentity("web", "", "b"), "a" * 80 + "@x.y")
     assert role_session_name(ALICE, None).startswith("qbot-")
     assert role_session_name(ALICE, "x").startswith("qbot-")
+    # the bounds themselves: 64 and 2 characters are kept as they are, 65 is shortened to 64
+    exactly_64 = "b" * 52 + "@example.com"
+    assert role_session_name(ALICE, exactly_64) == exactly_64
+    assert role_session_name(ALICE, "c" + exactly_64) == "c" + "b" * 50 + "-" + role_session_name(ALICE, None)[5:17]
+    assert role_session_name(ALICE, "ab") == "ab"
 
 
 # -- a refresh in flight while the link changes: the IdP holds the refresh (a slow token endpoint) -----------
