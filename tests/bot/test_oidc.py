@@ -10,11 +10,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from aiohttp import web
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from bot.errors import IdentityProviderError, IdTokenInvalid, LinkExpired
 from bot.oidc import AWS_TAGS_CLAIM, OidcClient
+from sandbox.serving import bind, url_of
 from sandbox.world import CLIENT_ID, CLIENT_SECRET, Sandbox
 from tests.bot.linking import oidc_client, sign_in, tokens_for
 
@@ -278,3 +280,113 @@ async def test_a_key_the_idp_stopped_publishing_is_no_longer_trusted(sandbox: Sa
             await client.verify_id_token(old.id_token, nonce=login.nonce)
     finally:
         await client.aclose()
+
+
+# -- what the sandbox IdP, correct by construction, never sends: a hand-written IdP on loopback ----------------
+
+
+class HandWrittenIdP:
+    """Discovery and token answers a test writes (a trailing slash in the issuer, missing endpoints, odd token
+    responses, client_secret_post only); it records how each token request authenticated the client."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.discovery: dict[str, Any] = {
+            "issuer": url, "authorization_endpoint": url + "/authorize", "token_endpoint": url + "/token",
+            "jwks_uri": url + "/jwks",
+        }  # fmt: skip
+        self.token_response: dict[str, Any] = {
+            "access_token": "an-access-token", "token_type": "Bearer", "id_token": "a.b.c", "expires_in": 300,
+        }  # fmt: skip
+        self.client_auth: list[str] = []
+
+    async def discovery_document(self, request: web.Request) -> web.Response:
+        return web.json_response(self.discovery)
+
+    async def token(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        method = (
+            "client_secret_basic" if request.headers.get("Authorization", "").startswith("Basic ")
+            else "client_secret_post" if form.get("client_secret") == CLIENT_SECRET else "none"
+        )  # fmt: skip
+        self.client_auth.append(method)
+        if method not in self.discovery.get("token_endpoint_auth_methods_supported", ["client_secret_basic"]):
+            return web.json_response({"error": "invalid_client"}, status=401)
+        return web.json_response(self.token_response)
+
+
+@pytest.fixture
+async def hand_written() -> AsyncIterator[tuple[HandWrittenIdP, OidcClient]]:
+    sock = bind("127.0.0.1", 0)
+    idp = HandWrittenIdP(url_of(sock))
+    app = web.Application()
+    app.router.add_get("/.well-known/openid-configuration", idp.discovery_document)
+    app.router.add_post("/token", idp.token)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    client = OidcClient(idp.url, CLIENT_ID, CLIENT_SECRET, ["openid"], "http://127.0.0.1/cb")
+    yield idp, client
+    await client.aclose()
+    await runner.cleanup()
+
+
+async def test_a_discovery_issuer_with_a_trailing_slash_is_the_configured_issuer(
+    hand_written: tuple[HandWrittenIdP, OidcClient],
+) -> None:
+    idp, client = hand_written
+    idp.discovery["issuer"] = idp.url + "/"
+    assert (await client.metadata())["issuer"] == idp.url + "/"  # and id_tokens must carry it exactly so
+
+
+async def test_an_incomplete_discovery_document_is_a_clear_error(
+    hand_written: tuple[HandWrittenIdP, OidcClient],
+) -> None:
+    idp, client = hand_written
+    del idp.discovery["jwks_uri"]
+    with pytest.raises(IdentityProviderError) as caught:
+        await client.metadata()
+    assert caught.value.user_message == "The sign-in service is misconfigured (incomplete discovery document)."
+    assert caught.value.detail == "discovery without jwks_uri"
+
+
+async def test_an_unreachable_token_endpoint_is_an_identity_provider_error(
+    hand_written: tuple[HandWrittenIdP, OidcClient], refused_url: str
+) -> None:
+    idp, client = hand_written
+    idp.discovery["token_endpoint"] = refused_url + "/token"  # discovery answers, the token endpoint is down
+    with pytest.raises(IdentityProviderError) as caught:
+        await client.refresh("a-refresh-token")
+    assert caught.value.user_message == "The sign-in service is not answering. Please try again in a minute."
+    assert "a-refresh-token" not in str(caught.value)
+
+
+async def test_a_token_response_without_an_id_token_says_what_the_administrator_must_enable(
+    hand_written: tuple[HandWrittenIdP, OidcClient],
+) -> None:
+    idp, client = hand_written
+    idp.token_response["id_token"] = ""
+    with pytest.raises(IdentityProviderError) as caught:
+        await client.refresh("a-refresh-token")
+    assert caught.value.user_message == (
+        "The sign-in service returned no identity token. Ask your administrator to enable OpenID Connect "
+        "(the openid scope) for the qbot app."
+    )
+
+
+async def test_an_empty_refresh_token_and_no_lifetime_read_as_absent(
+    hand_written: tuple[HandWrittenIdP, OidcClient],
+) -> None:
+    idp, client = hand_written
+    idp.token_response["refresh_token"] = ""
+    del idp.token_response["expires_in"]
+    tokens = await client.refresh("a-refresh-token")
+    assert (tokens.id_token, tokens.refresh_token, tokens.expires_at) == ("a.b.c", None, None)
+
+
+async def test_an_idp_taking_client_secret_post_only_gets_it(hand_written: tuple[HandWrittenIdP, OidcClient]) -> None:
+    idp, client = hand_written
+    idp.discovery["token_endpoint_auth_methods_supported"] = ["client_secret_post"]
+    assert (await client.refresh("a-refresh-token")).id_token == "a.b.c"
+    assert (await client.exchange_code("a-code", "v" * 50)).id_token == "a.b.c"
+    assert idp.client_auth == ["client_secret_post", "client_secret_post"]
