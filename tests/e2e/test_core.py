@@ -278,3 +278,24 @@ def test_an_action_proposed_where_answers_are_private_runs_privately_back_to_whe
     placed = bot.run(bot.core.submit_action(ALICE, review.review_id, alices_values(review)))
     assert isinstance(placed, PlacedReply) and isinstance(placed.reply, Answer) and placed.reply.private
     assert (placed.channel, placed.thread, placed.shared, placed.address) == ("c1", "t1", True, turn.address())
+
+
+def test_qplugin_asks_the_named_plugin_and_keeps_the_places_privacy(bot: RunningBot) -> None:
+    link(bot, ALICE, "alice")
+    asked = message("qplugin jira my monitor flickers", shared=True)  # no ticket words: only the name picks Jira
+    proposed = bot.run(bot.core.handle(asked, PlatformTurn(bot.sandbox)))
+    assert isinstance(proposed, Answer) and proposed.action_review is not None
+    review = proposed.action_review
+    assert review.fields[0].value == "my monitor flickers"
+    placed = bot.run(bot.core.submit_action(ALICE, review.review_id, alices_values(review)))
+    assert isinstance(placed, PlacedReply) and placed.reply.private  # the channel's answers are private
+
+
+def test_an_answer_says_which_of_its_files_were_not_read(bot: RunningBot) -> None:
+    link(bot, ALICE, "alice")
+    offered = (OfferedFile("z.txt", len(ZEPHYR), None, "0"),
+               OfferedFile("chan.docx", None, "not read: in a channel", "1"))
+    reply = bot.run(bot.core.handle(message("What is Zephyr's codename?", offered=offered),
+                                    PlatformTurn(bot.sandbox, files={"0": ZEPHYR})))
+    assert isinstance(reply, Answer) and "BLUEBIRD" in reply.text
+    assert reply.failed_attachments == (FailedAttachment("chan.docx", "not read: in a channel"),)
