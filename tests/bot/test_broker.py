@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from aiohttp import web
 from redis.asyncio import Redis
 
 from bot.broker import LOCK_PREFIX, CredentialBroker, role_session_name
@@ -25,6 +27,7 @@ from bot.errors import (
 from bot.metrics import Metrics
 from bot.model import ChatIdentity
 from bot.vault import Vault
+from sandbox.serving import bind, url_of
 from sandbox.world import ROLE_ARN, Sandbox
 from tests.bot.linking import link_user, oidc_client, signed_in_account
 from tests.conftest import until
@@ -259,7 +262,8 @@ async def test_sts_refusal_is_a_clear_error(bot: Process, sandbox: Sandbox) -> N
     sandbox.sts.faults.error_next = ["AccessDenied"]
     with pytest.raises(QUnavailable) as caught:
         await bot.broker.credentials(ALICE)
-    assert "AccessDenied" in caught.value.user_message and caught.value.request_id
+    assert "AccessDenied" in caught.value.user_message
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", caught.value.request_id)
     assert bot.count("sts_calls", "refused") == 1
     assert await bot.vault.load(ALICE) is not None  # the link is fine; AWS's side is not
 
@@ -519,3 +523,46 @@ async def test_a_slow_idp_says_try_again_and_keeps_the_link(
     stored = await bot.vault.load(ALICE)
     assert stored is not None and stored.refresh_token == account.refresh_token
     assert await bot.redis.exists(LOCK_PREFIX + ALICE.key) == 0  # released for the next question
+
+
+async def test_sts_throttling_every_retry_says_try_again(bot: Process, sandbox: Sandbox) -> None:
+    """Throttling is a 400 at STS, yet transient: once botocore's retries are spent the user is told to retry,
+    not to call the administrator."""
+    await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    sandbox.sts.faults.outage = "Throttling"
+    with pytest.raises(QUnavailable) as caught:
+        await bot.broker.credentials(ALICE)
+    assert caught.value.user_message == "AWS is not issuing credentials right now. Please try again in a minute."
+    assert bot.count("sts_calls", "error") == 1 and bot.count("sts_calls", "refused") == 0
+
+
+@pytest.fixture
+async def failing_proxy_url() -> AsyncIterator[str]:
+    """A proxy in front of STS that answers every call with an HTTP 500 error page (no STS error code in it)."""
+
+    async def error_page(request: web.Request) -> web.Response:
+        return web.Response(status=500,
+                            text="<html><body>Internal Server Error</body></html>",
+                            content_type="text/html")
+
+    sock = bind("127.0.0.1", 0)
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", error_page)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    yield url_of(sock)
+    await runner.cleanup()
+
+
+async def test_an_http_500_from_sts_says_try_again_whatever_its_code(
+    make_process: Callable[..., Process], sandbox: Sandbox, failing_proxy_url: str
+) -> None:
+    """Any 5xx is AWS's side failing, even without a code we know: the user is told to try again."""
+    bot = make_process(sts_endpoint_url=failing_proxy_url)
+    await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    with pytest.raises(QUnavailable) as caught:
+        await bot.broker.credentials(ALICE)
+    assert caught.value.user_message == "AWS is not issuing credentials right now. Please try again in a minute."
+    assert bot.count("sts_calls", "error") == 1 and bot.count("sts_calls", "refused") == 0
+    assert await bot.vault.load(ALICE) is not None and await bot.vault.load_credentials(ALICE) is None
