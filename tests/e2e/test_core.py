@@ -299,3 +299,14 @@ def test_an_answer_says_which_of_its_files_were_not_read(bot: RunningBot) -> Non
                                     PlatformTurn(bot.sandbox, files={"0": ZEPHYR})))
     assert isinstance(reply, Answer) and "BLUEBIRD" in reply.text
     assert reply.failed_attachments == (FailedAttachment("chan.docx", "not read: in a channel"),)
+
+
+def test_credentials_q_rejects_mid_thread_are_replaced_and_the_thread_goes_on(bot: RunningBot) -> None:
+    link(bot, ALICE, "alice")
+    first = bot.ask(ALICE, AURORA, thread="t1")
+    cached = bot.run(bot.core.accounts.vault.load_credentials(ALICE))
+    assert isinstance(first, Answer) and cached is not None
+    bot.sandbox.credentials.revoke(cached.access_key_id)  # revoked at AWS, still cached by the bot
+    follow_up = bot.ask(ALICE, "When does it launch?", thread="t1")
+    assert isinstance(follow_up, Answer) and follow_up.conversation_id == first.conversation_id
+    assert bot.sandbox.sts.stats.calls["alice@example.com"] == 2
