@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 from aiohttp import web
 from joserfc import jwt
@@ -268,6 +269,20 @@ async def test_a_key_rotation_at_the_idp_is_followed_with_one_refetch(oidc: Oidc
         with pytest.raises(IdTokenInvalid):
             await oidc.verify_id_token(forged, nonce=None)
     assert sandbox.idp.stats.jwks_fetches <= fetched + 2
+
+
+async def test_discovery_and_keys_go_through_the_given_http_client_which_stays_open(sandbox: Sandbox) -> None:
+    """As the bot wires it (one shared httpx client): discovery and JWKS are fetched with it, and closing the OIDC
+    client leaves it open for its owner."""
+    async with httpx.AsyncClient() as http:
+        client = oidc_client(sandbox, http=http)
+        try:
+            login, tokens = await tokens_for(client, "alice")
+            assert (await client.verify_id_token(tokens.id_token, nonce=login.nonce)).email == "alice@example.com"
+        finally:
+            await client.aclose()
+        assert sandbox.idp.stats.jwks_fetches == 1 and not http.is_closed
+        assert (await http.get(sandbox.idp_url + "/.well-known/openid-configuration")).status_code == 200
 
 
 async def test_a_key_the_idp_stopped_publishing_is_no_longer_trusted(sandbox: Sandbox) -> None:
