@@ -365,6 +365,18 @@ async def test_an_incomplete_discovery_document_is_a_clear_error(
     assert caught.value.detail == "discovery without jwks_uri"
 
 
+async def test_an_issuer_without_discovery_cannot_be_reached(hand_written: tuple[HandWrittenIdP, OidcClient]) -> None:
+    idp, _ = hand_written
+    client = OidcClient(idp.url + "/elsewhere", CLIENT_ID, CLIENT_SECRET, ["openid"], "http://127.0.0.1/cb")
+    try:
+        with pytest.raises(IdentityProviderError) as caught:
+            await client.metadata()  # HTTP 404
+    finally:
+        await client.aclose()
+    assert caught.value.user_message == "The sign-in service cannot be reached. Please try again in a minute."
+    assert caught.value.detail.endswith("answered HTTP 404")
+
+
 async def test_an_unreachable_token_endpoint_is_an_identity_provider_error(
     hand_written: tuple[HandWrittenIdP, OidcClient], refused_url: str
 ) -> None:
