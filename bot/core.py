@@ -256,12 +256,18 @@ class Core:
             async with self._turns.hold(identity.key, message.channel, message.thread, client_token) as lock:
                 files, notes = await read_files(message.offered, allowance, turn.download)
                 if not message.text.strip() and not message.files and not files:
+                    # equivalent mutants: private=None or left out; _handle makes every notice private where
+                    # answers are
                     return Notice(NoticeKind.INFO, NOTHING_READABLE, private=private, failed_attachments=notes)
                 with_files = dataclasses.replace(message, files=message.files + files)
+                # equivalent mutants: without `lock`, the save lets no lock go and `hold` lets it go on leaving
+                # the block, a round trip later: the same end state
                 answer = await self._chat(with_files, client_token, policy, plugin, lock)
         self._metrics.answer_latency.observe(time.perf_counter() - started)
         if answer.action_review is not None or answer.plugin_auth is not None:
             # An action to review or a plugin to authorize: kept for the asker (only they may act on it).
+            # not killed: "XXXX" for no plugin. The name is used only with a plugin authorization, which Q (and the
+            # sandbox) asks in PLUGIN_MODE, of a plugin the asker or the channel chose
             answer = await self.plugins.keep(
                 message, answer, private=private, plugin=plugin.name if plugin else "", address=turn.address()
             )
@@ -303,8 +309,12 @@ class Core:
                 # Q forgot the conversation (expired or deleted): start afresh and answer anyway.
                 await self._conversations.forget(identity, message.channel, message.thread)
                 fresh_token = self._client_token(message, fresh=True)
+                # equivalent mutants: fresh = None, pin_turn(None, None), conversation=None below: a pin of None
+                # reads back None whoever pinned it first
                 fresh = await self._conversations.pin_turn(fresh_token, None)
                 answer = await ask(credentials, conversation=fresh, client_token=fresh_token)
+        # equivalent mutants: turn=None or left out; `hold` lets the lock go on leaving its block, a round trip
+        # later, to the same end state
         try:  # (the Redis client has already retried a few times, with backoff); the turn's lock goes with it
             await self._conversations.save(
                 identity, message.channel, message.thread, answer.conversation_id, answer.message_id, turn=lock
@@ -316,6 +326,8 @@ class Core:
     @staticmethod
     def _client_token(message: IncomingMessage, *, fresh: bool = False) -> str:
         """Derived from the platform's message id: a redelivered message maps to the same Q turn."""
+        # equivalent mutants: another spelling of 'new' or of '' keeps the two tokens distinct and stable; [:65]
+        # of a 64-character digest
         basis = f"{message.identity.key}|{message.channel}|{message.message_id}|{'new' if fresh else ''}"
         return hashlib.sha256(basis.encode()).hexdigest()[:64]
 
