@@ -16,7 +16,7 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from bot.errors import IdentityProviderError, IdTokenInvalid, LinkExpired
-from bot.oidc import AWS_TAGS_CLAIM, OidcClient
+from bot.oidc import AWS_TAGS_CLAIM, OidcClient, _client_auth_method
 from sandbox.serving import bind, url_of
 from sandbox.world import CLIENT_ID, CLIENT_SECRET, Sandbox
 from tests.bot.linking import oidc_client, sign_in, tokens_for
@@ -417,3 +417,27 @@ async def test_an_idp_taking_client_secret_post_only_gets_it(hand_written: tuple
     assert (await client.refresh("a-refresh-token")).id_token == "a.b.c"
     assert (await client.exchange_code("a-code", "v" * 50)).id_token == "a.b.c"
     assert idp.client_auth == ["client_secret_post", "client_secret_post"]
+
+
+TOKEN_METHODS = "token_endpoint_auth_methods_supported"
+REVOCATION_METHODS = "revocation_endpoint_auth_methods_supported"
+
+
+@pytest.mark.parametrize(
+    ("metadata", "key", "expected"),
+    [
+        ({}, TOKEN_METHODS, "client_secret_basic"),  # nothing advertised: the OAuth default
+        ({TOKEN_METHODS: ["client_secret_post"]}, TOKEN_METHODS, "client_secret_post"),
+        ({TOKEN_METHODS: ["client_secret_basic", "client_secret_post"]}, TOKEN_METHODS, "client_secret_basic"),
+        ({TOKEN_METHODS: ["private_key_jwt"]}, TOKEN_METHODS, "client_secret_basic"),
+        ({TOKEN_METHODS: "client_secret_post"}, TOKEN_METHODS, "client_secret_basic"),  # not a list: not read
+        # revocation: its own list when there is one, else the token endpoint's
+        ({TOKEN_METHODS: ["client_secret_post"]}, REVOCATION_METHODS, "client_secret_post"),
+        ({TOKEN_METHODS: ["client_secret_post"], REVOCATION_METHODS: ["client_secret_basic"]}, REVOCATION_METHODS,
+         "client_secret_basic"),
+    ],
+)  # fmt: skip
+def test_client_authentication_is_basic_unless_only_post_is_advertised(
+    metadata: dict[str, Any], key: str, expected: str
+) -> None:
+    assert _client_auth_method(metadata, key) == expected
