@@ -314,20 +314,32 @@ class HandWrittenIdP:
             "access_token": "an-access-token", "token_type": "Bearer", "id_token": "a.b.c", "expires_in": 300,
         }  # fmt: skip
         self.client_auth: list[str] = []
+        self.revocations: list[dict[str, str]] = []  # the forms revocation requests posted
 
     async def discovery_document(self, request: web.Request) -> web.Response:
         return web.json_response(self.discovery)
 
-    async def token(self, request: web.Request) -> web.Response:
-        form = await request.post()
+    async def _authenticated(self, request: web.Request, supported_key: str) -> dict[str, str] | None:
+        form = {key: str(value) for key, value in (await request.post()).items()}
         method = (
             "client_secret_basic" if request.headers.get("Authorization", "").startswith("Basic ")
             else "client_secret_post" if form.get("client_secret") == CLIENT_SECRET else "none"
         )  # fmt: skip
         self.client_auth.append(method)
-        if method not in self.discovery.get("token_endpoint_auth_methods_supported", ["client_secret_basic"]):
+        supported = self.discovery.get(supported_key) or self.discovery.get("token_endpoint_auth_methods_supported")
+        return form if method in (supported or ["client_secret_basic"]) else None
+
+    async def token(self, request: web.Request) -> web.Response:
+        if await self._authenticated(request, "token_endpoint_auth_methods_supported") is None:
             return web.json_response({"error": "invalid_client"}, status=401)
         return web.json_response(self.token_response)
+
+    async def revoke(self, request: web.Request) -> web.Response:
+        form = await self._authenticated(request, "revocation_endpoint_auth_methods_supported")
+        if form is None:
+            return web.json_response({"error": "invalid_client"}, status=401)
+        self.revocations.append(form)
+        return web.Response()
 
 
 @pytest.fixture
@@ -337,6 +349,7 @@ async def hand_written() -> AsyncIterator[tuple[HandWrittenIdP, OidcClient]]:
     app = web.Application()
     app.router.add_get("/.well-known/openid-configuration", idp.discovery_document)
     app.router.add_post("/token", idp.token)
+    app.router.add_post("/revoke", idp.revoke)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.SockSite(runner, sock).start()
@@ -417,6 +430,37 @@ async def test_an_idp_taking_client_secret_post_only_gets_it(hand_written: tuple
     assert (await client.refresh("a-refresh-token")).id_token == "a.b.c"
     assert (await client.exchange_code("a-code", "v" * 50)).id_token == "a.b.c"
     assert idp.client_auth == ["client_secret_post", "client_secret_post"]
+
+
+async def test_revocation_without_an_endpoint_is_not_done_and_says_so(
+    hand_written: tuple[HandWrittenIdP, OidcClient],
+) -> None:
+    _, client = hand_written
+    assert await client.revoke("a-refresh-token") is False
+
+
+async def test_revocation_names_the_refresh_token_and_authenticates_as_the_idp_asks(
+    hand_written: tuple[HandWrittenIdP, OidcClient],
+) -> None:
+    """The revocation endpoint's own methods decide (client_secret_post here, while the token endpoint's is basic)."""
+    idp, client = hand_written
+    idp.discovery["revocation_endpoint"] = idp.url + "/revoke"
+    idp.discovery["revocation_endpoint_auth_methods_supported"] = ["client_secret_post"]
+    assert await client.revoke("a-refresh-token") is True
+    assert idp.client_auth == ["client_secret_post"]
+    assert [(form["token"], form["token_type_hint"]) for form in idp.revocations] == [
+        ("a-refresh-token", "refresh_token")
+    ]
+
+
+async def test_an_unreachable_revocation_endpoint_is_an_identity_provider_error(
+    hand_written: tuple[HandWrittenIdP, OidcClient], refused_url: str
+) -> None:
+    idp, client = hand_written
+    idp.discovery["revocation_endpoint"] = refused_url + "/revoke"
+    with pytest.raises(IdentityProviderError) as caught:
+        await client.revoke("a-refresh-token")
+    assert caught.value.user_message == "The sign-in service is not answering. Please try again in a minute."
 
 
 TOKEN_METHODS = "token_endpoint_auth_methods_supported"
