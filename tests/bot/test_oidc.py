@@ -399,6 +399,9 @@ async def test_an_unreachable_token_endpoint_is_an_identity_provider_error(
         await client.refresh("a-refresh-token")
     assert caught.value.user_message == "The sign-in service is not answering. Please try again in a minute."
     assert "a-refresh-token" not in str(caught.value)
+    with pytest.raises(IdentityProviderError) as caught:
+        await client.exchange_code("a-code", "v" * 50)
+    assert caught.value.user_message == "The sign-in service is not answering. Please try again in a minute."
 
 
 async def test_a_token_response_without_an_id_token_says_what_the_administrator_must_enable(
