@@ -43,8 +43,8 @@ GONE = "This answer was already shared, or is more than a day old: ask again to 
 
 
 def in_channel(bot: RunningBot, text: str, channel: str, message_id: str) -> object:
-    message = IncomingMessage(SLACK_ALICE, text, channel=channel, thread="t1", message_id=message_id, shared=True)
-    return bot.run(bot.core.handle(message))
+    asked = IncomingMessage(SLACK_ALICE, text, channel=channel, thread="t1", message_id=message_id, shared=True)
+    return bot.run(bot.core.handle(asked))
 
 
 def test_a_channels_filter_and_chat_mode_reach_q(bot: RunningBot) -> None:
