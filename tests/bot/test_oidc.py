@@ -70,7 +70,8 @@ async def test_discovery_must_name_the_configured_issuer(sandbox: Sandbox) -> No
             await client.authorization_url("s", "n", "v" * 50)
     finally:
         await client.aclose()
-    assert "another issuer" in caught.value.user_message and "!= configured" in caught.value.detail
+    assert caught.value.user_message == "The sign-in service is misconfigured (its discovery names another issuer)."
+    assert "!= configured" in caught.value.detail
 
 
 async def test_unreachable_idp_is_an_identity_provider_error(refused_url: str) -> None:
@@ -191,6 +192,15 @@ async def test_claims_of_the_wrong_type_are_dropped_not_passed_on(oidc: OidcClie
     tokens = await oidc.exchange_code(login.code, login.code_verifier)
     claims = await oidc.verify_id_token(tokens.id_token, nonce=login.nonce)
     assert (claims.email, claims.name, claims.groups, claims.email_tag) == (None, None, (), None)
+
+
+async def test_email_verified_sent_as_a_string_is_read(oidc: OidcClient, sandbox: Sandbox) -> None:
+    """Some IdPs (Cognito) send email_verified as "true"/"false"."""
+    for sent, verified in (("true", True), ("false", False)):
+        login = await sign_in(oidc)
+        sandbox.idp.faults.id_token_claims = {"email_verified": sent}
+        tokens = await oidc.exchange_code(login.code, login.code_verifier)
+        assert (await oidc.verify_id_token(tokens.id_token, nonce=login.nonce)).email_verified is verified
 
 
 async def test_exchange_refusals_carry_the_idp_error(oidc: OidcClient) -> None:
@@ -415,6 +425,16 @@ async def test_a_token_response_without_an_id_token_says_what_the_administrator_
         "The sign-in service returned no identity token. Ask your administrator to enable OpenID Connect "
         "(the openid scope) for the qbot app."
     )
+
+
+async def test_a_refusal_without_a_description_shows_the_error_code_alone(
+    hand_written: tuple[HandWrittenIdP, OidcClient],
+) -> None:
+    idp, client = hand_written
+    idp.token_response = {"error": "invalid_request"}
+    with pytest.raises(IdentityProviderError) as caught:
+        await client.refresh("a-refresh-token")
+    assert caught.value.user_message == "The sign-in service refused to renew your sign-in (invalid_request)."
 
 
 async def test_an_empty_refresh_token_and_no_lifetime_read_as_absent(
