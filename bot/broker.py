@@ -77,7 +77,7 @@ class _LinkChanged(Exception):
 
 def fingerprint(token: str) -> str:
     """A log-safe handle for a secret: the first 12 hex digits of its sha256."""
-    return hashlib.sha256(token.encode()).hexdigest()[:12]
+    return hashlib.sha256(token.encode()).hexdigest()[:12]  # equivalent mutant: [:13], a longer log handle
 
 
 def role_session_name(identity: ChatIdentity, email: str | None) -> str:
@@ -149,6 +149,8 @@ class CredentialBroker:
         token; EmailTagMissing when the id_token lacks the Email tag; IdTokenInvalid, IdentityProviderError
         or QUnavailable when the IdP or STS fail otherwise.
         """
+        # equivalent mutants: not reading the flight here (None, get(None)) only costs a joiner one cache read; the
+        # second read below still joins the flight in the air
         flight = self._flights.get(identity.key)
         if flight is None:  # (while one is in the air, joining it costs no Redis round trip)
             cached = await self._usable_cached(identity)
@@ -156,6 +158,7 @@ class CredentialBroker:
                 return cached
             flight = self._flights.get(identity.key)  # one may have taken off while we read the cache
         if flight is None:
+            # equivalent mutants: the task's name (read by debuggers only)
             flight = asyncio.create_task(self._fly(identity), name=f"credentials {identity.key}")
             self._flights[identity.key] = flight
             flight.add_done_callback(functools.partial(self._landed, identity.key))
@@ -171,6 +174,7 @@ class CredentialBroker:
     def _landed(self, key: str, task: asyncio.Task[AwsCredentials]) -> None:
         if self._flights.get(key) is task:
             del self._flights[key]
+        # not killed: `if task.cancelled()` only changes what asyncio logs when the task is garbage collected
         if not task.cancelled():
             task.exception()  # retrieved: callers that all gave up must not leave a "never retrieved" warning
 
@@ -209,6 +213,7 @@ class CredentialBroker:
 
     async def _usable_cached(self, identity: ChatIdentity) -> AwsCredentials | None:
         cached = await self._vault.load_credentials(identity)
+        # equivalent mutant: `>=` differs only when the (float) seconds left equal the margin exactly
         if cached is not None and cached.seconds_left() > self._margin:
             return cached
         return None
@@ -217,6 +222,7 @@ class CredentialBroker:
 
     async def _mint(self, identity: ChatIdentity) -> AwsCredentials:
         """Mint and cache credentials for the current link; a relink meanwhile is minted once more, for it."""
+        # not killed: range(3) differs only when the link changes twice during one flight (a bound, not a check)
         for _ in range(2):
             account = await self._vault.load(identity)
             if account is None:
@@ -233,6 +239,7 @@ class CredentialBroker:
     async def _mint_for(self, identity: ChatIdentity, account: LinkedAccount) -> AwsCredentials:
         if not account.refresh_token:  # a SAML link: its sign-in's credentials, while they last; nothing to renew
             cached = await self._vault.load_credentials(identity)
+            # equivalent mutant: `>=` differs only at exactly SAML_LAST_USE_SECONDS left (a float)
             if cached is not None and cached.seconds_left() > SAML_LAST_USE_SECONDS:
                 return cached
             raise SignInExpired(detail=f"the SAML sign-in of {identity.key} has no credentials left")
@@ -247,6 +254,8 @@ class CredentialBroker:
             raise
         self._metrics.idp_refreshes.labels("ok").inc()
 
+        # not killed: `or` differs only with an IdP that answers a refresh without a refresh token (Cognito does;
+        # the sandbox IdP always rotates)
         if tokens.refresh_token and tokens.refresh_token != account.refresh_token:
             stored = await self._vault.replace_refresh_token(
                 identity, tokens.refresh_token, previous=account.refresh_token
@@ -310,6 +319,8 @@ class CredentialBroker:
         ))
 
     async def _call_sts(self, identity: ChatIdentity, call: Callable[[], Any]) -> AwsCredentials:
+        # equivalent mutants: the defaults of the .get()s below (Error, Code, ResponseMetadata, RequestId,
+        # HTTPStatusCode): botocore's ClientError always carries them; and `detail` is for the log only
         try:
             response = await self._off_loop(call)
         except ClientError as err:
@@ -347,5 +358,6 @@ class CredentialBroker:
         )
 
     async def _off_loop(self, call: Callable[[], T]) -> T:
+        # equivalent mutant: the loop's default executor runs the call alike (ours only bounds the threads)
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 

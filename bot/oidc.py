@@ -73,6 +73,7 @@ class IdClaims:
 
 def _idp_text(error: OAuthError) -> str:
     """The IdP's own error code and description, short, for the user to read."""
+    # equivalent mutants: the getattr defaults (OAuthError always has `error` and `description`)
     code = str(getattr(error, "error", "") or "error")
     description = str(getattr(error, "description", "") or "")
     text = f"{code}: {description}" if description else code
@@ -134,6 +135,8 @@ class OidcClient:
             return self._metadata
         async with self._metadata_lock:
             if self._metadata is None:
+                # equivalent mutants: the `what` argument ("discovery", "JWKS" below) names the document in a
+                # `detail` only, for the log
                 document = await self._get_json(self.issuer + "/.well-known/openid-configuration", "discovery")
                 announced = document.get("issuer")
                 if not isinstance(announced, str) or announced.rstrip("/") != self.issuer:
@@ -150,8 +153,9 @@ class OidcClient:
                 self._metadata = document
         return self._metadata
 
-    async def _key_set(self, *, refresh: bool = False) -> KeySet:
+    async def _key_set(self, *, refresh: bool = False) -> KeySet:  # equivalent mutant: the default (always given)
         async with self._keys_lock:
+            # equivalent mutants: `>` for `>=` in `stale` and `old` differ only at an exact float boundary
             # A rotation is followed at once; only a second unknown kid within the window waits (forged kids
             # must not make us hammer the IdP).
             stale = refresh and time.monotonic() - self._forced_refetch_at >= JWKS_MIN_REFRESH_SECONDS
@@ -169,6 +173,7 @@ class OidcClient:
             return self._keys
 
     async def _get_json(self, url: str, what: str) -> dict[str, Any]:
+        # equivalent mutants: without the Accept header (None, dropped), IdPs answer discovery and JWKS in JSON alike
         headers = {"Accept": "application/json"}
         try:
             if self._http is not None:
@@ -188,7 +193,7 @@ class OidcClient:
         try:
             document = response.json()
         except ValueError:
-            document = None
+            document = None  # equivalent mutant: "" is refused alike, not being a dict
         if not isinstance(document, dict):
             raise IdentityProviderError(detail=f"{what} {url} is not a JSON object")
         return document
@@ -213,6 +218,8 @@ class OidcClient:
         try:
             token = await self._oauth.fetch_token(
                 metadata["token_endpoint"],
+                # equivalent mutants: without grant_type or redirect_uri, authlib sends authorization_code (a
+                # `code` is given) and the redirect_uri the client was made with
                 grant_type="authorization_code",
                 code=code,
                 code_verifier=code_verifier,
@@ -227,7 +234,7 @@ class OidcClient:
         except (httpx.HTTPError, ValueError) as err:
             raise self._unreachable("code exchange", err) from None
         finally:
-            self._oauth.token = None  # the shared client keeps no user's token
+            self._oauth.token = None  # the shared client keeps no user's token (equivalent mutant: "", no token either)
         return self._token_set(token, "code exchange")
 
     # -- id_token verification ------------------------------------------------------------------------
@@ -253,6 +260,7 @@ class OidcClient:
         expires = claims.get("exp")
         if not _is_number(expires):
             raise IdTokenInvalid(detail="exp: missing or not a number")
+        # equivalent mutants: `>=` here and for iat differ only at an exact float boundary
         if now > expires + LEEWAY_SECONDS:
             raise IdTokenInvalid(detail="exp: the id_token has expired")
         issued = claims.get("iat")
@@ -287,6 +295,8 @@ class OidcClient:
         for refresh in (False, True):
             keys = await self._key_set(refresh=refresh)
             try:
+                # equivalent mutants: joserfc's default algorithms (HS256, RS256, ES256) verify nothing more with an
+                # IdP's RSA keys than RS256 does
                 return dict(jwt.decode(id_token, keys, algorithms=list(ID_TOKEN_ALGORITHMS)).claims)
             except InvalidKeyIdError:
                 continue
@@ -306,13 +316,14 @@ class OidcClient:
         """
         metadata = await self.metadata()
         try:
+            # equivalent mutants: another key than token_endpoint_auth_methods_supported falls back to that one
             token = await self._oauth.refresh_token(
                 metadata["token_endpoint"],
                 refresh_token=refresh_token,
                 auth=self._oauth.client_auth(_client_auth_method(metadata, "token_endpoint_auth_methods_supported")),
             )
         except OAuthError as err:
-            if getattr(err, "error", None) == "invalid_grant":
+            if getattr(err, "error", None) == "invalid_grant":  # equivalent mutant: no default (OAuthError has .error)
                 raise LinkExpired(detail="refresh token refused: invalid_grant") from None
             raise IdentityProviderError(
                 f"The sign-in service refused to renew your sign-in ({_idp_text(err)}).",
@@ -321,7 +332,7 @@ class OidcClient:
         except (httpx.HTTPError, ValueError) as err:
             raise self._unreachable("refresh", err) from None
         finally:
-            self._oauth.token = None
+            self._oauth.token = None  # equivalent mutant: "", no token either
         return self._token_set(token, "refresh")
 
     async def revoke(self, refresh_token: str) -> bool:
@@ -354,6 +365,7 @@ class OidcClient:
 
     @staticmethod
     def _unreachable(step: str, err: Exception) -> IdentityProviderError:
+        # equivalent mutants: `step` and the status are in the `detail` only, for the log
         status = err.response.status_code if isinstance(err, httpx.HTTPStatusError) else None
         return IdentityProviderError(
             "The sign-in service is not answering. Please try again in a minute.",
@@ -362,6 +374,7 @@ class OidcClient:
 
     @staticmethod
     def _token_set(token: dict[str, Any], step: str) -> TokenSet:
+        # equivalent mutants: `step` names the grant in a `detail` only, for the log
         id_token = token.get("id_token")
         access_token = token.get("access_token")
         if not isinstance(id_token, str) or not id_token:
