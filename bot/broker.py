@@ -222,7 +222,6 @@ class CredentialBroker:
 
     async def _mint(self, identity: ChatIdentity) -> AwsCredentials:
         """Mint and cache credentials for the current link; a relink meanwhile is minted once more, for it."""
-        # not killed: range(3) differs only when the link changes twice during one flight (a bound, not a check)
         for _ in range(2):
             account = await self._vault.load(identity)
             if account is None:

@@ -476,6 +476,30 @@ async def test_a_refused_refresh_keeps_the_link_made_meanwhile(bot: Process, san
     assert issued_to(sandbox, creds.access_key_id)[0] == "bob@example.com"
 
 
+async def test_a_link_that_keeps_changing_is_not_chased_past_a_second_mint(bot: Process, sandbox: Sandbox) -> None:
+    """A relink during the refresh is minted once more, for the new link; a second relink during that mint ends
+    the flight (bounded work per question): nothing is cached, and the next question mints for the newest link."""
+    await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    bobs_link, _ = await signed_in_account(sandbox, "bob")
+    carols_link, _ = await signed_in_account(sandbox, "carol")
+    try:
+        flight = await _refresh_held_at_the_idp(sandbox, bot)
+        await bot.vault.store(ALICE, bobs_link)  # relinked while alice's refresh is at the IdP
+        sandbox.sts.faults.delay_seconds = 60
+        sandbox.idp.faults.token_delay_seconds = 0  # alice's refresh lands, is dropped; bob's link is minted
+        await until(lambda: sandbox.sts.stats.delayed == 1)
+        await bot.vault.store(ALICE, carols_link)  # relinked again while bob's credentials are minted
+    finally:
+        sandbox.idp.faults.token_delay_seconds = 0
+        sandbox.sts.faults.delay_seconds = 0
+    with pytest.raises(NotLinked):
+        await flight
+    assert await bot.redis.exists(Vault.credentials_key(ALICE)) == 0
+    assert sandbox.sts.stats.calls["carol@example.com"] == 0
+    creds = await bot.broker.credentials(ALICE)
+    assert issued_to(sandbox, creds.access_key_id)[0] == "carol@example.com"
+
+
 # -- AWS STS or the IdP failing: one clear message, and the link kept -----------------------------------------
 
 
