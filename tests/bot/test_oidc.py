@@ -377,6 +377,16 @@ async def test_a_discovery_issuer_with_a_trailing_slash_is_the_configured_issuer
     assert (await client.metadata())["issuer"] == idp.url + "/"  # and id_tokens must carry it exactly so
 
 
+async def test_a_discovery_issuer_differing_by_a_trailing_character_is_another_issuer(
+    hand_written: tuple[HandWrittenIdP, OidcClient],
+) -> None:
+    idp, client = hand_written
+    idp.discovery["issuer"] = idp.url + "X"
+    with pytest.raises(IdentityProviderError) as caught:
+        await client.metadata()
+    assert caught.value.user_message == "The sign-in service is misconfigured (its discovery names another issuer)."
+
+
 async def test_an_incomplete_discovery_document_is_a_clear_error(
     hand_written: tuple[HandWrittenIdP, OidcClient],
 ) -> None:
