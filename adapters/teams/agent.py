@@ -318,13 +318,13 @@ class TeamsAgent(ActivityHandler):
         so documents of the asker stay with the asker until they share them."""
         cards = answer_cards(answer)
         activities = [card_activity(card) for card in [*cards, *plugin_cards(answer)]]  # + an action's form
+        # Kept before it is shown: a 👎 clicked the moment the card appears finds it (and asks why).
+        await self._remember_card(answer, cards[-1])
         if answer.private and message.scope is not Scope.PERSONAL:
-            if not await self._send_privately(context, message, activities):
-                return
+            await self._send_privately(context, message, activities)
         else:
             for activity in activities:
                 await context.send_activity(activity)
-        await self._remember_card(answer, cards[-1])
 
     async def _remember_card(self, answer: Answer, card: Card) -> None:
         """Teams' click carries no card: keep the last one to redraw it (without buttons) after a click."""
