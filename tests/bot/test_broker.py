@@ -264,7 +264,10 @@ async def test_sts_refusal_is_a_clear_error(bot: Process, sandbox: Sandbox) -> N
     sandbox.sts.faults.error_next = ["AccessDenied"]
     with pytest.raises(QUnavailable) as caught:
         await bot.broker.credentials(ALICE)
-    assert "AccessDenied" in caught.value.user_message
+    assert caught.value.user_message == (
+        "AWS refused to issue credentials for your sign-in (AccessDenied). Please tell your administrator: the IAM "
+        "role's trust policy or identity provider may be wrong."
+    )
     assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", caught.value.request_id)
     assert bot.count("sts_calls", "refused") == 1
     assert await bot.vault.load(ALICE) is not None  # the link is fine; AWS's side is not
