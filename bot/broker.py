@@ -309,6 +309,8 @@ class CredentialBroker:
         name and Email tag from the assertion's attributes. Not cached here: the link stores them."""
         if not self._saml_provider_arn:
             raise QUnavailable(detail="assume_role_with_saml without QBOT_SAML_PROVIDER_ARN")
+        # equivalent mutant: identity=None (it names the chat account in a `detail` only). Not killed: dropping
+        # DurationSeconds, which STS defaults to the 3600 s the SAML tests configure
         return await self._call_sts(identity, functools.partial(
             self._sts.assume_role_with_saml,
             RoleArn=self._role_arn,
