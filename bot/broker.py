@@ -253,8 +253,8 @@ class CredentialBroker:
             raise
         self._metrics.idp_refreshes.labels("ok").inc()
 
-        # not killed: `or` differs only with an IdP that answers a refresh without a refresh token (Cognito does;
-        # the sandbox IdP always rotates)
+        # equivalent mutant: `or`: a refresh answered without a refresh token (Cognito) comes back from authlib with
+        # the one redeemed, which the vault then stores again (test_an_idp_that_does_not_rotate_refresh_tokens_...)
         if tokens.refresh_token and tokens.refresh_token != account.refresh_token:
             stored = await self._vault.replace_refresh_token(
                 identity, tokens.refresh_token, previous=account.refresh_token

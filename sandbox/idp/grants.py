@@ -88,6 +88,8 @@ class RotatingRefreshGrant(RefreshTokenGrant):
         return self.idp.directory.by_username(refresh_token.username)
 
     def revoke_old_credential(self, refresh_token: IssuedToken) -> None:
+        if self.idp.faults.omit_refresh_token:  # no new token was issued: the old one goes on (no rotation)
+            return
         refresh_token.refresh_revoked = True
         refresh_token.rotated = True
 

@@ -51,7 +51,8 @@ class IdPFaults:
     omit_email: bool = False
     #: the refresh grant answers this OAuth error code (after authenticating the client)
     refresh_error: str | None = None
-    #: no refresh token even with offline_access (an app the administrator did not allow offline access)
+    #: no refresh token even with offline_access (an app the administrator did not allow offline access); a
+    #: refresh then answers without a new one and the one it used stays valid, as Cognito's refreshes do
     omit_refresh_token: bool = False
     #: the authorization endpoint redirects back to the client with this error instead of signing in
     authorize_error: str | None = None

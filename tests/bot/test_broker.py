@@ -116,6 +116,19 @@ async def test_mints_tagged_credentials_then_reuses_them(bot: Process, sandbox: 
     assert bot.count("idp_refreshes", "ok") == 1 and bot.count("sts_calls", "ok") == 1
 
 
+async def test_an_idp_that_does_not_rotate_refresh_tokens_keeps_the_one_it_has(bot: Process, sandbox: Sandbox) -> None:
+    """Cognito answers a refresh without a new refresh token (authlib hands back the one redeemed): the stored one
+    stays, and works again."""
+    account, _ = await link_user(sandbox, bot.vault, ALICE, oidc=bot.oidc)
+    sandbox.idp.faults.omit_refresh_token = True
+    await bot.broker.credentials(ALICE)
+    stored = await bot.vault.load(ALICE)
+    assert stored is not None and stored.refresh_token == account.refresh_token
+    await bot.broker.forget(ALICE)
+    await bot.broker.credentials(ALICE)  # the same refresh token, redeemed again
+    assert sandbox.idp.stats.refreshes["alice"] == 2 and bot.count("idp_refreshes", "ok") == 2
+
+
 async def test_refreshes_inside_the_margin_with_the_rotated_token(
     make_process: Callable[..., Process], sandbox: Sandbox
 ) -> None:
