@@ -36,7 +36,9 @@ class Served:
         self.app = app
         self.sock = sock
         self.url = url_of(sock)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # lingering_time=0 as qbot's own front (qbot.server): a request answered before its body was read closes
+        # at once, instead of aiohttp reading on for up to 10 s (which also held up stopping the server)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, lingering_time=0)
 
     async def start(self) -> None:
         await self._runner.setup()
