@@ -36,9 +36,10 @@ class Served:
         self.app = app
         self.sock = sock
         self.url = url_of(sock)
-        # lingering_time=0 as qbot's own front (qbot.server): a request answered before its body was read closes
-        # at once, instead of aiohttp reading on for up to 10 s (which also held up stopping the server)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, lingering_time=0)
+        # A request answered before its body was read: aiohttp reads on (discarding) before closing, so the client
+        # gets the answer rather than a reset; for 1 s, not its default 10 s, which a client that stopped sending
+        # made every server stop wait out. (qbot's own front reads every body first, and lingers not at all.)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, lingering_time=1.0)
 
     async def start(self) -> None:
         await self._runner.setup()
