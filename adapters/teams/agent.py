@@ -348,11 +348,11 @@ class TeamsAgent(ActivityHandler):
         else:
             await context.send_activity(text_activity(notice_text(notice)))
 
-    async def _send_privately(self, context: TurnContext, message: TeamsMessage, activities: list[Activity]) -> bool:
+    async def _send_privately(self, context: TurnContext, message: TeamsMessage, activities: list[Activity]) -> None:
         """To the asker only: in place as targeted messages; where Teams refuses them, into the asker's
         personal chat, with a pointer where they asked (or how to open that chat)."""
         if await self._send_targeted(context, message, activities):
-            return True
+            return
         connector = connector_of(context)
         address = await self.chats.open(connector, context.activity, message)
         delivered = address is not None
@@ -361,7 +361,6 @@ class TeamsAgent(ActivityHandler):
                 break
             delivered = await self.chats.send(connector, address, activity)
         await context.send_activity(text_activity(ANSWERED_PRIVATELY if delivered else OPEN_A_CHAT))
-        return delivered
 
     @staticmethod
     async def _send_targeted(context: TurnContext, message: TeamsMessage, activities: list[Activity]) -> bool:
