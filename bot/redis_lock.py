@@ -163,9 +163,10 @@ class RedisLock:
         """The lease's heartbeat: renew every third of the TTL, so two renewals may fail before it lapses."""
         ttl = self._ttl_ms / 1000
         renewed_at = time.monotonic()
-        # Checked as well as cancelled: the cancel `release` sends can be lost inside the Redis client (seen under
-        # pool pressure: the call returned instead), and renewing on would hold the lock, and the turn waiting for
-        # this task, forever.
+        # Checked as well as cancelled: the cancel `release` sends can be lost inside the Redis client (on Python
+        # 3.11, the asyncio.wait_for redis-py puts around a socket write swallows a cancel landing as the write
+        # completes), and renewing on would hold the lock, and the turn waiting for this task, until cancel_and_wait
+        # cancels again.
         while not self._released:
             await asyncio.sleep(ttl / 3)
             try:

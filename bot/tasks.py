@@ -21,9 +21,10 @@ async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
     """Cancel `task` and wait until it has ended. Unlike awaiting it under `suppress(CancelledError)`, a cancel of
     the caller itself (a shutdown, a timeout) is not swallowed: it still propagates from here.
 
-    A cancel can be lost: a library catching CancelledError at the wrong moment (it happens under load, in
-    Python 3.11's asyncio and in client libraries) leaves the task running, and a caller waiting for it would
-    wait forever. So the cancel is repeated until the task has ended."""
+    A cancel can be lost: on Python 3.11, asyncio.wait_for (which redis-py puts around every socket write)
+    returns normally when a cancel lands as the awaited write completes (fixed in 3.12); a task writing to Redis
+    then runs on, and a caller waiting for it would wait forever. So the cancel is repeated until the task has
+    ended."""
     while not task.done():
         task.cancel()
         await asyncio.wait([task], timeout=RECANCEL_SECONDS)
